@@ -1,0 +1,197 @@
+/*
+ * blkv.h - the one public header for block drivers under test.
+ *
+ * A driver is one `const struct blkv_driver` listed in drivers/registry.c.
+ * The core allocates `state_size` zeroed bytes of driver state, checks every
+ * request against the driver's capabilities before the driver sees it (range,
+ * alignment, max transfer, read-only), and expects exactly one completion per
+ * submitted request with 0 or a negative errno.
+ *
+ * In-process drivers are written as plain sequential code: they implement
+ * `co_submit`, which the core runs in one coroutine per request, and reach
+ * their storage only through the lower files (blkv_lower_*), whose every I/O
+ * yields to the deterministic scheduler.  Drivers with their own event
+ * sources (sockets, threads) implement `submit` and `poll` instead.
+ *
+ * Every callback returns 0 or a negative errno; messages go to the error
+ * context with blkv_error().  Nothing here touches the global errno.
+ */
+#ifndef BLKV_H
+#define BLKV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BLKV_DRIVER_API_VERSION 1
+
+/* Largest device blkv can verify: self-describing data encodes offset/8 in 40 bits. */
+#define BLKV_MAX_DEVICE_SIZE (UINT64_C(1) << 43)
+/* Largest single request. */
+#define BLKV_MAX_REQUEST (UINT32_C(8) << 20)
+
+enum blkv_op {
+    BLKV_OP_READ,
+    BLKV_OP_WRITE,
+    BLKV_OP_WRITE_ZEROES,
+    BLKV_OP_DISCARD,
+    BLKV_OP_FLUSH,
+};
+
+/* Request flags. */
+#define BLKV_REQ_FUA 0x1u   /* write: durable on completion */
+#define BLKV_REQ_UNMAP 0x2u /* write-zeroes: the driver may deallocate */
+
+/* What reads of a discarded range may return, as the driver declares it. */
+enum blkv_discard {
+    BLKV_DISCARD_IGNORED = 0,   /* discard is accepted and changes nothing */
+    BLKV_DISCARD_ZEROES,        /* reads return zeros */
+    BLKV_DISCARD_ZEROES_OR_OLD, /* zeros or the old data; once seen, it stays */
+    BLKV_DISCARD_UNSPECIFIED,   /* anything, until rewritten */
+};
+
+/* Capabilities, filled in by open().  The core zero-fills before the call. */
+struct blkv_caps {
+    uint64_t size;          /* device size in bytes */
+    uint32_t align;         /* offset and length alignment; 0 means 1 */
+    uint32_t max_transfer;  /* largest request in bytes; 0 means BLKV_MAX_REQUEST */
+    enum blkv_discard discard;
+    bool write_zeroes;      /* native write-zeroes; otherwise the core writes zeros */
+    bool read_only;         /* writes, write-zeroes and discards fail with -EROFS */
+    bool fua;               /* honours BLKV_REQ_FUA */
+    bool cancel;            /* cancel() may make requests finish early */
+};
+
+/*
+ * A request.  The core owns it; the driver may use `driver_data` and must
+ * call blkv_complete() exactly once (for co_submit drivers, returning from
+ * co_submit does it).  `buf` is valid until completion.
+ */
+struct blkv_req {
+    enum blkv_op op;
+    uint32_t flags;
+    uint64_t offset;
+    uint64_t len;
+    void *buf;         /* read: filled by the driver; write: the data; else NULL */
+    uint64_t id;       /* request number within the run, for messages */
+    void *driver_data; /* free for the driver */
+    struct blkv_core_req *core; /* private to the core */
+};
+
+/* Driver options: name=value pairs, declared by the driver, checked by the core. */
+struct blkv_option {
+    const char *name;
+    const char *def;  /* default value, or NULL for "unset" */
+    const char *help;
+};
+
+struct blkv_ctx; /* per-run context: options, lower files, error messages */
+
+struct blkv_driver {
+    uint32_t struct_size; /* sizeof(struct blkv_driver) the driver was built with */
+    uint32_t api_version; /* BLKV_DRIVER_API_VERSION */
+    const char *name;
+    const char *description;
+    const struct blkv_option *options; /* terminated by a { NULL } entry; may be NULL */
+    size_t state_size;                 /* bytes of state the core allocates (zeroed) */
+    bool in_process;                   /* runs on the runtime (co_submit, lower files) */
+
+    /* Required.  Open the device; `create` is true on a fresh run (make a new
+     * image of `size` bytes) and false on reopen (open what the lower files
+     * hold).  Runs in a coroutine for in-process drivers. */
+    int (*open)(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
+                struct blkv_caps *caps);
+    /* Optional.  Close: flush and release everything.  No request is in flight. */
+    void (*close)(void *state);
+
+    /* One of these two is required. */
+    void (*submit)(void *state, struct blkv_req *req);
+    int (*co_submit)(void *state, struct blkv_req *req);
+
+    /* Optional.  Ask the driver to finish `req` early.  It may complete with
+     * -ECANCELED or normally, now or later, but exactly once. */
+    void (*cancel)(void *state, struct blkv_req *req);
+    /* Optional.  Process events for up to timeout_ms; returns the number of
+     * completions delivered or a negative errno.  For drivers with their
+     * own event sources. */
+    int (*poll)(void *state, int timeout_ms);
+    /* Optional.  Consistency check of the image; no request is in flight.
+     * Returns 0, or -EUCLEAN with a message in the context. */
+    int (*check)(void *state);
+};
+
+/* Helper for the struct_size/api_version header fields. */
+#define BLKV_DRIVER_HEADER .struct_size = sizeof(struct blkv_driver), \
+                           .api_version = BLKV_DRIVER_API_VERSION
+
+/* The registry (drivers/registry.c): NULL-terminated. */
+extern const struct blkv_driver *const blkv_drivers[];
+const struct blkv_driver *blkv_driver_find(const char *name);
+
+/* ---- services for drivers ---------------------------------------------- */
+
+/* Complete a request.  Exactly once per request. */
+void blkv_complete(struct blkv_req *req, int ret);
+
+/* Option value (the driver's declared default when not given), or NULL. */
+const char *blkv_opt(struct blkv_ctx *ctx, const char *name);
+/* Parse an option as an unsigned integer with optional K/M/G suffix;
+ * returns 0 or -EINVAL (with a message in the context). */
+int blkv_opt_u64(struct blkv_ctx *ctx, const char *name, uint64_t *out);
+
+/* Record an error message for the current run (printf-style). */
+void blkv_error(struct blkv_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* The seed of this run, for drivers that make choices. */
+uint64_t blkv_seed(struct blkv_ctx *ctx);
+
+/* ---- lower files (in-process drivers only) ------------------------------
+ * An in-memory sparse file.  Each I/O yields to the scheduler, which decides
+ * when it completes and whether it fails; data is transferred at completion,
+ * so lower I/Os really reorder.  Reads past the end return zeros; writes past
+ * the end extend the file.  Call only from a coroutine (co_submit, open,
+ * close, check of an in-process driver). */
+struct blkv_lower;
+
+/* Lower file `idx` (0: the image; 1: a backing file), or NULL. */
+struct blkv_lower *blkv_lower_get(struct blkv_ctx *ctx, unsigned idx);
+int blkv_lower_pread(struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
+int blkv_lower_pwrite(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
+int blkv_lower_flush(struct blkv_lower *f);
+int blkv_lower_truncate(struct blkv_lower *f, uint64_t size);
+uint64_t blkv_lower_size(const struct blkv_lower *f);
+/* Immediate, unscheduled access (no yield, no faults), for test drivers
+ * and setup code.  Reads past the end return zeros. */
+void blkv_lower_peek(const struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
+void blkv_lower_poke(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
+
+/* ---- coroutine services (in-process drivers only) ----------------------- */
+
+/* Make a blocked request give up: if its coroutine waits for a lower I/O
+ * that has not completed, that I/O is withdrawn (it never happens) and
+ * returns -ECANCELED.  Later lower I/Os of the request run normally. */
+void blkv_co_cancel(struct blkv_req *req);
+/* Whether blkv_co_cancel() was called for the current coroutine's request. */
+bool blkv_co_cancelled(void);
+/* Let other coroutines run; the scheduler decides when this one resumes. */
+void blkv_co_yield(void);
+
+/* A FIFO coroutine mutex.  Zero-initialised is unlocked. */
+struct blkv_co_waiter;
+struct blkv_co_mutex {
+    bool locked;
+    struct blkv_co_waiter *head, *tail;
+};
+void blkv_co_mutex_lock(struct blkv_co_mutex *m);
+void blkv_co_mutex_unlock(struct blkv_co_mutex *m);
+
+/* A wait queue.  Zero-initialised is empty. */
+struct blkv_co_queue {
+    struct blkv_co_waiter *head, *tail;
+};
+void blkv_co_queue_wait(struct blkv_co_queue *q);
+bool blkv_co_queue_wake_one(struct blkv_co_queue *q); /* false if empty */
+void blkv_co_queue_wake_all(struct blkv_co_queue *q);
+
+#endif
