@@ -1,0 +1,527 @@
+/*
+ * blkv_main.c - the blkv command-line tool: replay reproducers, convert
+ * between binary and text, generate random programs, list drivers.
+ */
+#include "blkv.h"
+#include "program.h"
+#include "util.h"
+#include "verify.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_INPUT (UINT64_C(256) << 20)
+
+static const char *prog_name = "blkv";
+
+static void usage_main(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv COMMAND [OPTIONS] [ARGS]\n"
+            "\n"
+            "blkv verifies block-image drivers against a raw model.\n"
+            "\n"
+            "commands:\n"
+            "  run FILE...      replay trace text or binary inputs; exit 0 if all are clean,\n"
+            "                   1 if a driver misbehaved (with the report), 2 on bad input\n"
+            "  decode FILE      print a binary input as trace text\n"
+            "  encode FILE      write trace text as a binary input\n"
+            "  gen --seed N     print a random program as trace text\n"
+            "  drivers          list drivers, their options and capabilities\n"
+            "\n"
+            "'blkv COMMAND --help' describes each command.\n");
+}
+
+/* ---- input files -------------------------------------------------------- */
+
+/* Read a whole file ("-" is standard input), at most MAX_INPUT bytes. */
+static int read_file(const char *path, uint8_t **data, size_t *len)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+
+    if (!f) {
+        fprintf(stderr, "%s: %s: %s\n", prog_name, path, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        if (n == cap) {
+            uint8_t *nb;
+            cap = cap ? cap * 2 : 65536;
+            if (cap > MAX_INPUT + 1)
+                cap = MAX_INPUT + 1;
+            nb = realloc(buf, cap + 1);
+            if (!nb) {
+                fprintf(stderr, "%s: %s: out of memory\n", prog_name, path);
+                goto fail;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n > MAX_INPUT) {
+            fprintf(stderr, "%s: %s: larger than %" PRIu64 " bytes\n", prog_name, path,
+                    MAX_INPUT);
+            goto fail;
+        }
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "%s: %s: read error\n", prog_name, path);
+        goto fail;
+    }
+    if (f != stdin)
+        fclose(f);
+    buf = buf ? buf : malloc(1);
+    if (!buf)
+        return -1;
+    buf[n] = 0;
+    *data = buf, *len = n;
+    return 0;
+fail:
+    if (f != stdin)
+        fclose(f);
+    free(buf);
+    return -1;
+}
+
+/* Whether the bytes look like trace text rather than a binary input. */
+static bool looks_like_text(const uint8_t *d, size_t n)
+{
+    size_t i = 0;
+    if (n == 0)
+        return false;
+    for (size_t j = 0; j < n; j++)
+        if (d[j] == 0 || (d[j] < 0x20 && d[j] != '\n' && d[j] != '\r' && d[j] != '\t'))
+            return false;
+    while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r'))
+        i++;
+    return i < n && ((d[i] >= 'a' && d[i] <= 'z') || d[i] == '#');
+}
+
+enum input_kind { INPUT_AUTO, INPUT_TEXT, INPUT_BINARY };
+
+/* Load a program from a file; prints the error and returns -1 on failure. */
+static int load_program(const char *path, enum input_kind kind, struct blkv_program *p,
+                        uint8_t **raw, size_t *raw_len)
+{
+    uint8_t *data;
+    size_t len;
+    char err[512];
+
+    if (read_file(path, &data, &len))
+        return -1;
+    if (kind == INPUT_AUTO)
+        kind = looks_like_text(data, len) ? INPUT_TEXT : INPUT_BINARY;
+    if (kind == INPUT_TEXT) {
+        if (blkv_program_parse((const char *)data, len, path, p, err, sizeof(err))) {
+            fprintf(stderr, "%s: %s\n", prog_name, err);
+            free(data);
+            return -1;
+        }
+        free(data);
+        if (raw)
+            *raw = NULL, *raw_len = 0;
+        return 0;
+    }
+    if (blkv_program_decode(data, len, p)) {
+        fprintf(stderr, "%s: %s: out of memory\n", prog_name, path);
+        free(data);
+        return -1;
+    }
+    if (raw)
+        *raw = data, *raw_len = len;
+    else
+        free(data);
+    return 0;
+}
+
+static int check_spec(const char *spec)
+{
+    char err[512];
+    if (spec && blkv_driver_spec_check(spec, err, sizeof(err))) {
+        fprintf(stderr, "%s: --driver: %s\n", prog_name, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- run ----------------------------------------------------------------- */
+
+static void usage_run(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv run [OPTIONS] FILE...\n"
+            "\n"
+            "Replay each FILE (trace text or a binary input; '-' reads standard input)\n"
+            "against its driver and the raw model.  Files are told apart by content:\n"
+            "trace text starts with a comment or a keyword.\n"
+            "\n"
+            "  -d, --driver SPEC  driver to use, e.g. 'raw' or 'buggy mode=lost-write';\n"
+            "                     overrides the trace's 'driver' line (default: the\n"
+            "                     trace's, else raw)\n"
+            "  -s, --save DIR     save a reproducer (binary and text) of each failure in DIR\n"
+            "      --text         treat every FILE as trace text\n"
+            "      --binary       treat every FILE as a binary input\n"
+            "  -v, --verbose      print each op as it runs\n"
+            "  -q, --quiet        print only the first line of each report\n"
+            "  -h, --help         this help\n"
+            "\n"
+            "Exit status: 0 all clean, 1 a driver misbehaved, 2 bad input or setup error.\n");
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"driver", required_argument, NULL, 'd'}, {"save", required_argument, NULL, 's'},
+        {"text", no_argument, NULL, 'T'},         {"binary", no_argument, NULL, 'B'},
+        {"verbose", no_argument, NULL, 'v'},      {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    struct blkv_run_opts o = {0};
+    enum input_kind kind = INPUT_AUTO;
+    int c, worst = 0, clean = 0, bad = 0, errors = 0;
+    bool quiet = false;
+
+    while ((c = getopt_long(argc, argv, "d:s:vqh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.driver = optarg; break;
+        case 's': o.repro_dir = optarg; break;
+        case 'T': kind = INPUT_TEXT; break;
+        case 'B': kind = INPUT_BINARY; break;
+        case 'v': o.verbose = true; break;
+        case 'q': quiet = true; break;
+        case 'h': usage_run(stdout); return 0;
+        default: usage_run(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "%s run: no input files (see blkv run --help)\n", prog_name);
+        return 2;
+    }
+    if (check_spec(o.driver))
+        return 2;
+    o.quiet = quiet;
+    o.out = stdout;
+    for (int i = optind; i < argc; i++) {
+        struct blkv_program p;
+        struct blkv_run_result res;
+        uint8_t *raw = NULL;
+        size_t raw_len = 0;
+        int st;
+
+        blkv_program_init(&p);
+        if (load_program(argv[i], kind, &p, &raw, &raw_len)) {
+            blkv_program_free(&p);
+            errors++;
+            worst = worst > 2 ? worst : 2;
+            continue;
+        }
+        o.input = raw, o.input_len = raw_len;
+        st = blkv_run(&p, &o, &res);
+        if (st == BLKV_RUN_OK) {
+            clean++;
+            printf("%s: ok (%" PRIu64 " ops, %" PRIu64 " requests, %" PRIu64 " reads verified, %"
+                   PRIu64 " bytes)\n", argv[i], res.stats.ops, res.stats.requests,
+                   res.stats.reads_checked, res.stats.bytes_verified);
+        } else if (st == BLKV_RUN_VIOLATION) {
+            bad++;
+            if (quiet)
+                printf("%s: %s\n", argv[i], res.message);
+            else
+                printf("%s: FAILED (%s)\n", argv[i], res.signature);
+            worst = worst == 2 ? 2 : 1;
+        } else {
+            errors++;
+            if (quiet)
+                fprintf(stderr, "%s: %s: %s\n", prog_name, argv[i], res.message);
+            worst = 2;
+        }
+        blkv_run_result_free(&res);
+        blkv_program_free(&p);
+        free(raw);
+        fflush(stdout);
+    }
+    if (argc - optind > 1)
+        printf("%d clean, %d failed, %d errors\n", clean, bad, errors);
+    return worst;
+}
+
+/* ---- decode / encode ----------------------------------------------------- */
+
+static void usage_decode(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv decode [-d SPEC] [-o OUT] FILE\n"
+            "\n"
+            "Print the program a binary input decodes to, as trace text.  Every byte\n"
+            "string is a valid program.\n"
+            "\n"
+            "  -d, --driver SPEC  write a 'driver SPEC' line into the trace\n"
+            "  -o, --output OUT   write to OUT instead of standard output\n"
+            "  -h, --help         this help\n");
+}
+
+static void usage_encode(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv encode [-o OUT] FILE\n"
+            "\n"
+            "Write the binary input that decodes to the program in trace text FILE.\n"
+            "The driver line and image paths are not part of the binary form.\n"
+            "\n"
+            "  -o, --output OUT   write to OUT (default: standard output, if not a terminal)\n"
+            "  -h, --help         this help\n");
+}
+
+static int write_out(const char *path, const void *data, size_t len)
+{
+    FILE *f = path ? fopen(path, "wb") : stdout;
+    bool ok;
+    if (!f) {
+        fprintf(stderr, "%s: %s: %s\n", prog_name, path, strerror(errno));
+        return 2;
+    }
+    ok = fwrite(data, 1, len, f) == len;
+    ok &= (path ? fclose(f) : fflush(f)) == 0;
+    if (!ok) {
+        fprintf(stderr, "%s: %s: write error\n", prog_name, path ? path : "stdout");
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_decode_encode(int argc, char **argv, bool decode)
+{
+    static const struct option lo[] = {
+        {"driver", required_argument, NULL, 'd'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *out = NULL, *driver = NULL;
+    struct blkv_program p;
+    int c, ret;
+
+    while ((c = getopt_long(argc, argv, decode ? "d:o:h" : "o:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd': driver = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h': (decode ? usage_decode : usage_encode)(stdout); return 0;
+        default: (decode ? usage_decode : usage_encode)(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s %s: expected one input file\n", prog_name,
+                decode ? "decode" : "encode");
+        return 2;
+    }
+    if (check_spec(driver))
+        return 2;
+    blkv_program_init(&p);
+    if (load_program(argv[optind], decode ? INPUT_BINARY : INPUT_TEXT, &p, NULL, NULL)) {
+        blkv_program_free(&p);
+        return 2;
+    }
+    if (decode) {
+        char *text;
+        if (driver) {
+            free(p.cfg.driver);
+            p.cfg.driver = strdup(driver);
+        }
+        text = blkv_program_format(&p);
+        ret = text ? write_out(out, text, strlen(text)) : 2;
+        free(text);
+    } else {
+        size_t len;
+        uint8_t *bin;
+        if (!out && isatty(STDOUT_FILENO)) {
+            fprintf(stderr, "%s encode: not writing binary to a terminal (use -o OUT)\n",
+                    prog_name);
+            blkv_program_free(&p);
+            return 2;
+        }
+        bin = blkv_program_encode(&p, &len);
+        ret = bin ? write_out(out, bin, len) : 2;
+        free(bin);
+    }
+    blkv_program_free(&p);
+    return ret;
+}
+
+/* ---- gen ----------------------------------------------------------------- */
+
+static void usage_gen(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv gen --seed N [OPTIONS]\n"
+            "\n"
+            "Print a random program as trace text: N seeds a generator of random bytes,\n"
+            "which are decoded like any fuzz input.  The same N gives the same program.\n"
+            "\n"
+            "  -S, --seed N        the seed (required)\n"
+            "  -n, --ops K         at most K ops (default 64)\n"
+            "  -d, --driver SPEC   write a 'driver SPEC' line into the trace\n"
+            "  -h, --help          this help\n");
+}
+
+static int cmd_gen(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"seed", required_argument, NULL, 'S'}, {"ops", required_argument, NULL, 'n'},
+        {"driver", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t seed = 0, ops = 64;
+    bool have_seed = false;
+    const char *driver = NULL;
+    struct blkv_program p;
+    struct blkv_rng rng;
+    uint8_t *bytes;
+    size_t len;
+    char *text;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "S:n:d:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'S':
+            if (blkv_parse_u64(optarg, &seed)) {
+                fprintf(stderr, "%s gen: --seed: '%s' is not a number\n", prog_name, optarg);
+                return 2;
+            }
+            have_seed = true;
+            break;
+        case 'n':
+            if (blkv_parse_u64(optarg, &ops) || ops == 0 || ops > BLKV_PROGRAM_MAX_OPS) {
+                fprintf(stderr, "%s gen: --ops: '%s' is not a number in 1..%u\n", prog_name,
+                        optarg, BLKV_PROGRAM_MAX_OPS);
+                return 2;
+            }
+            break;
+        case 'd': driver = optarg; break;
+        case 'h': usage_gen(stdout); return 0;
+        default: usage_gen(stderr); return 2;
+        }
+    }
+    if (!have_seed || optind != argc) {
+        usage_gen(stderr);
+        return 2;
+    }
+    if (check_spec(driver))
+        return 2;
+    /* ops take at most ~14 bytes each; generate plenty, then cut */
+    len = 64 + (size_t)ops * 16;
+    bytes = malloc(len);
+    if (!bytes)
+        return 2;
+    blkv_rng_seed(&rng, seed);
+    for (size_t i = 0; i < len; i++)
+        bytes[i] = (uint8_t)blkv_rng_next(&rng);
+    blkv_program_init(&p);
+    if (blkv_program_decode(bytes, len, &p)) {
+        free(bytes);
+        return 2;
+    }
+    free(bytes);
+    if (p.nops > ops)
+        p.nops = ops;
+    if (driver)
+        p.cfg.driver = strdup(driver);
+    text = blkv_program_format(&p);
+    if (text) {
+        printf("# blkv gen --seed %" PRIu64 " --ops %" PRIu64 "\n%s", seed, ops, text);
+        free(text);
+    }
+    blkv_program_free(&p);
+    return text ? 0 : 2;
+}
+
+/* ---- drivers ------------------------------------------------------------- */
+
+static void usage_drivers(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv drivers [NAME]\n"
+            "\n"
+            "List drivers with their options and capabilities (as reported by opening\n"
+            "each on a fresh default device), or just driver NAME.\n");
+}
+
+static int cmd_drivers(int argc, char **argv)
+{
+    static const char *const discard[] = {"ignored", "zeroes", "zeroes-or-old", "unspecified"};
+    const char *only = NULL;
+
+    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage_drivers(stdout);
+        return 0;
+    }
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+        usage_drivers(stderr);
+        return 2;
+    }
+    if (argc == 2) {
+        only = argv[1];
+        if (!blkv_driver_find(only)) {
+            fprintf(stderr, "%s drivers: unknown driver '%s'\n", prog_name, only);
+            return 2;
+        }
+    }
+    for (size_t i = 0; blkv_drivers[i]; i++) {
+        const struct blkv_driver *d = blkv_drivers[i];
+        struct blkv_caps caps;
+        char err[512];
+
+        if (only && strcmp(only, d->name))
+            continue;
+        printf("%s%s\n  %s\n", d->name, d->in_process ? " (in-process)" : "", d->description);
+        for (const struct blkv_option *o = d->options; o && o->name; o++)
+            printf("  %-16s %s%s%s%s\n", o->name, o->help, o->def ? " (default " : "",
+                   o->def ? o->def : "", o->def ? ")" : "");
+        if (blkv_driver_probe(d->name, &caps, err, sizeof(err)) == 0) {
+            printf("  capabilities: align %u, max transfer %u, discard %s%s%s%s%s\n", caps.align,
+                   caps.max_transfer, discard[caps.discard % 4],
+                   caps.write_zeroes ? ", write-zeroes" : "", caps.fua ? ", fua" : "",
+                   caps.cancel ? ", cancel" : "", caps.read_only ? ", read-only" : "");
+        } else {
+            printf("  capabilities: unknown (%s)\n", err);
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd;
+
+    if (argc < 2) {
+        usage_main(stderr);
+        return 2;
+    }
+    cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage_main(stdout);
+        return 0;
+    }
+    argc--, argv++;
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc, argv);
+    if (!strcmp(cmd, "decode"))
+        return cmd_decode_encode(argc, argv, true);
+    if (!strcmp(cmd, "encode"))
+        return cmd_decode_encode(argc, argv, false);
+    if (!strcmp(cmd, "gen"))
+        return cmd_gen(argc, argv);
+    if (!strcmp(cmd, "drivers"))
+        return cmd_drivers(argc, argv);
+    fprintf(stderr, "%s: unknown command '%s' (see blkv --help)\n", prog_name, cmd);
+    return 2;
+}

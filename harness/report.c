@@ -1,0 +1,550 @@
+/*
+ * report.c - the violation report.
+ *
+ * The first line keeps blkverify's form so existing greps work; then the
+ * request, what the model expected, what was found and where it came from
+ * (decoded from the self-describing data), a side-by-side hexdump, the ops
+ * that touched the range, and where the reproducer was saved.
+ */
+#include "core.h"
+#include "pattern.h"
+#include "util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define POISON 0xa5
+#define MAX_CANDS 16
+#define MAX_HISTORY 24
+#define DUMP_BYTES 64
+
+/* ---- describing sources and requests ------------------------------------- */
+
+static void describe_req(struct blkv_run *run, FILE *f, uint64_t num)
+{
+    const struct blkv_core_req *q = &run->reqs[num];
+    char line[160];
+    blkv_pop_format(&run->prog->ops[q->op], line, sizeof(line));
+    fprintf(f, "#%" PRIu64 " (op %zu: %s)", num, q->op, line);
+}
+
+static void describe_outcome(FILE *f, const struct blkv_core_req *q)
+{
+    if (!q->completed) {
+        fprintf(f, "submitted t=%" PRIu64 ", in flight", q->t_submit);
+        return;
+    }
+    fprintf(f, "t=%" PRIu64 "..%" PRIu64 ", ", q->t_submit, q->t_complete);
+    if (q->ret == 0)
+        fprintf(f, "ok");
+    else
+        fprintf(f, "%s%s", blkv_errno_name(q->ret) ? "-" : "",
+                blkv_errno_name(q->ret) ? blkv_errno_name(q->ret) : "error");
+    if (q->cancelled)
+        fprintf(f, ", cancelled");
+}
+
+static void describe_src(struct blkv_run *run, FILE *f, uint32_t src)
+{
+    if (src == BLKV_SRC_INITIAL) {
+        static const char *const init[] = {"zeros", "pattern", "image"};
+        fprintf(f, "initial content (%s)", init[run->prog->cfg.init % 3]);
+        return;
+    }
+    describe_req(run, f, BLKV_REQ_OF_SRC(src));
+    fprintf(f, " ");
+    describe_outcome(f, &run->reqs[BLKV_REQ_OF_SRC(src)]);
+}
+
+static const char *src_name(struct blkv_run *run, uint32_t src, char *buf, size_t len)
+{
+    if (src == BLKV_SRC_INITIAL)
+        snprintf(buf, len, "initial");
+    else
+        snprintf(buf, len, "%s #%" PRIu64,
+                 blkv_req_op_name(run->reqs[BLKV_REQ_OF_SRC(src)].req.op), BLKV_REQ_OF_SRC(src));
+    return buf;
+}
+
+/* ---- classification of found data ---------------------------------------- */
+
+static uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The candidate record for src at off, if the model still has it. */
+static bool find_cand(struct blkv_run *run, uint64_t off, uint32_t src, struct blkv_cand_info *out)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(run->model, off, c, MAX_CANDS);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++)
+        if (c[i].src == src) {
+            *out = c[i];
+            return true;
+        }
+    return false;
+}
+
+/* Whether a visible candidate is a write that completed before r was
+ * submitted: then stale data means that write was lost. */
+static bool newer_write_visible(struct blkv_run *run, struct blkv_core_req *r, uint64_t off,
+                                uint32_t *which)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(run->model, off, c, MAX_CANDS);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        struct blkv_src_info si;
+        if (!blkv_cand_visible(&c[i], r->t_submit) || c[i].src == BLKV_SRC_INITIAL)
+            continue;
+        if (blkv_model_source(run->model, c[i].src, &si) && si.status == BLKV_SRC_DONE &&
+            si.completed < r->t_submit) {
+            *which = c[i].src;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Say what the found bytes at off are and where they came from; returns the
+ * class used in the signature.
+ */
+static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
+                            const struct blkv_mismatch *mm, FILE *f)
+{
+    const uint8_t *buf = r->data;
+    uint64_t off = mm->offset, rel = off - r->req.offset;
+    uint64_t wo = off & ~UINT64_C(7), n = mm->len < DUMP_BYTES ? mm->len : DUMP_BYTES;
+    uint32_t src, newer;
+    uint64_t k;
+    bool all_poison = true;
+    struct blkv_src_info si;
+    struct blkv_cand_info ci;
+    char nb[48];
+
+    if (mm->torn) {
+        fprintf(f, "  found: torn: an atomicity unit of %u bytes mixes data of different "
+                   "writes\n", run->prog->cfg.atomic);
+        return "torn";
+    }
+    for (uint64_t i = 0; i < n; i++)
+        all_poison &= buf[rel + i] == POISON;
+    if (all_poison) {
+        fprintf(f, "  found: unfilled: the driver left the read buffer untouched (0x%02x)\n",
+                POISON);
+        return "unfilled";
+    }
+    if (wo < r->req.offset || wo + 8 > r->req.offset + r->req.len) {
+        fprintf(f, "  found: garbage: bytes that no write explains\n");
+        return "garbage";
+    }
+    uint64_t v = load_le64(buf + (wo - r->req.offset));
+    if (v == 0) {
+        if (newer_write_visible(run, r, off, &newer))
+            fprintf(f, "  found: zeros, but %s completed before this read was submitted: lost"
+                       " write\n", src_name(run, newer, nb, sizeof nb));
+        else
+            fprintf(f, "  found: zeros, which no visible candidate explains\n");
+        return "zeros";
+    }
+    if (!blkv_pattern_decode(v, &src, &k) ||
+        (src != BLKV_SRC_INITIAL && !blkv_model_source(run->model, src, &si))) {
+        fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
+        return "garbage";
+    }
+    if (src == BLKV_SRC_INITIAL && run->prog->cfg.init != BLKV_INIT_PATTERN) {
+        fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
+        return "garbage";
+    }
+    if (src != BLKV_SRC_INITIAL && (k * 8 + 8 <= si.off || k * 8 >= si.off + si.len)) {
+        fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to %s at offset %" PRIu64
+                   ", outside its range\n", v, src_name(run, src, nb, sizeof nb), k * 8);
+        return "garbage";
+    }
+    fprintf(f, "  found: data of ");
+    describe_src(run, f, src);
+    fprintf(f, "\n");
+    if (k * 8 != wo) {
+        fprintf(f, "         misdirected: written for offset %" PRIu64 ", found at offset %"
+                   PRIu64 " (%+" PRId64 " bytes)\n", k * 8 + (off & 7), off,
+                (int64_t)(wo - k * 8));
+        return "misdirected";
+    }
+    if (find_cand(run, off, src, &ci)) {
+        if (blkv_cand_visible(&ci, r->t_submit)) {
+            fprintf(f, "         torn: this write is a candidate here, but only part of its"
+                       " data is\n");
+            return "torn";
+        }
+        if (ci.evict_why == BLKV_EVICT_READ) {
+            fprintf(f, "         flip-flop: read #%" PRIu64 " had already seen newer data here"
+                       " before this read was submitted\n", ci.evicted_by);
+            return "flip-flop";
+        }
+        if (src != BLKV_SRC_INITIAL && si.status == BLKV_SRC_FAILED) {
+            fprintf(f, "         zombie: it completed with an error or was cancelled, and its"
+                       " data appeared after other data here was settled\n");
+            return "zombie";
+        }
+        if (ci.evict_why == BLKV_EVICT_WRITE) {
+            fprintf(f, "         stale: overwritten by %s",
+                    src_name(run, (uint32_t)ci.evicted_by, nb, sizeof nb));
+            if (newer_write_visible(run, r, off, &newer))
+                fprintf(f, "; %s completed before this read was submitted: lost write",
+                        src_name(run, newer, nb, sizeof nb));
+            fprintf(f, "\n");
+            return newer_write_visible(run, r, off, &newer) ? "lost-write" : "stale";
+        }
+    }
+    if (src != BLKV_SRC_INITIAL && si.status == BLKV_SRC_FAILED) {
+        fprintf(f, "         zombie: it completed with an error or was cancelled, and its data"
+                   " appeared after newer data here\n");
+        return "zombie";
+    }
+    if (newer_write_visible(run, r, off, &newer)) {
+        fprintf(f, "         stale: %s completed before this read was submitted: lost write\n",
+                src_name(run, newer, nb, sizeof nb));
+        return "lost-write";
+    }
+    fprintf(f, "         stale: older than every candidate\n");
+    return "stale";
+}
+
+/* ---- pieces of the report -------------------------------------------------- */
+
+static void print_candidates(struct blkv_run *run, struct blkv_core_req *r, uint64_t off, FILE *f,
+                             uint32_t *shown_src, enum blkv_src_kind *shown_kind)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(run->model, off, c, MAX_CANDS);
+    bool any = false;
+
+    *shown_src = 0;
+    fprintf(f, "  expected at %" PRIu64 ", any of:\n", off);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        if (!blkv_cand_visible(&c[i], r->t_submit))
+            continue;
+        any = true;
+        fprintf(f, "    ");
+        if (c[i].kind == BLKV_SRC_ANY)
+            fprintf(f, "anything (discarded by ");
+        else if (c[i].kind == BLKV_SRC_ZEROES && c[i].src != BLKV_SRC_INITIAL)
+            fprintf(f, "zeros (");
+        describe_src(run, f, c[i].src);
+        if ((c[i].kind == BLKV_SRC_ANY || c[i].kind == BLKV_SRC_ZEROES) &&
+            c[i].src != BLKV_SRC_INITIAL)
+            fprintf(f, ")");
+        if (c[i].status == BLKV_SRC_FAILED)
+            fprintf(f, " [maybe]");
+        fprintf(f, "\n");
+        /* show the newest visible candidate in the hexdump */
+        if (c[i].src >= *shown_src) {
+            *shown_src = c[i].src;
+            *shown_kind = c[i].kind;
+        }
+    }
+    if (!any)
+        fprintf(f, "    (nothing: no candidate is visible to this read)\n");
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        char nb[48];
+        if (blkv_cand_visible(&c[i], r->t_submit))
+            continue;
+        fprintf(f, "  no longer visible: ");
+        describe_src(run, f, c[i].src);
+        if (c[i].evict_why == BLKV_EVICT_WRITE)
+            fprintf(f, " (overwritten by %s at t=%" PRIu64 ")\n",
+                    src_name(run, (uint32_t)c[i].evicted_by, nb, sizeof nb), c[i].evicted_at);
+        else
+            fprintf(f, " (superseded when read #%" PRIu64 " saw newer data, t=%" PRIu64 ")\n",
+                    c[i].evicted_by, c[i].evicted_at);
+    }
+}
+
+static void print_hexdump(struct blkv_run *run, struct blkv_core_req *r,
+                          const struct blkv_mismatch *mm, uint32_t src, enum blkv_src_kind kind,
+                          FILE *f)
+{
+    uint64_t start = mm->offset & ~UINT64_C(15), end;
+    uint8_t exp[DUMP_BYTES];
+    const uint8_t *found = r->data;
+    char nb[48];
+
+    if (start < r->req.offset)
+        start = r->req.offset;
+    end = start + DUMP_BYTES;
+    if (end > r->req.offset + r->req.len)
+        end = r->req.offset + r->req.len;
+    if (src)
+        blkv_model_source_bytes(run->model, src, kind, exp, start, end - start);
+    else
+        memset(exp, 0, sizeof(exp));
+    fprintf(f, "  %" PRIu64 " byte(s) differ from offset %" PRIu64 "; bytes %" PRIu64 "..%" PRIu64
+               ":\n", mm->len, mm->offset, start, end);
+    fprintf(f, "    %-12s %-48s   %s\n", "offset",
+            src ? src_name(run, src, nb, sizeof nb) : "expected", "found");
+    for (uint64_t row = start; row < end; row += 16) {
+        uint64_t m = end - row < 16 ? end - row : 16;
+        fprintf(f, "    %012" PRIx64 " ", row);
+        for (uint64_t i = 0; i < 16; i++) {
+            if (i < m)
+                fprintf(f, "%02x ", exp[row - start + i]);
+            else
+                fprintf(f, "   ");
+        }
+        fprintf(f, "  ");
+        for (uint64_t i = 0; i < m; i++) {
+            uint8_t e = exp[row - start + i], g = found[row - r->req.offset + i];
+            fprintf(f, "%02x%c", g, e != g && kind != BLKV_SRC_ANY ? '*' : ' ');
+        }
+        fprintf(f, "\n");
+    }
+}
+
+static void print_history(struct blkv_run *run, uint64_t off, uint64_t len, FILE *f)
+{
+    uint64_t hits[MAX_HISTORY], nhits = 0, skipped = 0;
+
+    for (uint64_t i = 0; i < run->next_req; i++) {
+        const struct blkv_core_req *q = &run->reqs[i];
+        if (!q->submitted || q->req.op == BLKV_OP_FLUSH || q->expect_err)
+            continue;
+        if (!(q->req.offset < off + len && off < q->req.offset + q->req.len))
+            continue;
+        if (nhits == MAX_HISTORY) {
+            memmove(hits, hits + 1, sizeof(hits[0]) * (MAX_HISTORY - 1));
+            nhits--, skipped++;
+        }
+        hits[nhits++] = i;
+    }
+    fprintf(f, "  requests that touched %" PRIu64 "..%" PRIu64 ", in order:\n", off, off + len);
+    if (skipped)
+        fprintf(f, "    (%" PRIu64 " earlier ones not shown)\n", skipped);
+    for (uint64_t i = 0; i < nhits; i++) {
+        fprintf(f, "    ");
+        describe_req(run, f, hits[i]);
+        fprintf(f, " ");
+        describe_outcome(f, &run->reqs[hits[i]]);
+        fprintf(f, "\n");
+    }
+}
+
+/* ---- saving the reproducer ------------------------------------------------- */
+
+static uint64_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+static bool write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    bool ok;
+    if (!f)
+        return false;
+    ok = fwrite(data, 1, len, f) == len;
+    ok &= fclose(f) == 0;
+    return ok;
+}
+
+static void save_repro(struct blkv_run *run, const char *first_line)
+{
+    const struct blkv_run_opts *o = run->opts;
+    struct blkv_run_result *res = run->res;
+    struct blkv_program copy;
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    const uint8_t *bin;
+    size_t bin_len;
+    char *text, *full = NULL;
+    size_t full_len = 0;
+    FILE *f;
+    uint64_t h;
+
+    if (!o->repro_dir)
+        return;
+    if (o->input) {
+        bin = o->input, bin_len = o->input_len;
+    } else {
+        enc = blkv_program_encode(run->prog, &enc_len);
+        bin = enc, bin_len = enc_len;
+    }
+    if (!bin)
+        return;
+    h = fnv1a(bin, bin_len);
+    mkdir(o->repro_dir, 0777);
+    snprintf(res->repro_bin, sizeof(res->repro_bin), "%s/blkv-repro-%016" PRIx64 ".bin",
+             o->repro_dir, h);
+    snprintf(res->repro_text, sizeof(res->repro_text), "%s/blkv-repro-%016" PRIx64 ".trace",
+             o->repro_dir, h);
+    if (!write_file(res->repro_bin, bin, bin_len))
+        res->repro_bin[0] = 0;
+
+    copy = *run->prog;
+    copy.cfg.driver = (char *)run->driver_spec;
+    text = blkv_program_format(&copy);
+    f = open_memstream(&full, &full_len);
+    if (text && f) {
+        fprintf(f, "# %s\n# replay: blkv run %s\n", first_line, res->repro_text);
+        fputs(text, f);
+        fclose(f);
+        if (!write_file(res->repro_text, full, full_len))
+            res->repro_text[0] = 0;
+    } else {
+        if (f)
+            fclose(f);
+        res->repro_text[0] = 0;
+    }
+    free(full);
+    free(text);
+    free(enc);
+}
+
+/* ---- finishing ------------------------------------------------------------- */
+
+/* Close the report stream, save, print, and abort or mark the run failed. */
+static void finish(struct blkv_run *run, FILE *f, char **buf, size_t *len, const char *sig)
+{
+    struct blkv_run_result *res = run->res;
+    const struct blkv_config *cfg = &run->prog->cfg;
+    char *nl;
+
+    fflush(f);
+    nl = strchr(*buf, '\n');
+    snprintf(res->message, sizeof(res->message), "%.*s",
+             (int)(nl ? nl - *buf : (ptrdiff_t)*len), *buf);
+    snprintf(res->signature, sizeof(res->signature), "%s", sig);
+    save_repro(run, res->message);
+    fprintf(f, "  driver: %s; seed %" PRIu64 "; sched %s; qd %u; atomic %u\n", run->driver_spec,
+            cfg->seed, cfg->sched == BLKV_SCHED_FIFO ? "fifo" :
+            cfg->sched == BLKV_SCHED_LIFO ? "lifo" : "random", cfg->qd, cfg->atomic);
+    fprintf(f, "  signature: %s\n", sig);
+    if (res->repro_text[0])
+        fprintf(f, "  reproducer: %s (text), %s (binary)\n  replay: blkv run %s\n",
+                res->repro_text, res->repro_bin, res->repro_text);
+    fclose(f);
+    res->status = BLKV_RUN_VIOLATION;
+    free(res->report);
+    res->report = *buf;
+    run->failed = true;
+    if (!run->opts->quiet) {
+        fputs(res->report, run->out);
+        fflush(run->out);
+    }
+    if (run->opts->abort_on_violation)
+        abort();
+}
+
+static FILE *begin(char **buf, size_t *len)
+{
+    FILE *f;
+    *buf = NULL;
+    f = open_memstream(buf, len);
+    if (!f) {
+        fprintf(stderr, "blkv: out of memory writing a report\n");
+        abort();
+    }
+    return f;
+}
+
+static void print_request(struct blkv_run *run, struct blkv_core_req *r, FILE *f)
+{
+    fprintf(f, "  request ");
+    describe_req(run, f, r->req.id);
+    fprintf(f, ", ");
+    describe_outcome(f, r);
+    fprintf(f, "\n");
+}
+
+void blkv_report_mismatch(struct blkv_run *run, struct blkv_core_req *r,
+                          const struct blkv_mismatch *mm)
+{
+    char *buf, sig[96];
+    size_t len;
+    FILE *f = begin(&buf, &len);
+    uint32_t src;
+    enum blkv_src_kind kind = BLKV_SRC_PATTERN;
+    const char *cls;
+
+    fprintf(f, "blkverify: read offset=%" PRIu64 " bytes=%" PRIu64 " contents mismatch at offset %"
+               PRIu64 "\n", r->req.offset, r->req.len, mm->offset);
+    print_request(run, r, f);
+    print_candidates(run, r, mm->offset, f, &src, &kind);
+    cls = classify(run, r, mm, f);
+    print_hexdump(run, r, mm, src, kind, f);
+    print_history(run, mm->offset, mm->len, f);
+    snprintf(sig, sizeof(sig), "contents/read/%s", cls);
+    finish(run, f, &buf, &len, sig);
+}
+
+void blkv_report_retval(struct blkv_run *run, struct blkv_core_req *r, int expected)
+{
+    char *buf, sig[96];
+    size_t len;
+    FILE *f = begin(&buf, &len);
+    const char *op = blkv_req_op_name(r->req.op);
+
+    if (r->req.op == BLKV_OP_FLUSH)
+        fprintf(f, "blkverify: flush return value mismatch %d != %d\n", r->ret, expected);
+    else
+        fprintf(f, "blkverify: %s offset=%" PRIu64 " bytes=%" PRIu64
+                   " return value mismatch %d != %d\n", op, r->req.offset, r->req.len, r->ret,
+                expected);
+    print_request(run, r, f);
+    if (expected)
+        fprintf(f, "  expected: %d (%s): the request is malformed for this driver (align %u,"
+                   " max transfer %u, size %" PRIu64 "%s)\n", expected,
+                blkv_errno_name(expected) ? blkv_errno_name(expected) : "?", run->caps.align,
+                run->caps.max_transfer, run->caps.size, run->caps.read_only ? ", read-only" : "");
+    else
+        fprintf(f, "  expected: 0: the request is well-formed and no fault was injected%s\n",
+                r->cancelled ? " (-ECANCELED would also do: it was cancelled)" : "");
+    if (r->req.op != BLKV_OP_FLUSH)
+        print_history(run, r->req.offset, r->req.len, f);
+    snprintf(sig, sizeof(sig), "retval/%s", op);
+    finish(run, f, &buf, &len, sig);
+}
+
+void blkv_report_other(struct blkv_run *run, struct blkv_core_req *r, const char *kind,
+                       const char *fmt, ...)
+{
+    char *buf, sig[96];
+    size_t len;
+    FILE *f = begin(&buf, &len);
+    va_list ap;
+
+    fprintf(f, "blkverify: ");
+    if (r && r->req.op != BLKV_OP_FLUSH)
+        fprintf(f, "%s offset=%" PRIu64 " bytes=%" PRIu64 " ", blkv_req_op_name(r->req.op),
+                r->req.offset, r->req.len);
+    else if (r)
+        fprintf(f, "flush ");
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fprintf(f, "\n");
+    if (r && !r->setup)
+        print_request(run, r, f);
+    else if (run->cur_op < run->prog->nops) {
+        char line[160];
+        blkv_pop_format(&run->prog->ops[run->cur_op], line, sizeof(line));
+        fprintf(f, "  at op %zu: %s\n", run->cur_op, line);
+    } else {
+        fprintf(f, "  after the last op\n");
+    }
+    if (r)
+        snprintf(sig, sizeof(sig), "%s/%s", kind, blkv_req_op_name(r->req.op));
+    else
+        snprintf(sig, sizeof(sig), "%s", kind);
+    finish(run, f, &buf, &len, sig);
+}

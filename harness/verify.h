@@ -1,0 +1,86 @@
+/*
+ * verify.h - run a program against a driver under test and the raw model.
+ *
+ * blkv_run() opens the driver, submits the program's requests through the one
+ * dispatch layer that checks the driver contract, drives the scheduler, and
+ * checks every completion against the model: return values first, then read
+ * data.  The first violation produces the report (report.c); in fuzz mode it
+ * then calls abort() so that libFuzzer, AFL++ and OSS-Fuzz see a crash, in
+ * tool mode the run drains, closes and returns BLKV_RUN_VIOLATION.
+ */
+#ifndef BLKV_VERIFY_H
+#define BLKV_VERIFY_H
+
+#include "program.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum blkv_run_status {
+    BLKV_RUN_OK = 0,        /* every completion was explained by the model */
+    BLKV_RUN_VIOLATION = 1, /* the driver misbehaved: a report was produced */
+    BLKV_RUN_ERROR = 2,     /* the run could not be set up (bad driver spec,
+                               option, image that the driver refuses, ...) */
+};
+
+struct blkv_run_opts {
+    /* Driver spec "name opt=val ..."; NULL: the program's, else "raw". */
+    const char *driver;
+    /* Fuzz mode: after the report (and saving), abort(). */
+    bool abort_on_violation;
+    /* Directory for reproducers (binary and text); NULL: don't save. */
+    const char *repro_dir;
+    /* The input the program was decoded from, saved verbatim as the binary
+     * reproducer; NULL: the program's encoding is saved. */
+    const uint8_t *input;
+    size_t input_len;
+    /* Where reports and errors go; NULL: stderr. */
+    FILE *out;
+    /* Print nothing (the caller reads res->report). */
+    bool quiet;
+    /* Print each op as it runs (to out). */
+    bool verbose;
+};
+
+struct blkv_run_stats {
+    uint64_t ops;            /* ops executed */
+    uint64_t requests;       /* requests submitted */
+    uint64_t malformed;      /* of those, rejected by the contract checks */
+    uint64_t cancels;        /* cancels delivered to the driver */
+    uint64_t reads_checked;  /* successful reads whose data was verified */
+    uint64_t bytes_verified; /* bytes of read data verified */
+    uint64_t faults;         /* lower I/Os failed by injection */
+    uint64_t reopens;
+};
+
+struct blkv_run_result {
+    enum blkv_run_status status;
+    /* ERROR: the message; VIOLATION: the report's first line. */
+    char message[512];
+    /* VIOLATION: a short signature for deduplication, e.g.
+     * "contents/read/stale" or "retval/write". */
+    char signature[96];
+    /* VIOLATION: the whole report (malloc'd; free with blkv_run_result_free). */
+    char *report;
+    /* Paths of the saved reproducer, empty if not saved. */
+    char repro_bin[4096];
+    char repro_text[4096];
+    struct blkv_run_stats stats;
+};
+
+int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
+             struct blkv_run_result *res);
+void blkv_run_result_free(struct blkv_run_result *res);
+
+/* Check a driver spec ("name opt=val ...") without running: 0, or -EINVAL
+ * with a message in err. */
+int blkv_driver_spec_check(const char *spec, char *err, size_t errlen);
+
+/* Open the driver described by `spec` on a fresh default device and report
+ * its capabilities; 0, or a negative errno with a message in err. */
+struct blkv_caps;
+int blkv_driver_probe(const char *spec, struct blkv_caps *caps, char *err, size_t errlen);
+
+#endif
