@@ -1,0 +1,22 @@
+/*
+ * fuzz.h - what every fuzz target shares: decode the input (the decoder is
+ * total, so every input is a program), run it against a driver and the model,
+ * and abort() with a report on the first violation.
+ */
+#ifndef BLKV_FUZZ_H
+#define BLKV_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Run one fuzz input against the driver `spec` (overridden by the
+ * environment variable BLKV_DRIVER when set).  Reproducers go to
+ * $BLKV_REPRO_DIR (default: the current directory).  Returns 0; a violation
+ * aborts.
+ */
+int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#endif

@@ -1,0 +1,34 @@
+/* fuzz_common.c - the body shared by every LLVMFuzzerTestOneInput. */
+#include "fuzz.h"
+
+#include "program.h"
+#include "verify.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
+{
+    static struct blkv_program p; /* reused: its op array grows once */
+    struct blkv_run_opts o = {0};
+    struct blkv_run_result res;
+    const char *env_driver = getenv("BLKV_DRIVER");
+    const char *dir = getenv("BLKV_REPRO_DIR");
+
+    if (!p.ops)
+        blkv_program_init(&p);
+    if (blkv_program_decode(data, size, &p))
+        return 0;
+    o.driver = env_driver && *env_driver ? env_driver : spec;
+    o.abort_on_violation = true;
+    o.repro_dir = dir && *dir ? dir : ".";
+    o.input = data;
+    o.input_len = size;
+    o.quiet = false;
+    /* a setup error (say, a config the driver refuses) is not a finding */
+    o.out = stderr;
+    if (blkv_run(&p, &o, &res) == BLKV_RUN_ERROR && getenv("BLKV_FUZZ_VERBOSE"))
+        fprintf(stderr, "blkv: input not runnable: %s\n", res.message);
+    blkv_run_result_free(&res);
+    return 0;
+}
