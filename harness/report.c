@@ -113,6 +113,63 @@ static bool newer_write_visible(struct blkv_run *run, struct blkv_core_req *r, u
     return false;
 }
 
+/* Whether the read holds some of pattern source src's data for its own place. */
+static bool read_has_some_of(struct blkv_run *run, struct blkv_core_req *r, uint32_t src)
+{
+    struct blkv_src_info si;
+    uint64_t lo, hi;
+    const uint8_t *buf = r->data;
+
+    if (!blkv_model_source(run->model, src, &si) || si.kind != BLKV_SRC_PATTERN)
+        return false;
+    lo = si.off > r->req.offset ? si.off : r->req.offset;
+    hi = si.off + si.len < r->req.offset + r->req.len ? si.off + si.len
+                                                        : r->req.offset + r->req.len;
+    for (uint64_t w = (lo + 7) & ~UINT64_C(7); w + 8 <= hi; w += 8)
+        if (load_le64(buf + (w - r->req.offset)) == blkv_pattern_word(src, w >> 3))
+            return true;
+    return false;
+}
+
+/* Older data where a newer completed write is expected: say which, and
+ * whether the same read holds part of that write (a torn write). */
+static const char *stale_class(struct blkv_run *run, struct blkv_core_req *r, uint64_t off,
+                               FILE *f)
+{
+    uint32_t newer;
+    char nb[48];
+
+    if (!newer_write_visible(run, r, off, &newer)) {
+        fprintf(f, "         stale: older than every candidate\n");
+        return "stale";
+    }
+    if (read_has_some_of(run, r, newer)) {
+        fprintf(f, "         torn: this read holds part of %s's data, and older data here;"
+                   " %s completed before the read was submitted\n",
+                src_name(run, newer, nb, sizeof nb), src_name(run, newer, nb, sizeof nb));
+        return "torn";
+    }
+    fprintf(f, "         stale: %s completed before this read was submitted, yet its data is"
+               " not here (lost write or stale read)\n", src_name(run, newer, nb, sizeof nb));
+    return "stale";
+}
+
+/* Whether zeros are old data at off: zero initial content, or a zeroing
+ * request no longer visible to r. */
+static bool zeros_were_here(struct blkv_run *run, struct blkv_core_req *r, uint64_t off)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n;
+
+    if (run->prog->cfg.init == BLKV_INIT_ZERO)
+        return true;
+    n = blkv_model_candidates(run->model, off, c, MAX_CANDS);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++)
+        if (c[i].kind == BLKV_SRC_ZEROES && !blkv_cand_visible(&c[i], r->t_submit))
+            return true;
+    return false;
+}
+
 /*
  * Say what the found bytes at off are and where they came from; returns the
  * class used in the signature.
@@ -123,7 +180,7 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
     const uint8_t *buf = r->data;
     uint64_t off = mm->offset, rel = off - r->req.offset;
     uint64_t wo = off & ~UINT64_C(7), n = mm->len < DUMP_BYTES ? mm->len : DUMP_BYTES;
-    uint32_t src, newer;
+    uint32_t src;
     uint64_t k;
     bool all_poison = true;
     struct blkv_src_info si;
@@ -148,19 +205,16 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
     }
     uint64_t v = load_le64(buf + (wo - r->req.offset));
     if (v == 0) {
-        if (newer_write_visible(run, r, off, &newer))
-            fprintf(f, "  found: zeros, but %s completed before this read was submitted: lost"
-                       " write\n", src_name(run, newer, nb, sizeof nb));
-        else
-            fprintf(f, "  found: zeros, which no visible candidate explains\n");
+        if (zeros_were_here(run, r, off)) {
+            fprintf(f, "  found: zeros, older data here\n");
+            return stale_class(run, r, off, f);
+        }
+        fprintf(f, "  found: zeros, which no write explains\n");
         return "zeros";
     }
     if (!blkv_pattern_decode(v, &src, &k) ||
-        (src != BLKV_SRC_INITIAL && !blkv_model_source(run->model, src, &si))) {
-        fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
-        return "garbage";
-    }
-    if (src == BLKV_SRC_INITIAL && run->prog->cfg.init != BLKV_INIT_PATTERN) {
+        (src != BLKV_SRC_INITIAL && !blkv_model_source(run->model, src, &si)) ||
+        (src == BLKV_SRC_INITIAL && run->prog->cfg.init != BLKV_INIT_PATTERN)) {
         fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
         return "garbage";
     }
@@ -178,44 +232,22 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
                 (int64_t)(wo - k * 8));
         return "misdirected";
     }
-    if (find_cand(run, off, src, &ci)) {
-        if (blkv_cand_visible(&ci, r->t_submit)) {
-            fprintf(f, "         torn: this write is a candidate here, but only part of its"
-                       " data is\n");
-            return "torn";
-        }
-        if (ci.evict_why == BLKV_EVICT_READ) {
-            fprintf(f, "         flip-flop: read #%" PRIu64 " had already seen newer data here"
-                       " before this read was submitted\n", ci.evicted_by);
-            return "flip-flop";
-        }
-        if (src != BLKV_SRC_INITIAL && si.status == BLKV_SRC_FAILED) {
-            fprintf(f, "         zombie: it completed with an error or was cancelled, and its"
-                       " data appeared after other data here was settled\n");
-            return "zombie";
-        }
-        if (ci.evict_why == BLKV_EVICT_WRITE) {
-            fprintf(f, "         stale: overwritten by %s",
-                    src_name(run, (uint32_t)ci.evicted_by, nb, sizeof nb));
-            if (newer_write_visible(run, r, off, &newer))
-                fprintf(f, "; %s completed before this read was submitted: lost write",
-                        src_name(run, newer, nb, sizeof nb));
-            fprintf(f, "\n");
-            return newer_write_visible(run, r, off, &newer) ? "lost-write" : "stale";
-        }
+    if (find_cand(run, off, src, &ci) && blkv_cand_visible(&ci, r->t_submit)) {
+        fprintf(f, "         torn: this write is a candidate here, but only part of its data"
+                   " is\n");
+        return "torn";
     }
     if (src != BLKV_SRC_INITIAL && si.status == BLKV_SRC_FAILED) {
         fprintf(f, "         zombie: it completed with an error or was cancelled, and its data"
-                   " appeared after newer data here\n");
+                   " appeared after other data here was settled\n");
         return "zombie";
     }
-    if (newer_write_visible(run, r, off, &newer)) {
-        fprintf(f, "         stale: %s completed before this read was submitted: lost write\n",
-                src_name(run, newer, nb, sizeof nb));
-        return "lost-write";
+    if (find_cand(run, off, src, &ci) && ci.evict_why == BLKV_EVICT_READ) {
+        fprintf(f, "         flip-flop: read #%" PRIu64 " had already seen newer data here"
+                   " before this read was submitted\n", ci.evicted_by);
+        return "flip-flop";
     }
-    fprintf(f, "         stale: older than every candidate\n");
-    return "stale";
+    return stale_class(run, r, off, f);
 }
 
 /* ---- pieces of the report -------------------------------------------------- */
