@@ -4,6 +4,7 @@
  */
 #include "blkv.h"
 #include "program.h"
+#include "prop.h"
 #include "util.h"
 #include "verify.h"
 
@@ -33,6 +34,7 @@ static void usage_main(FILE *f)
             "  decode FILE      print a binary input as trace text\n"
             "  encode FILE      write trace text as a binary input\n"
             "  gen --seed N     print a random program as trace text\n"
+            "  prop             run random programs against a driver; shrink a failure\n"
             "  drivers          list drivers, their options and capabilities\n"
             "\n"
             "'blkv COMMAND --help' describes each command.\n");
@@ -444,6 +446,98 @@ static int cmd_gen(int argc, char **argv)
     return text ? 0 : 2;
 }
 
+/* ---- prop ---------------------------------------------------------------- */
+
+static void usage_prop(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv prop [OPTIONS]\n"
+            "\n"
+            "Run random programs (no coverage guidance) against a driver until one fails,\n"
+            "the run count or the time budget is reached.  A failing program is shrunk\n"
+            "(ops removed, then config, offsets and lengths simplified) while it fails\n"
+            "with the same signature; the minimal program's report is printed and its\n"
+            "reproducer saved.  The same seed gives the same programs.\n"
+            "\n"
+            "  -d, --driver SPEC   driver (default raw)\n"
+            "  -S, --seed N        seed (default 0)\n"
+            "  -r, --runs N        at most N programs (default: unlimited with --time,\n"
+            "                      else 1000)\n"
+            "  -t, --time SECONDS  time budget (default: none)\n"
+            "  -n, --ops K         ops per program (default 64)\n"
+            "  -s, --save DIR      where the reproducer goes (default .)\n"
+            "      --shrink-runs N runs the shrinker may make (default 2000)\n"
+            "  -q, --quiet         no progress line\n"
+            "  -h, --help          this help\n"
+            "\n"
+            "Exit status: 0 no failure, 1 a failure (reported), 2 bad usage.\n");
+}
+
+static int parse_num(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *v)
+{
+    if (blkv_parse_u64(arg, v) || *v < min || *v > max) {
+        fprintf(stderr, "%s: %s: '%s' is not a number in %" PRIu64 "..%" PRIu64 "\n", prog_name,
+                opt, arg, min, max);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_prop(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"driver", required_argument, NULL, 'd'}, {"seed", required_argument, NULL, 'S'},
+        {"runs", required_argument, NULL, 'r'},   {"time", required_argument, NULL, 't'},
+        {"ops", required_argument, NULL, 'n'},    {"save", required_argument, NULL, 's'},
+        {"shrink-runs", required_argument, NULL, 'R'}, {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    struct blkv_prop_opts o = {.driver = "raw", .ops = 64, .save_dir = ".", .progress = true,
+                               .shrink_runs = 2000};
+    uint64_t v;
+    int c;
+
+    o.progress = isatty(STDERR_FILENO);
+    while ((c = getopt_long(argc, argv, "d:S:r:t:n:s:qh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.driver = optarg; break;
+        case 'S':
+            if (parse_num("--seed", optarg, 0, UINT64_MAX, &o.seed))
+                return 2;
+            break;
+        case 'r':
+            if (parse_num("--runs", optarg, 1, UINT64_MAX, &o.runs))
+                return 2;
+            break;
+        case 't':
+            if (parse_num("--time", optarg, 1, 86400 * 365, &v))
+                return 2;
+            o.seconds = (double)v;
+            break;
+        case 'n':
+            if (parse_num("--ops", optarg, 1, BLKV_PROGRAM_MAX_OPS, &v))
+                return 2;
+            o.ops = v;
+            break;
+        case 's': o.save_dir = optarg; break;
+        case 'R':
+            if (parse_num("--shrink-runs", optarg, 0, UINT64_MAX, &o.shrink_runs))
+                return 2;
+            break;
+        case 'q': o.progress = false; break;
+        case 'h': usage_prop(stdout); return 0;
+        default: usage_prop(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage_prop(stderr);
+        return 2;
+    }
+    if (!o.runs && !o.seconds)
+        o.runs = 1000;
+    return blkv_prop(&o);
+}
+
 /* ---- drivers ------------------------------------------------------------- */
 
 static void usage_drivers(FILE *f)
@@ -520,6 +614,8 @@ int main(int argc, char **argv)
         return cmd_decode_encode(argc, argv, false);
     if (!strcmp(cmd, "gen"))
         return cmd_gen(argc, argv);
+    if (!strcmp(cmd, "prop"))
+        return cmd_prop(argc, argv);
     if (!strcmp(cmd, "drivers"))
         return cmd_drivers(argc, argv);
     fprintf(stderr, "%s: unknown command '%s' (see blkv --help)\n", prog_name, cmd);

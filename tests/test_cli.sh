@@ -26,7 +26,7 @@ expect() {
     fi
 }
 
-for c in run decode encode gen drivers; do
+for c in run decode encode gen prop drivers; do
     expect 0 "usage: blkv $c" -- "$BLKV" "$c" --help
 done
 expect 0 "commands:" -- "$BLKV" --help

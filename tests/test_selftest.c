@@ -15,6 +15,7 @@
  */
 #include "pattern.h"
 #include "program.h"
+#include "prop.h"
 #include "test.h"
 #include "util.h"
 #include "verify.h"
@@ -136,32 +137,10 @@ static void test_traces(void)
 
 /* ---- random programs -------------------------------------------------------- */
 
-/* A random program: decoded from seeded bytes like a fuzz input, with a
- * config drawn from a matrix the seed picks. */
+/* Random programs come from the property runner's generator. */
 static void random_program(uint64_t seed, size_t nops, struct blkv_program *p)
 {
-    static const uint64_t sizes[] = {1 << 20, 4 << 20, 64 << 20, UINT64_C(1) << 30};
-    static const uint32_t qds[] = {1, 2, 4, 8, 16, 32};
-    struct blkv_rng rng;
-    size_t len = 16 + nops * 14;
-    uint8_t *bytes = malloc(len);
-
-    REQUIRE(bytes);
-    blkv_rng_seed(&rng, seed * 0x9e3779b97f4a7c15ull + 1);
-    for (size_t i = 0; i < len; i++)
-        bytes[i] = (uint8_t)blkv_rng_next(&rng);
-    REQUIRE(blkv_program_decode(bytes, len, p) == 0);
-    free(bytes);
-    if (p->nops > nops)
-        p->nops = nops;
-    p->cfg.size = sizes[blkv_rng_below(&rng, 4)];
-    p->cfg.qd = qds[blkv_rng_below(&rng, 6)];
-    p->cfg.sched = (uint8_t)blkv_rng_below(&rng, 3);
-    p->cfg.seed = blkv_rng_next(&rng);
-    p->cfg.atomic = 1;
-    p->cfg.serialize = blkv_rng_below(&rng, 8) == 0;
-    p->cfg.init = p->cfg.size <= (4 << 20) && blkv_rng_below(&rng, 2) ? BLKV_INIT_PATTERN
-                                                                      : BLKV_INIT_ZERO;
+    REQUIRE(blkv_program_random(seed, 0, nops, p) == 0);
 }
 
 /* ---- 2. every buggy mode is caught by random programs -------------------- */
