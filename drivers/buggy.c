@@ -1,0 +1,562 @@
+/*
+ * buggy.c - raw over lower file 0, with one deliberate, switchable bug.
+ *
+ * The self-tests use it to prove that the oracle catches each class of
+ * misbehaviour.  Every bug is real: it changes what lands on the lower file
+ * or what a request returns; nothing here tells the verifier anything.
+ *
+ *   mode=none              behaves like raw
+ *   mode=lost-write        a write reports success and writes nothing
+ *   mode=stale-read        a read returns, where its range was overwritten,
+ *                          the data the last write there replaced
+ *   mode=misdirected-write a write lands `shift` bytes after (or, if that
+ *                          leaves the device, before) where it should
+ *   mode=torn-write        a write writes only its first half
+ *   mode=zombie-write      a cancelled write completes with -ECANCELED at
+ *                          once, but its lower write still lands later
+ *   mode=wrong-return      a read or write does its work, then returns -EIO
+ *   mode=flip-flop         a read of data already read once since it was
+ *                          written returns the data that write replaced
+ *   mode=zeroes-noop       write-zeroes reports success and does nothing
+ *
+ * Each mode has opportunities (for lost-write: writes; for stale-read: reads
+ * over overwritten data; for zombie-write: cancels of writes in flight; ...).
+ * The bug strikes at opportunity skip+every-1, skip+2*every-1, ...; `every`
+ * defaults per mode to something random programs hit quickly.  Opportunities
+ * are counted in the order the coroutines run, so a run is deterministic.
+ *
+ * stale-read and flip-flop keep their history in lower file 1: the device's
+ * current content at [BUGGY_CUR + off] (exact wherever it is tracked) and the
+ * content each write replaced at [off].
+ */
+#include "blkv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUGGY_ZERO_CHUNK (256u * 1024)
+#define BUGGY_CUR BLKV_MAX_DEVICE_SIZE /* where lower file 1 mirrors the device */
+
+/* Zeros for write-zeroes (never written; not const so it stays in .bss). */
+static unsigned char buggy_zeros[BUGGY_ZERO_CHUNK];
+/* Bounce for immediate lower-file copies (peek/poke never yield). */
+static unsigned char buggy_copybuf[64 * 1024];
+
+enum buggy_mode {
+    BUGGY_NONE,
+    BUGGY_LOST_WRITE,
+    BUGGY_STALE_READ,
+    BUGGY_MISDIRECTED_WRITE,
+    BUGGY_TORN_WRITE,
+    BUGGY_ZOMBIE_WRITE,
+    BUGGY_WRONG_RETURN,
+    BUGGY_FLIP_FLOP,
+    BUGGY_ZEROES_NOOP,
+};
+
+static const struct {
+    const char *name;
+    uint64_t every; /* default */
+} buggy_modes[] = {
+    [BUGGY_NONE] = {"none", 1},
+    [BUGGY_LOST_WRITE] = {"lost-write", 3},
+    [BUGGY_STALE_READ] = {"stale-read", 2},
+    [BUGGY_MISDIRECTED_WRITE] = {"misdirected-write", 3},
+    [BUGGY_TORN_WRITE] = {"torn-write", 3},
+    [BUGGY_ZOMBIE_WRITE] = {"zombie-write", 1},
+    [BUGGY_WRONG_RETURN] = {"wrong-return", 3},
+    [BUGGY_FLIP_FLOP] = {"flip-flop", 1},
+    [BUGGY_ZEROES_NOOP] = {"zeroes-noop", 1},
+};
+
+/* A set of byte ranges: sorted, disjoint, not touching. */
+struct buggy_iv {
+    uint64_t start, end;
+};
+struct buggy_ivs {
+    struct buggy_iv *v;
+    size_t n, cap;
+};
+
+struct buggy_state {
+    struct blkv_ctx *ctx;
+    struct blkv_lower *f;
+    struct blkv_lower *hist; /* lower file 1, for stale-read and flip-flop */
+    uint64_t size;
+    enum buggy_mode mode;
+    uint64_t every, skip, shift;
+    uint64_t chances; /* opportunities so far */
+    struct buggy_ivs tracked;     /* where hist mirrors the device */
+    struct buggy_ivs overwritten; /* where hist holds replaced data */
+    struct buggy_ivs seen;        /* read since the last write landed */
+    unsigned zombies;             /* zombie writes still in flight */
+    struct blkv_co_queue zombie_done;
+};
+
+/* Per request, on its coroutine's stack (req->driver_data). */
+struct buggy_req {
+    bool in_write; /* waiting for its data write */
+    bool zombie;   /* completed by buggy_cancel: the core is done with req */
+};
+
+static const struct blkv_option buggy_options[] = {
+    {"mode", "none",
+     "none, lost-write, stale-read, misdirected-write, torn-write, zombie-write, wrong-return,"
+     " flip-flop or zeroes-noop"},
+    {"every", NULL, "strike at every Nth opportunity (default: per mode)"},
+    {"skip", "0", "let the first N opportunities pass"},
+    {"shift", "4096", "misdirected-write: how far off the write lands"},
+    {NULL, NULL, NULL},
+};
+
+/* ---- interval sets ------------------------------------------------------- */
+
+/* First interval that ends after `start` (or touches it, if touch). */
+static size_t buggy_ivs_find(const struct buggy_ivs *s, uint64_t start, bool touch)
+{
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->v[mid].end < start || (!touch && s->v[mid].end == start))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Room for one more interval; false on ENOMEM. */
+static bool buggy_ivs_reserve(struct buggy_ivs *s)
+{
+    if (s->n < s->cap)
+        return true;
+    size_t cap = s->cap ? s->cap * 2 : 16;
+    struct buggy_iv *v = realloc(s->v, cap * sizeof(*v));
+    if (!v)
+        return false;
+    s->v = v;
+    s->cap = cap;
+    return true;
+}
+
+static void buggy_ivs_add(struct buggy_ivs *s, uint64_t start, uint64_t end)
+{
+    size_t i = buggy_ivs_find(s, start, true), j = i;
+
+    while (j < s->n && s->v[j].start <= end)
+        j++;
+    if (i == j) {
+        if (!buggy_ivs_reserve(s))
+            return; /* the history just gets less complete */
+        memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof(s->v[0]));
+        s->v[i] = (struct buggy_iv){start, end};
+        s->n++;
+        return;
+    }
+    if (s->v[i].start < start)
+        start = s->v[i].start;
+    if (s->v[j - 1].end > end)
+        end = s->v[j - 1].end;
+    s->v[i] = (struct buggy_iv){start, end};
+    memmove(&s->v[i + 1], &s->v[j], (s->n - j) * sizeof(s->v[0]));
+    s->n -= j - i - 1;
+}
+
+static void buggy_ivs_remove(struct buggy_ivs *s, uint64_t start, uint64_t end)
+{
+    size_t i = buggy_ivs_find(s, start, false);
+
+    while (i < s->n && s->v[i].start < end) {
+        struct buggy_iv *iv = &s->v[i];
+        if (iv->start < start && iv->end > end) { /* split in two */
+            if (!buggy_ivs_reserve(s))
+                return;
+            memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof(s->v[0]));
+            s->n++;
+            s->v[i].end = start;
+            s->v[i + 1].start = end;
+            return;
+        }
+        if (iv->start < start) {
+            iv->end = start;
+            i++;
+        } else if (iv->end > end) {
+            iv->start = end;
+            return;
+        } else {
+            memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof(s->v[0]));
+            s->n--;
+        }
+    }
+}
+
+/* The part of [start, end) in s from position *pos on: true and the part
+ * in [*a, *b), or false when there is no more. */
+static bool buggy_ivs_next(const struct buggy_ivs *s, size_t *pos, uint64_t start, uint64_t end,
+                           uint64_t *a, uint64_t *b)
+{
+    size_t i = *pos == 0 ? buggy_ivs_find(s, start, false) : *pos - 1;
+
+    if (i >= s->n || s->v[i].start >= end)
+        return false;
+    *a = s->v[i].start > start ? s->v[i].start : start;
+    *b = s->v[i].end < end ? s->v[i].end : end;
+    *pos = i + 2;
+    return true;
+}
+
+static void buggy_ivs_free(struct buggy_ivs *s)
+{
+    free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ---- history (stale-read, flip-flop) --------------------------------------- */
+
+static bool buggy_keeps_history(const struct buggy_state *s)
+{
+    return s->mode == BUGGY_STALE_READ || s->mode == BUGGY_FLIP_FLOP;
+}
+
+/* Copy between lower files at once. */
+static void buggy_copy(struct blkv_lower *to, uint64_t to_off, const struct blkv_lower *from,
+                       uint64_t from_off, uint64_t len)
+{
+    while (len) {
+        uint64_t n = len < sizeof(buggy_copybuf) ? len : sizeof(buggy_copybuf);
+        blkv_lower_peek(from, buggy_copybuf, n, from_off);
+        blkv_lower_poke(to, buggy_copybuf, n, to_off);
+        to_off += n;
+        from_off += n;
+        len -= n;
+    }
+}
+
+/* Before a write to [off, off+len) is issued: start mirroring the parts not
+ * mirrored yet (nothing has landed there since open, so the device's
+ * content is what lower file 0 holds now). */
+static void buggy_track(struct buggy_state *s, uint64_t off, uint64_t len)
+{
+    uint64_t pos = off, end = off + len, a, b;
+    size_t it = 0;
+
+    while (pos < end) {
+        if (!buggy_ivs_next(&s->tracked, &it, pos, end, &a, &b))
+            a = b = end;
+        if (a > pos)
+            buggy_copy(s->hist, BUGGY_CUR + pos, s->f, pos, a - pos);
+        pos = b;
+    }
+    buggy_ivs_add(&s->tracked, off, end);
+}
+
+/* A write to [off, off+len) has just landed (the coroutine resumes at the
+ * moment of completion, so nothing else landed since): what the mirror held
+ * is what it replaced. */
+static void buggy_landed(struct buggy_state *s, uint64_t off, uint64_t len)
+{
+    buggy_copy(s->hist, off, s->hist, BUGGY_CUR + off, len);
+    buggy_copy(s->hist, BUGGY_CUR + off, s->f, off, len);
+    buggy_ivs_add(&s->overwritten, off, off + len);
+    buggy_ivs_remove(&s->seen, off, off + len);
+}
+
+/* Overlay the replaced data onto buf (a read of [off, off+len)) where `where`
+ * and `overwritten` meet; NULL where: all of overwritten. */
+static void buggy_overlay(struct buggy_state *s, unsigned char *buf, uint64_t off, uint64_t len,
+                          const struct buggy_ivs *where)
+{
+    uint64_t a, b, c, d;
+    size_t i = 0, j;
+
+    while (buggy_ivs_next(&s->overwritten, &i, off, off + len, &a, &b)) {
+        if (!where) {
+            blkv_lower_peek(s->hist, buf + (a - off), b - a, a);
+            continue;
+        }
+        for (j = 0; buggy_ivs_next(where, &j, a, b, &c, &d);)
+            blkv_lower_peek(s->hist, buf + (c - off), d - c, c);
+    }
+}
+
+/* Whether [off, off+len) meets overwritten (and `where`, if not NULL). */
+static bool buggy_overlaps(struct buggy_state *s, uint64_t off, uint64_t len,
+                           const struct buggy_ivs *where)
+{
+    uint64_t a, b, c, d;
+    size_t i = 0, j = 0;
+
+    while (buggy_ivs_next(&s->overwritten, &i, off, off + len, &a, &b)) {
+        if (!where || buggy_ivs_next(where, &j, a, b, &c, &d))
+            return true;
+        j = 0;
+    }
+    return false;
+}
+
+/* ---- the data path ---------------------------------------------------------- */
+
+/* One opportunity for the bug: whether it strikes now. */
+static bool buggy_strike(struct buggy_state *s)
+{
+    uint64_t n = s->chances++;
+    return n >= s->skip && (n - s->skip) % s->every == s->every - 1;
+}
+
+/* Write to lower file 0, keeping the history up to date. */
+static int buggy_pwrite(struct buggy_state *s, const void *buf, uint64_t len, uint64_t off)
+{
+    int ret;
+
+    if (buggy_keeps_history(s))
+        buggy_track(s, off, len);
+    ret = blkv_lower_pwrite(s->f, buf, len, off);
+    if (ret == 0 && buggy_keeps_history(s))
+        buggy_landed(s, off, len);
+    return ret;
+}
+
+static int buggy_zero(struct buggy_state *s, uint64_t off, uint64_t len)
+{
+    while (len) {
+        uint64_t n = len < BUGGY_ZERO_CHUNK ? len : BUGGY_ZERO_CHUNK;
+        int ret;
+        if (blkv_co_cancelled())
+            return -ECANCELED;
+        if ((ret = buggy_pwrite(s, buggy_zeros, n, off)) < 0)
+            return ret;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int buggy_read(struct buggy_state *s, struct blkv_req *req)
+{
+    int ret = blkv_lower_pread(s->f, req->buf, req->len, req->offset);
+
+    if (ret < 0)
+        return ret;
+    switch (s->mode) {
+    case BUGGY_STALE_READ:
+        if (buggy_overlaps(s, req->offset, req->len, NULL) && buggy_strike(s))
+            buggy_overlay(s, req->buf, req->offset, req->len, NULL);
+        break;
+    case BUGGY_FLIP_FLOP:
+        if (buggy_overlaps(s, req->offset, req->len, &s->seen) && buggy_strike(s))
+            buggy_overlay(s, req->buf, req->offset, req->len, &s->seen);
+        buggy_ivs_add(&s->seen, req->offset, req->offset + req->len);
+        break;
+    case BUGGY_WRONG_RETURN:
+        if (buggy_strike(s))
+            return -EIO;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* A write in zombie-write mode: from a private copy of the data, since a
+ * zombie outlives the request and its buffer. */
+static int buggy_zombie_write(struct buggy_state *s, struct blkv_req *req)
+{
+    struct buggy_req br = {.in_write = true};
+    void *copy = malloc(req->len);
+    bool fua = req->flags & BLKV_REQ_FUA;
+    int ret;
+
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, req->buf, req->len);
+    req->driver_data = &br;
+    ret = blkv_lower_pwrite(s->f, copy, req->len, req->offset);
+    free(copy);
+    if (br.zombie) {
+        /* req is completed: don't touch it; the core ignores our return */
+        s->zombies--;
+        blkv_co_queue_wake_all(&s->zombie_done);
+        return ret;
+    }
+    req->driver_data = NULL;
+    if (!ret && fua)
+        ret = blkv_lower_flush(s->f);
+    return ret;
+}
+
+static int buggy_write(struct buggy_state *s, struct blkv_req *req)
+{
+    uint64_t off = req->offset, len = req->len;
+    int ret;
+
+    switch (s->mode) {
+    case BUGGY_LOST_WRITE:
+        if (buggy_strike(s))
+            return 0;
+        break;
+    case BUGGY_MISDIRECTED_WRITE:
+        if (off + len + s->shift <= s->size) {
+            if (buggy_strike(s))
+                off += s->shift;
+        } else if (off >= s->shift) {
+            if (buggy_strike(s))
+                off -= s->shift;
+        }
+        break;
+    case BUGGY_TORN_WRITE:
+        if (len >= 2 && buggy_strike(s))
+            len /= 2;
+        break;
+    case BUGGY_ZOMBIE_WRITE:
+        return buggy_zombie_write(s, req);
+    default:
+        break;
+    }
+    ret = buggy_pwrite(s, req->buf, len, off);
+    if (!ret && (req->flags & BLKV_REQ_FUA))
+        ret = blkv_lower_flush(s->f);
+    if (!ret && s->mode == BUGGY_WRONG_RETURN && buggy_strike(s))
+        ret = -EIO;
+    return ret;
+}
+
+static int buggy_co_submit(void *state, struct blkv_req *req)
+{
+    struct buggy_state *s = state;
+    int ret;
+
+    switch (req->op) {
+    case BLKV_OP_READ:
+        return buggy_read(s, req);
+    case BLKV_OP_WRITE:
+        return buggy_write(s, req);
+    case BLKV_OP_WRITE_ZEROES:
+        if (s->mode == BUGGY_ZEROES_NOOP && buggy_strike(s))
+            return 0;
+        /* fall through */
+    case BLKV_OP_DISCARD:
+        ret = buggy_zero(s, req->offset, req->len);
+        if (!ret && (req->flags & BLKV_REQ_FUA))
+            ret = blkv_lower_flush(s->f);
+        return ret;
+    case BLKV_OP_FLUSH:
+        return blkv_lower_flush(s->f);
+    }
+    return -EINVAL;
+}
+
+static void buggy_cancel(void *state, struct blkv_req *req)
+{
+    struct buggy_state *s = state;
+    struct buggy_req *br = req->driver_data;
+
+    if (s->mode == BUGGY_ZOMBIE_WRITE && br && br->in_write && !br->zombie &&
+        buggy_strike(s)) {
+        /* Report the write cancelled, but leave its lower write pending. */
+        br->zombie = true;
+        s->zombies++;
+        blkv_complete(req, -ECANCELED);
+        return;
+    }
+    blkv_co_cancel(req);
+}
+
+/* ---- open, close, check ------------------------------------------------------ */
+
+static void buggy_release(struct buggy_state *s)
+{
+    buggy_ivs_free(&s->tracked);
+    buggy_ivs_free(&s->overwritten);
+    buggy_ivs_free(&s->seen);
+}
+
+static int buggy_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
+                      struct blkv_caps *caps)
+{
+    struct buggy_state *s = state;
+    const char *mode = blkv_opt(ctx, "mode");
+    size_t m;
+    int ret;
+
+    buggy_release(s); /* the state is zeroed or closed */
+    memset(s, 0, sizeof(*s));
+    s->ctx = ctx;
+    for (m = 0; m < sizeof(buggy_modes) / sizeof(buggy_modes[0]); m++)
+        if (mode && !strcmp(mode, buggy_modes[m].name))
+            break;
+    if (m == sizeof(buggy_modes) / sizeof(buggy_modes[0])) {
+        blkv_error(ctx, "mode=%s: unknown mode", mode ? mode : "");
+        return -EINVAL;
+    }
+    s->mode = (enum buggy_mode)m;
+    if (blkv_opt_u64(ctx, "every", &s->every) < 0 || blkv_opt_u64(ctx, "skip", &s->skip) < 0 ||
+        blkv_opt_u64(ctx, "shift", &s->shift) < 0)
+        return -EINVAL;
+    if (s->every == 0)
+        s->every = buggy_modes[m].every;
+    if (s->shift == 0 || s->shift > BLKV_MAX_DEVICE_SIZE) {
+        blkv_error(ctx, "shift=%llu: must be 1 .. 8T", (unsigned long long)s->shift);
+        return -EINVAL;
+    }
+    s->f = blkv_lower_get(ctx, 0);
+    s->hist = blkv_lower_get(ctx, 1);
+    if (!s->f || (buggy_keeps_history(s) && !s->hist)) {
+        blkv_error(ctx, "no lower file");
+        return -ENODEV;
+    }
+    if (create) {
+        if ((ret = blkv_lower_truncate(s->f, size)) < 0) {
+            blkv_error(ctx, "cannot size the lower file to %llu bytes",
+                       (unsigned long long)size);
+            return ret;
+        }
+    } else {
+        size = blkv_lower_size(s->f);
+        if (size == 0) {
+            blkv_error(ctx, "empty image");
+            return -EINVAL;
+        }
+    }
+    s->size = caps->size = size;
+    caps->align = 1;
+    caps->discard = BLKV_DISCARD_ZEROES;
+    caps->write_zeroes = true;
+    caps->fua = true;
+    caps->cancel = true;
+    return 0;
+}
+
+static void buggy_close(void *state)
+{
+    struct buggy_state *s = state;
+
+    /* zombie writes still reference nothing of ours but must land first */
+    while (s->zombies)
+        blkv_co_queue_wait(&s->zombie_done);
+    blkv_lower_flush(s->f);
+    buggy_release(s);
+}
+
+static int buggy_check(void *state)
+{
+    struct buggy_state *s = state;
+    if (blkv_lower_size(s->f) >= s->size)
+        return 0;
+    blkv_error(s->ctx, "lower file is shorter than the device");
+    return -EUCLEAN;
+}
+
+const struct blkv_driver blkv_driver_buggy = {
+    BLKV_DRIVER_HEADER,
+    .name = "buggy",
+    .description = "raw with one deliberate bug (mode=...), for the self-tests",
+    .options = buggy_options,
+    .state_size = sizeof(struct buggy_state),
+    .in_process = true,
+    .open = buggy_open,
+    .close = buggy_close,
+    .co_submit = buggy_co_submit,
+    .cancel = buggy_cancel,
+    .check = buggy_check,
+};
