@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAX_INPUT (16u << 20)
+#define MAX_FILE_BYTES (16u << 20)
 
 static int replay_file(const char *path)
 {
@@ -24,12 +24,12 @@ static int replay_file(const char *path)
         fprintf(stderr, "%s: %s\n", path, strerror(errno));
         return -1;
     }
-    buf = malloc(MAX_INPUT);
+    buf = malloc(MAX_FILE_BYTES);
     if (!buf) {
         fclose(f);
         return -1;
     }
-    n = fread(buf, 1, MAX_INPUT, f);
+    n = fread(buf, 1, MAX_FILE_BYTES, f);
     fclose(f);
     fprintf(stderr, "running %s (%zu bytes)\n", path, n);
     LLVMFuzzerTestOneInput(buf, n);

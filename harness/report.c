@@ -131,14 +131,47 @@ static bool read_has_some_of(struct blkv_run *run, struct blkv_core_req *r, uint
     return false;
 }
 
+/* Find a word anywhere in the read that names another place: data written
+ * for offset *meant, found at *at.  The first mismatch of a misdirected
+ * write is often the hole it left; the data it put elsewhere says more. */
+static bool find_misdirected(struct blkv_run *run, struct blkv_core_req *r, uint64_t *at,
+                             uint64_t *meant, uint32_t *which)
+{
+    const uint8_t *buf = r->data;
+    uint64_t end = r->req.offset + r->req.len;
+
+    for (uint64_t w = (r->req.offset + 7) & ~UINT64_C(7); w + 8 <= end; w += 8) {
+        uint64_t k, v = load_le64(buf + (w - r->req.offset));
+        uint32_t src;
+        struct blkv_src_info si;
+        if (!v || !blkv_pattern_decode(v, &src, &k) || k * 8 == w)
+            continue;
+        if (src == BLKV_SRC_INITIAL ? run->prog->cfg.init == BLKV_INIT_PATTERN
+                                    : blkv_model_source(run->model, src, &si) &&
+                                          si.kind == BLKV_SRC_PATTERN && k * 8 + 8 > si.off &&
+                                          k * 8 < si.off + si.len) {
+            *at = w, *meant = k * 8, *which = src;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Older data where a newer completed write is expected: say which, and
  * whether the same read holds part of that write (a torn write). */
 static const char *stale_class(struct blkv_run *run, struct blkv_core_req *r, uint64_t off,
                                FILE *f)
 {
-    uint32_t newer;
+    uint32_t newer, which;
+    uint64_t at, meant;
     char nb[48];
 
+    if (find_misdirected(run, r, &at, &meant, &which)) {
+        fprintf(f, "         misdirected: this read also holds data of %s written for offset %"
+                   PRIu64 " at offset %" PRIu64 "\n", src_name(run, which, nb, sizeof nb),
+                meant, at);
+        return "misdirected";
+    }
     if (!newer_write_visible(run, r, off, &newer)) {
         fprintf(f, "         stale: older than every candidate\n");
         return "stale";
@@ -295,7 +328,7 @@ static void print_candidates(struct blkv_run *run, struct blkv_core_req *r, uint
             fprintf(f, " (overwritten by %s at t=%" PRIu64 ")\n",
                     src_name(run, (uint32_t)c[i].evicted_by, nb, sizeof nb), c[i].evicted_at);
         else
-            fprintf(f, " (superseded when read #%" PRIu64 " saw newer data, t=%" PRIu64 ")\n",
+            fprintf(f, " (ruled out when read #%" PRIu64 " saw other data here, t=%" PRIu64 ")\n",
                     c[i].evicted_by, c[i].evicted_at);
     }
 }
@@ -318,8 +351,8 @@ static void print_hexdump(struct blkv_run *run, struct blkv_core_req *r,
         blkv_model_source_bytes(run->model, src, kind, exp, start, end - start);
     else
         memset(exp, 0, sizeof(exp));
-    fprintf(f, "  %" PRIu64 " byte(s) differ from offset %" PRIu64 "; bytes %" PRIu64 "..%" PRIu64
-               ":\n", mm->len, mm->offset, start, end);
+    fprintf(f, "  first unexplained run: %" PRIu64 " byte(s) from offset %" PRIu64 "; bytes %" PRIu64
+               "..%" PRIu64 ":\n", mm->len, mm->offset, start, end);
     fprintf(f, "    %-12s %-48s   %s\n", "offset",
             src ? src_name(run, src, nb, sizeof nb) : "expected", "found");
     for (uint64_t row = start; row < end; row += 16) {

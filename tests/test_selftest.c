@@ -2,7 +2,7 @@
  * test_selftest.c - the harness catches every bug class, and stays silent on
  * correct drivers.
  *
- *  1. Hand-written traces (tests/traces/*.trace).  Each has a line
+ *  1. Hand-written traces (the .trace files in tests/traces).  Each has a line
  *     "# expect: SIGNATURE" (a prefix of the report signature, or "ok").  A
  *     trace expected to fail is also replayed on the correct raw driver, which
  *     must stay silent: the bug is the driver's, not the trace's.
