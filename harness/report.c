@@ -131,6 +131,49 @@ static bool read_has_some_of(struct blkv_run *run, struct blkv_core_req *r, uint
     return false;
 }
 
+/* Whether v is a pattern word of a source the run knows (k: its word index). */
+static bool known_word(struct blkv_run *run, uint64_t v, uint32_t *src, uint64_t *k,
+                       struct blkv_src_info *si)
+{
+    if (!blkv_pattern_decode(v, src, k))
+        return false;
+    if (*src == BLKV_SRC_INITIAL)
+        return run->prog->cfg.init == BLKV_INIT_PATTERN;
+    return blkv_model_source(run->model, *src, si) && si->kind == BLKV_SRC_PATTERN;
+}
+
+/*
+ * A word that mixes bytes of several writes (at atomicity 1 a legal read can
+ * return such words; a bad one is then judged byte by byte): the candidate,
+ * live or evicted, whose pattern has the byte at off and the most others.
+ */
+static bool mixed_word(struct blkv_run *run, uint64_t off, uint64_t v, uint32_t *src,
+                       uint64_t *k, struct blkv_src_info *si)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(run->model, off, c, MAX_CANDS);
+    unsigned best = 0, b = off & 7;
+
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        uint64_t w;
+        unsigned same = 0;
+        if (c[i].kind != BLKV_SRC_PATTERN)
+            continue;
+        w = blkv_pattern_word(c[i].src, off >> 3);
+        if (((w ^ v) >> (8 * b)) & 0xff)
+            continue;
+        for (unsigned j = 0; j < 8; j++)
+            same += !(((w ^ v) >> (8 * j)) & 0xff);
+        if (same > best && (c[i].src == BLKV_SRC_INITIAL ||
+                            blkv_model_source(run->model, c[i].src, si))) {
+            best = same, *src = c[i].src, *k = off >> 3;
+        }
+    }
+    if (best && *src != BLKV_SRC_INITIAL)
+        blkv_model_source(run->model, *src, si);
+    return best > 0;
+}
+
 /* Find a word anywhere in the read that names another place: data written
  * for offset *meant, found at *at.  The first mismatch of a misdirected
  * write is often the hole it left; the data it put elsewhere says more. */
@@ -245,9 +288,7 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
         fprintf(f, "  found: zeros, which no write explains\n");
         return "zeros";
     }
-    if (!blkv_pattern_decode(v, &src, &k) ||
-        (src != BLKV_SRC_INITIAL && !blkv_model_source(run->model, src, &si)) ||
-        (src == BLKV_SRC_INITIAL && run->prog->cfg.init != BLKV_INIT_PATTERN)) {
+    if (!known_word(run, v, &src, &k, &si) && !mixed_word(run, off, v, &src, &k, &si)) {
         fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
         return "garbage";
     }
