@@ -366,47 +366,56 @@ static void usage_gen(FILE *f)
     fprintf(f,
             "usage: blkv gen --seed N [OPTIONS]\n"
             "\n"
-            "Print a random program as trace text: N seeds a generator of random bytes,\n"
-            "which are decoded like any fuzz input.  The same N gives the same program.\n"
+            "Print a random program as trace text: program number I of 'blkv prop\n"
+            "--seed N' (random bytes decoded like a fuzz input, with a config drawn\n"
+            "from a matrix of sizes, queue depths and schedules).  The same N and I\n"
+            "give the same program.\n"
             "\n"
             "  -S, --seed N        the seed (required)\n"
+            "  -i, --index I       which program of the seed's sequence (default 0)\n"
             "  -n, --ops K         at most K ops (default 64)\n"
             "  -d, --driver SPEC   write a 'driver SPEC' line into the trace\n"
             "  -h, --help          this help\n");
 }
 
+static int parse_num(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *v)
+{
+    if (blkv_parse_u64(arg, v) || *v < min || *v > max) {
+        fprintf(stderr, "%s: %s: '%s' is not a number in %" PRIu64 "..%" PRIu64 "\n", prog_name,
+                opt, arg, min, max);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_gen(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"seed", required_argument, NULL, 'S'}, {"ops", required_argument, NULL, 'n'},
-        {"driver", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"seed", required_argument, NULL, 'S'}, {"index", required_argument, NULL, 'i'},
+        {"ops", required_argument, NULL, 'n'},  {"driver", required_argument, NULL, 'd'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
-    uint64_t seed = 0, ops = 64;
+    uint64_t seed = 0, index = 0, ops = 64;
     bool have_seed = false;
     const char *driver = NULL;
     struct blkv_program p;
-    struct blkv_rng rng;
-    uint8_t *bytes;
-    size_t len;
     char *text;
     int c;
 
-    while ((c = getopt_long(argc, argv, "S:n:d:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "S:i:n:d:h", lo, NULL)) != -1) {
         switch (c) {
         case 'S':
-            if (blkv_parse_u64(optarg, &seed)) {
-                fprintf(stderr, "%s gen: --seed: '%s' is not a number\n", prog_name, optarg);
+            if (parse_num("--seed", optarg, 0, UINT64_MAX, &seed))
                 return 2;
-            }
             have_seed = true;
             break;
-        case 'n':
-            if (blkv_parse_u64(optarg, &ops) || ops == 0 || ops > BLKV_PROGRAM_MAX_OPS) {
-                fprintf(stderr, "%s gen: --ops: '%s' is not a number in 1..%u\n", prog_name,
-                        optarg, BLKV_PROGRAM_MAX_OPS);
+        case 'i':
+            if (parse_num("--index", optarg, 0, UINT64_MAX, &index))
                 return 2;
-            }
+            break;
+        case 'n':
+            if (parse_num("--ops", optarg, 1, BLKV_PROGRAM_MAX_OPS, &ops))
+                return 2;
             break;
         case 'd': driver = optarg; break;
         case 'h': usage_gen(stdout); return 0;
@@ -419,27 +428,17 @@ static int cmd_gen(int argc, char **argv)
     }
     if (check_spec(driver))
         return 2;
-    /* ops take at most ~14 bytes each; generate plenty, then cut */
-    len = 64 + (size_t)ops * 16;
-    bytes = malloc(len);
-    if (!bytes)
-        return 2;
-    blkv_rng_seed(&rng, seed);
-    for (size_t i = 0; i < len; i++)
-        bytes[i] = (uint8_t)blkv_rng_next(&rng);
     blkv_program_init(&p);
-    if (blkv_program_decode(bytes, len, &p)) {
-        free(bytes);
+    if (blkv_program_random(seed, index, ops, &p)) {
+        fprintf(stderr, "%s gen: out of memory\n", prog_name);
         return 2;
     }
-    free(bytes);
-    if (p.nops > ops)
-        p.nops = ops;
     if (driver)
         p.cfg.driver = strdup(driver);
     text = blkv_program_format(&p);
     if (text) {
-        printf("# blkv gen --seed %" PRIu64 " --ops %" PRIu64 "\n%s", seed, ops, text);
+        printf("# blkv gen --seed %" PRIu64 " --index %" PRIu64 " --ops %" PRIu64 "\n%s", seed,
+               index, ops, text);
         free(text);
     }
     blkv_program_free(&p);
@@ -471,16 +470,6 @@ static void usage_prop(FILE *f)
             "  -h, --help          this help\n"
             "\n"
             "Exit status: 0 no failure, 1 a failure (reported), 2 bad usage.\n");
-}
-
-static int parse_num(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *v)
-{
-    if (blkv_parse_u64(arg, v) || *v < min || *v > max) {
-        fprintf(stderr, "%s: %s: '%s' is not a number in %" PRIu64 "..%" PRIu64 "\n", prog_name,
-                opt, arg, min, max);
-        return -1;
-    }
-    return 0;
 }
 
 static int cmd_prop(int argc, char **argv)

@@ -147,8 +147,8 @@ static bool known_word(struct blkv_run *run, uint64_t v, uint32_t *src, uint64_t
  * return such words; a bad one is then judged byte by byte): the candidate,
  * live or evicted, whose pattern has the byte at off and the most others.
  */
-static bool mixed_word(struct blkv_run *run, uint64_t off, uint64_t v, uint32_t *src,
-                       uint64_t *k, struct blkv_src_info *si)
+static bool mixed_word(struct blkv_run *run, uint64_t off, uint64_t v, uint8_t mask,
+                       uint32_t *src, uint64_t *k, struct blkv_src_info *si)
 {
     struct blkv_cand_info c[MAX_CANDS];
     size_t n = blkv_model_candidates(run->model, off, c, MAX_CANDS);
@@ -163,7 +163,7 @@ static bool mixed_word(struct blkv_run *run, uint64_t off, uint64_t v, uint32_t 
         if (((w ^ v) >> (8 * b)) & 0xff)
             continue;
         for (unsigned j = 0; j < 8; j++)
-            same += !(((w ^ v) >> (8 * j)) & 0xff);
+            same += (mask >> j & 1) && !(((w ^ v) >> (8 * j)) & 0xff);
         if (same > best && (c[i].src == BLKV_SRC_INITIAL ||
                             blkv_model_source(run->model, c[i].src, si))) {
             best = same, *src = c[i].src, *k = off >> 3;
@@ -275,12 +275,25 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
                 POISON);
         return "unfilled";
     }
-    if (wo < r->req.offset || wo + 8 > r->req.offset + r->req.len) {
-        fprintf(f, "  found: garbage: bytes that no write explains\n");
-        return "garbage";
-    }
-    uint64_t v = load_le64(buf + (wo - r->req.offset));
-    if (v == 0) {
+    /* the aligned word around off, as far as the read holds it */
+    uint64_t v = 0;
+    uint8_t mask = 0;
+    for (unsigned j = 0; j < 8; j++)
+        if (wo + j >= r->req.offset && wo + j < r->req.offset + r->req.len) {
+            v |= (uint64_t)buf[wo + j - r->req.offset] << (8 * j);
+            mask |= (uint8_t)(1u << j);
+        }
+    if (mask != 0xff) {
+        if (!(buf[rel] == 0 && zeros_were_here(run, r, off)) &&
+            !mixed_word(run, off, v, mask, &src, &k, &si)) {
+            fprintf(f, "  found: garbage: bytes that no write explains\n");
+            return "garbage";
+        }
+        if (buf[rel] == 0 && zeros_were_here(run, r, off)) {
+            fprintf(f, "  found: zeros, older data here\n");
+            return stale_class(run, r, off, f);
+        }
+    } else if (v == 0) {
         if (zeros_were_here(run, r, off)) {
             fprintf(f, "  found: zeros, older data here\n");
             return stale_class(run, r, off, f);
@@ -288,7 +301,8 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
         fprintf(f, "  found: zeros, which no write explains\n");
         return "zeros";
     }
-    if (!known_word(run, v, &src, &k, &si) && !mixed_word(run, off, v, &src, &k, &si)) {
+    if (mask == 0xff && !known_word(run, v, &src, &k, &si) &&
+        !mixed_word(run, off, v, mask, &src, &k, &si)) {
         fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
         return "garbage";
     }
