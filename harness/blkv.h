@@ -60,6 +60,10 @@ struct blkv_caps {
     bool read_only;         /* writes, write-zeroes and discards fail with -EROFS */
     bool fua;               /* honours BLKV_REQ_FUA */
     bool cancel;            /* cancel() may make requests finish early */
+    bool initialized;       /* open(create) already made the device read as the
+                               initial content (blkv_initial_content), e.g. by
+                               writing it into a backing file: the core then
+                               writes nothing before the ops */
 };
 
 /*
@@ -145,6 +149,10 @@ void blkv_error(struct blkv_ctx *ctx, const char *fmt, ...)
 
 /* The seed of this run, for drivers that make choices. */
 uint64_t blkv_seed(struct blkv_ctx *ctx);
+
+/* The initial content of device bytes [off, off+len): what every byte must
+ * read as before the first write (zeros, pattern or a user's image). */
+void blkv_initial_content(struct blkv_ctx *ctx, void *buf, uint64_t len, uint64_t off);
 
 /* ---- lower files (in-process drivers only) ------------------------------
  * An in-memory sparse file.  Each I/O yields to the scheduler, which decides

@@ -69,6 +69,23 @@ uint64_t blkv_seed(struct blkv_ctx *ctx)
     return ctx->run->prog->cfg.seed;
 }
 
+static void image_read(void *opaque, void *buf, uint64_t len, uint64_t off);
+
+void blkv_initial_content(struct blkv_ctx *ctx, void *buf, uint64_t len, uint64_t off)
+{
+    switch (ctx->run->prog->cfg.init) {
+    case BLKV_INIT_PATTERN:
+        blkv_pattern_fill(buf, BLKV_SRC_INITIAL, off, len);
+        break;
+    case BLKV_INIT_IMAGE:
+        image_read(ctx->run, buf, len, off);
+        break;
+    default:
+        memset(buf, 0, len);
+        break;
+    }
+}
+
 struct blkv_lower *blkv_lower_get(struct blkv_ctx *ctx, unsigned idx)
 {
     if (!ctx->run->rt || idx > 1)
@@ -616,6 +633,8 @@ static void do_check(struct blkv_run *run)
 
 static int do_reopen(struct blkv_run *run)
 {
+    uint64_t size = run->caps.size;
+
     settle(run);
     if (run->stuck)
         return 0;
@@ -630,9 +649,10 @@ static int do_reopen(struct blkv_run *run)
         blkv_report_other(run, NULL, "reopen", "reopen failed: %s", msg);
         return -1;
     }
-    if (run->caps.size != run->prog->cfg.size && !run->failed)
+    if (run->caps.size != size && !run->failed)
         blkv_report_other(run, NULL, "reopen", "size changed on reopen: %" PRIu64 " != %" PRIu64,
-                          run->caps.size, run->prog->cfg.size);
+                          run->caps.size, size);
+    do_check(run); /* what was written must open consistent */
     return 0;
 }
 
@@ -775,8 +795,8 @@ static int setup_initial(struct blkv_run *run)
     run->model = blkv_model_new(&mc);
     if (!run->model)
         return run_error(run, "out of memory");
-    if (cfg->init == BLKV_INIT_PATTERN ||
-        (cfg->init == BLKV_INIT_IMAGE && !cfg->lower_image))
+    if (!run->caps.initialized && (cfg->init == BLKV_INIT_PATTERN ||
+                                   (cfg->init == BLKV_INIT_IMAGE && !cfg->lower_image)))
         return setup_write_initial(run);
     return 0;
 }
