@@ -26,8 +26,12 @@
  *    UNSPECIFIED adds a wildcard candidate that matches any byte, is never
  *    evicted by an observation, and evicts older candidates like a write.
  *
- * With atomicity unit A > 1, each A-aligned unit of a read must come entirely
- * from one candidate source that is visible over the whole unit.
+ * With atomicity unit A > 1, writes land whole per A-aligned unit: each unit
+ * of a read (clipped to the read) must read as its candidates' writes applied
+ * one after another.  Repeatedly, a source that is visible and matches on
+ * every byte it wrote among those still unexplained explains them; the unit
+ * is torn if bytes remain.  When every candidate wrote the whole unit, this
+ * is: one candidate source visible over the whole unit explains all of it.
  *
  * Memory is proportional to the number of distinct extents touched, not to
  * the device size.
