@@ -111,6 +111,23 @@ static bool looks_like_text(const uint8_t *d, size_t n)
 
 enum input_kind { INPUT_AUTO, INPUT_TEXT, INPUT_BINARY };
 
+/* Make a relative image path in a trace relative to the trace's directory. */
+static int resolve_path(const char *trace, char **path)
+{
+    const char *slash = strrchr(trace, '/');
+    char *full;
+
+    if (!*path || (*path)[0] == '/' || !slash)
+        return 0;
+    size_t n = (size_t)(slash - trace) + strlen(*path) + 2;
+    if (!(full = malloc(n)))
+        return -1;
+    snprintf(full, n, "%.*s/%s", (int)(slash - trace), trace, *path);
+    free(*path);
+    *path = full;
+    return 0;
+}
+
 /* Load a program from a file; prints the error and returns -1 on failure. */
 static int load_program(const char *path, enum input_kind kind, struct blkv_program *p,
                         uint8_t **raw, size_t *raw_len)
@@ -130,6 +147,10 @@ static int load_program(const char *path, enum input_kind kind, struct blkv_prog
             return -1;
         }
         free(data);
+        if (resolve_path(path, &p->cfg.init_image) || resolve_path(path, &p->cfg.lower_image)) {
+            fprintf(stderr, "%s: out of memory\n", prog_name);
+            return -1;
+        }
         if (raw)
             *raw = NULL, *raw_len = 0;
         return 0;

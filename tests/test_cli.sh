@@ -71,6 +71,33 @@ for seed in 1 2 3 42 1000; do
     expect 0 "ok \(" -- "$BLKV" run "$T/g.trace"
 done
 
+# a user's raw image as initial content (blkverify's raw + test pair): the raw
+# driver opened on the image itself must read back exactly the image, with
+# overlapping requests serialized; a driver losing writes on top of it fails
+head -c 1048576 /dev/urandom >"$T/raw.img"
+cat >"$T/pair.trace" <<EOT
+driver raw
+size 1M
+init image raw.img
+lower raw.img
+serialize on
+read 0 1048576
+write 4096 8192
+read 0 65536
+wzero 0 512
+read 0 8192
+EOT
+expect 0 "ok \(" -- "$BLKV" run "$T/pair.trace"
+sed 's/^lower raw.img$//' "$T/pair.trace" >"$T/fill.trace"   # the core writes the image first
+expect 0 "ok \(" -- "$BLKV" run "$T/fill.trace"
+head -c 1048576 /dev/urandom >"$T/other.img"
+sed 's/^lower raw.img$/lower other.img/' "$T/pair.trace" >"$T/wrong.trace"
+expect 1 "contents mismatch at offset 0" -- "$BLKV" run "$T/wrong.trace"
+sed 's/^driver raw$/driver buggy mode=lost-write every=1/' "$T/pair.trace" >"$T/lost.trace"
+expect 1 "contents mismatch at offset 4096" -- "$BLKV" run "$T/lost.trace"
+printf 'init image nonexistent.img\nread 0 512\n' >"$T/noimg.trace"
+expect 2 "nonexistent.img" -- "$BLKV" run "$T/noimg.trace"
+
 # garbage binary input never crashes the tool
 head -c 3000 /dev/urandom >"$T/garbage.bin"
 "$BLKV" run --binary "$T/garbage.bin" >"$T/out" 2>&1
