@@ -38,8 +38,7 @@ int blkv_program_random(uint64_t seed, uint64_t index, size_t nops, struct blkv_
     p->cfg.seed = blkv_rng_next(&rng);
     p->cfg.atomic = 1; /* what a driver promises is the user's to say, not chance's */
     p->cfg.serialize = blkv_rng_below(&rng, 8) == 0;
-    p->cfg.init = p->cfg.size <= (UINT64_C(4) << 20) && blkv_rng_below(&rng, 2)
-                      ? BLKV_INIT_PATTERN : BLKV_INIT_ZERO;
+    p->cfg.init = blkv_rng_below(&rng, 2) ? BLKV_INIT_PATTERN : BLKV_INIT_ZERO;
     return 0;
 }
 

@@ -19,8 +19,8 @@
 #define POISON 0xa5
 /* Requests wait before submission while this many bytes are in flight. */
 #define MAX_INFLIGHT_BYTES (UINT64_C(64) << 20)
-/* Largest device an "init pattern" run fills before its ops. */
-#define MAX_PATTERN_INIT (UINT64_C(256) << 20)
+/* Most bytes of initial content a run writes through the driver. */
+#define MAX_INITIAL_FILL (UINT64_C(1) << 30)
 /* External drivers: give up on a request after this many idle polls of 100 ms. */
 #define MAX_IDLE_POLLS 300
 
@@ -720,21 +720,16 @@ static void image_read(void *opaque, void *buf, uint64_t len, uint64_t off)
     }
 }
 
-/* Write the initial content through the driver (FIFO, unverified). */
-static int setup_write_initial(struct blkv_run *run)
+/* Write the initial content of [start, end) through the driver, one request
+ * at a time, unverified. */
+static int write_initial_range(struct blkv_run *run, uint8_t *buf, uint64_t chunk,
+                               uint64_t start, uint64_t end)
 {
     const struct blkv_config *cfg = &run->prog->cfg;
-    uint64_t chunk = run->caps.max_transfer < (UINT64_C(1) << 20) ? run->caps.max_transfer
-                                                                  : (UINT64_C(1) << 20);
-    uint8_t *buf = malloc(chunk);
-    int ret = 0;
 
-    if (!buf)
-        return run_error(run, "out of memory");
-    chunk -= chunk % run->caps.align;
-    for (uint64_t off = 0; off < run->caps.size && !ret; off += chunk) {
+    for (uint64_t off = start; off < end; off += chunk) {
         struct blkv_core_req r;
-        uint64_t n = run->caps.size - off < chunk ? run->caps.size - off : chunk;
+        uint64_t n = end - off < chunk ? end - off : chunk;
         if (cfg->init == BLKV_INIT_PATTERN)
             blkv_pattern_fill(buf, BLKV_SRC_INITIAL, off, n);
         else
@@ -749,25 +744,90 @@ static int setup_write_initial(struct blkv_run *run)
         r.req.id = UINT64_MAX;
         r.submitted = true;
         r.setup = true;
-        /* run it synchronously */
         run->inflight++;
         run->inflight_bytes += n;
         if (run->drv.co_submit) {
             r.co_running = true;
             r.co = blkv_rt_spawn(run->rt, co_submit_entry, &r, &r.req);
-        }
-        else
+        } else {
             run->drv.submit(run->state, &r.req);
+        }
         while ((!r.completed || r.co_running) && progress(run))
             ;
         if (!r.completed)
-            ret = run_error(run, "%s: initial write at %" PRIu64 " never completed",
-                            run->drv.name, off);
-        else if (r.ret)
-            ret = run_error(run, "%s: initial write at %" PRIu64 " failed: %d", run->drv.name,
-                            off, r.ret);
+            return run_error(run, "%s: initial write at %" PRIu64 " never completed",
+                             run->drv.name, off);
+        if (r.ret)
+            return run_error(run, "%s: initial write at %" PRIu64 " failed: %d", run->drv.name,
+                             off, r.ret);
     }
+    return 0;
+}
+
+struct range {
+    uint64_t start, end;
+};
+
+static int range_cmp(const void *a, const void *b)
+{
+    const struct range *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/*
+ * Write the initial content (pattern or image) through the driver where the
+ * program can observe it: the union of the ranges its ops touch, rounded to
+ * 4 KiB.  No read can reach any other byte, so the device is
+ * indistinguishable from one filled completely, at a cost proportional to
+ * the program instead of the device.
+ */
+static int setup_write_initial(struct blkv_run *run)
+{
+    const struct blkv_program *p = run->prog;
+    uint64_t size = run->caps.size, total = 0;
+    uint64_t unit = run->caps.align > 4096 ? run->caps.align : 4096;
+    uint64_t chunk = run->caps.max_transfer < (UINT64_C(1) << 20) ? run->caps.max_transfer
+                                                                  : (UINT64_C(1) << 20);
+    struct range *rs = malloc(sizeof(*rs) * (p->nops ? p->nops : 1));
+    size_t n = 0, m = 0;
+    uint8_t *buf = malloc(chunk);
+    int ret = 0;
+
+    if (!rs || !buf) {
+        free(rs);
+        free(buf);
+        return run_error(run, "out of memory");
+    }
+    chunk -= chunk % run->caps.align;
+    for (size_t i = 0; i < p->nops; i++) {
+        const struct blkv_pop *op = &p->ops[i];
+        if (!blkv_opcode_submits(op->code) || op->code == BLKV_P_FLUSH || op->offset >= size)
+            continue;
+        rs[n].start = op->offset - op->offset % unit;
+        rs[n].end = op->len > size - op->offset ? size : op->offset + op->len;
+        rs[n].end = rs[n].end + (unit - rs[n].end % unit) % unit;
+        if (rs[n].end > size)
+            rs[n].end = size;
+        n++;
+    }
+    qsort(rs, n, sizeof(*rs), range_cmp);
+    for (size_t i = 0; i < n; i++) { /* merge */
+        if (m && rs[i].start <= rs[m - 1].end) {
+            if (rs[i].end > rs[m - 1].end)
+                rs[m - 1].end = rs[i].end;
+        } else {
+            rs[m++] = rs[i];
+        }
+    }
+    for (size_t i = 0; i < m; i++)
+        total += rs[i].end - rs[i].start;
+    if (total > MAX_INITIAL_FILL)
+        ret = run_error(run, "initial content: the program touches %" PRIu64 " bytes; at most %"
+                        PRIu64 " can be filled", total, MAX_INITIAL_FILL);
+    for (size_t i = 0; i < m && !ret; i++)
+        ret = write_initial_range(run, buf, chunk, rs[i].start, rs[i].end);
     free(buf);
+    free(rs);
     return ret;
 }
 
@@ -778,9 +838,6 @@ static int setup_initial(struct blkv_run *run)
 
     switch (cfg->init) {
     case BLKV_INIT_PATTERN:
-        if (run->caps.size > MAX_PATTERN_INIT)
-            return run_error(run, "init pattern: device too large (%" PRIu64 " bytes; at most %"
-                             PRIu64 ")", run->caps.size, MAX_PATTERN_INIT);
         mc.initial = BLKV_SRC_PATTERN;
         break;
     case BLKV_INIT_IMAGE:
