@@ -64,6 +64,10 @@ struct blkv_caps {
                                initial content (blkv_initial_content), e.g. by
                                writing it into a backing file: the core then
                                writes nothing before the ops */
+    uint32_t atomic;        /* largest unit (power of 2) the driver promises never
+                               to tear: every aligned unit of a request lands
+                               whole.  0 means 1 (no promise).  The run checks
+                               min(this, the config's atomic). */
 };
 
 /*

@@ -591,8 +591,9 @@ static int cmd_drivers(int argc, char **argv)
             printf("  %-16s %s%s%s%s\n", o->name, o->help, o->def ? " (default " : "",
                    o->def ? o->def : "", o->def ? ")" : "");
         if (blkv_driver_probe(d->name, &caps, err, sizeof(err)) == 0) {
-            printf("  capabilities: align %u, max transfer %u, discard %s%s%s%s%s\n", caps.align,
-                   caps.max_transfer, discard[caps.discard % 4],
+            printf("  capabilities: align %u, max transfer %u, atomic %u, discard %s%s%s%s%s\n",
+                   caps.align, caps.max_transfer, caps.atomic ? caps.atomic : 1,
+                   discard[caps.discard % 4],
                    caps.write_zeroes ? ", write-zeroes" : "", caps.fua ? ", fua" : "",
                    caps.cancel ? ", cancel" : "", caps.read_only ? ", read-only" : "");
         } else {

@@ -54,6 +54,7 @@ struct blkv_run {
     void *state;
     bool opened;
     struct blkv_caps caps;
+    unsigned atomic;         /* atomicity unit checked: config's, capped by the driver's */
     struct blkv_rt *rt;
     struct blkv_model *model;
     struct blkv_core_req *reqs;

@@ -265,7 +265,7 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
 
     if (mm->torn) {
         fprintf(f, "  found: torn: an atomicity unit of %u bytes mixes data of different "
-                   "writes\n", run->prog->cfg.atomic);
+                   "writes\n", run->atomic);
         return "torn";
     }
     for (uint64_t i = 0; i < n; i++)
@@ -547,7 +547,7 @@ static void finish(struct blkv_run *run, FILE *f, char **buf, size_t *len, const
     save_repro(run, res->message);
     fprintf(f, "  driver: %s; seed %" PRIu64 "; sched %s; qd %u; atomic %u\n", run->driver_spec,
             cfg->seed, cfg->sched == BLKV_SCHED_FIFO ? "fifo" :
-            cfg->sched == BLKV_SCHED_LIFO ? "lifo" : "random", cfg->qd, cfg->atomic);
+            cfg->sched == BLKV_SCHED_LIFO ? "lifo" : "random", cfg->qd, run->atomic);
     fprintf(f, "  signature: %s\n", sig);
     if (res->repro_text[0])
         fprintf(f, "  reproducer: %s (text), %s (binary)\n  replay: blkv run %s\n",

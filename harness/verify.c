@@ -286,10 +286,15 @@ static int driver_open(struct blkv_run *run, bool create)
     if (maxt == 0 || maxt > BLKV_MAX_REQUEST)
         run->caps.max_transfer = BLKV_MAX_REQUEST;
     if (!blkv_is_pow2(run->caps.align) || run->caps.align > (1u << 20) ||
+        (run->caps.atomic && !blkv_is_pow2(run->caps.atomic)) ||
         run->caps.max_transfer < run->caps.align || run->caps.size > BLKV_MAX_DEVICE_SIZE)
         return run_error(run, "%s: open returned invalid capabilities (align %u, max transfer %u,"
                          " size %" PRIu64 ")", run->drv.name, run->caps.align,
                          run->caps.max_transfer, run->caps.size);
+    /* check the atomicity the config asks for, as far as the driver promises it */
+    run->atomic = run->prog->cfg.atomic ? run->prog->cfg.atomic : 1;
+    if (run->atomic > (run->caps.atomic ? run->caps.atomic : 1))
+        run->atomic = run->caps.atomic ? run->caps.atomic : 1;
     run->opened = true;
     if (probe_caps)
         *probe_caps = run->caps;
@@ -834,7 +839,7 @@ static int setup_write_initial(struct blkv_run *run)
 static int setup_initial(struct blkv_run *run)
 {
     const struct blkv_config *cfg = &run->prog->cfg;
-    struct blkv_model_config mc = {.size = run->caps.size, .atomic = cfg->atomic ? cfg->atomic : 1};
+    struct blkv_model_config mc = {.size = run->caps.size, .atomic = run->atomic};
 
     switch (cfg->init) {
     case BLKV_INIT_PATTERN:
