@@ -19,4 +19,12 @@ int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The structure-aware mutator and crossover (mutator.c, libFuzzer builds). */
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
+size_t LLVMFuzzerCustomCrossOver(const uint8_t *data1, size_t size1, const uint8_t *data2,
+                                 size_t size2, uint8_t *out, size_t max_out_size,
+                                 unsigned int seed);
+/* libFuzzer's own byte mutations, which the custom mutator falls back to. */
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
+
 #endif

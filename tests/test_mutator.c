@@ -1,0 +1,251 @@
+/*
+ * test_mutator.c - the structure-aware mutator and crossover (fuzz/mutator.c):
+ * outputs always fit MaxSize and decode, are deterministic in the seed,
+ * mostly come from op-level edits (canonical encodings), and the programs
+ * they make run clean on a correct driver.  libFuzzer's LLVMFuzzerMutate is
+ * replaced by a small deterministic byte mutator.
+ */
+#include "fuzz.h"
+#include "program.h"
+#include "prop.h"
+#include "test.h"
+#include "util.h"
+#include "verify.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL 64
+#define MAXLEN 4096
+
+static uint64_t byte_mutations; /* calls of the stand-in LLVMFuzzerMutate */
+
+/* FNV-1a of a buffer: seeds the stand-in byte mutator. */
+static uint64_t hash(const uint8_t *d, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ d[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+/* Stand-in for libFuzzer's byte mutator: flip, insert or erase a byte,
+ * deterministically from the input. */
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size)
+{
+    struct blkv_rng r;
+    size_t pos;
+
+    byte_mutations++;
+    blkv_rng_seed(&r, hash(data, size) + size);
+    pos = size ? blkv_rng_below(&r, size) : 0;
+    switch (blkv_rng_below(&r, 3)) {
+    case 0:
+        if (size) {
+            data[pos] ^= (uint8_t)(1 + blkv_rng_below(&r, 255));
+            return size;
+        }
+        /* fall through */
+    case 1:
+        if (size < max_size) {
+            memmove(data + pos + 1, data + pos, size - pos);
+            data[pos] = (uint8_t)blkv_rng_next(&r);
+            return size + 1;
+        }
+        /* fall through */
+    default:
+        if (size > 1) {
+            memmove(data + pos, data + pos + 1, size - pos - 1);
+            return size - 1;
+        }
+        return size;
+    }
+}
+
+struct input {
+    uint8_t d[MAXLEN];
+    size_t n;
+};
+
+static struct input pool[POOL];
+
+/* Fill the pool with encoded random programs, random bytes and the empty input. */
+static void pool_init(void)
+{
+    struct blkv_rng r;
+    blkv_rng_seed(&r, 42);
+    for (int i = 0; i < POOL; i++) {
+        struct input *in = &pool[i];
+        if (i == 0) {
+            in->n = 0;
+        } else if (i % 3 == 0) {
+            in->n = 1 + blkv_rng_below(&r, 200);
+            for (size_t j = 0; j < in->n; j++)
+                in->d[j] = (uint8_t)blkv_rng_next(&r);
+        } else {
+            struct blkv_program p;
+            uint8_t *enc;
+            size_t n;
+            blkv_program_init(&p);
+            REQUIRE(blkv_program_random(7, (uint64_t)i, 1 + (size_t)i % 40, &p) == 0);
+            enc = blkv_program_encode(&p, &n);
+            REQUIRE(enc);
+            in->n = n < MAXLEN ? n : MAXLEN;
+            memcpy(in->d, enc, in->n);
+            free(enc);
+            blkv_program_free(&p);
+        }
+    }
+}
+
+/* Whether bytes are the canonical encoding of what they decode to. */
+static bool canonical(const uint8_t *d, size_t n)
+{
+    struct blkv_program p;
+    uint8_t *enc;
+    size_t m = 0;
+    bool yes;
+
+    blkv_program_init(&p);
+    REQUIRE(blkv_program_decode(d, n, &p) == 0);
+    enc = blkv_program_encode(&p, &m);
+    yes = enc && m == n && memcmp(enc, d, n) == 0;
+    free(enc);
+    blkv_program_free(&p);
+    return yes;
+}
+
+/* Mutations fit MaxSize, decode, are mostly op-level, and evolve a pool. */
+static void test_mutate_fits_and_decodes(void)
+{
+    static const size_t maxes[] = {4, 8, 12, 16, 32, 64, 256, 1024, MAXLEN};
+    static uint8_t buf[MAXLEN];
+    struct blkv_program p;
+    struct blkv_rng r;
+    uint64_t structured = 0, calls = 0, before; /* calls with room to grow */
+    int bad = 0;
+
+    blkv_program_init(&p);
+    blkv_rng_seed(&r, 1);
+    for (unsigned i = 0; i < 40000; i++) {
+        struct input *in = &pool[blkv_rng_below(&r, POOL)];
+        size_t max = maxes[blkv_rng_below(&r, sizeof(maxes) / sizeof(maxes[0]))], n;
+        if (max < in->n)
+            max = in->n; /* libFuzzer never passes Size > MaxSize */
+        memcpy(buf, in->d, in->n);
+        before = byte_mutations;
+        n = LLVMFuzzerCustomMutator(buf, in->n, max, (unsigned)blkv_rng_next(&r));
+        calls += max >= in->n + 64;
+        if (n > max && bad++ < 5)
+            fprintf(stderr, "mutator returned %zu bytes, MaxSize %zu\n", n, max);
+        CHECK(n <= max);
+        CHECK(blkv_program_decode(buf, n, &p) == 0);
+        if (byte_mutations == before) {
+            structured += max >= in->n + 64;
+            if (!canonical(buf, n) && bad++ < 5)
+                fprintf(stderr, "structured output is not a canonical encoding\n");
+        }
+        /* the mutated input replaces a pool slot: programs evolve */
+        in = &pool[blkv_rng_below(&r, POOL)];
+        memcpy(in->d, buf, n);
+        in->n = n;
+    }
+    CHECK(bad == 0);
+    printf("  %" PRIu64 " of %" PRIu64 " mutations with room to grow were op-level\n",
+           structured, calls);
+    CHECK(structured * 10 > calls * 6);
+    blkv_program_free(&p);
+}
+
+/* Same input and seed, same output; different seeds, mostly different. */
+static void test_deterministic(void)
+{
+    static uint8_t a[MAXLEN], b[MAXLEN];
+    unsigned differ = 0;
+
+    for (unsigned i = 0; i < 2000; i++) {
+        const struct input *in = &pool[i % POOL];
+        size_t na, nb;
+        memcpy(a, in->d, in->n);
+        memcpy(b, in->d, in->n);
+        na = LLVMFuzzerCustomMutator(a, in->n, MAXLEN, i);
+        nb = LLVMFuzzerCustomMutator(b, in->n, MAXLEN, i);
+        CHECK(na == nb && memcmp(a, b, na) == 0);
+        na = LLVMFuzzerCustomCrossOver(in->d, in->n, pool[(i * 7 + 3) % POOL].d,
+                                       pool[(i * 7 + 3) % POOL].n, a, MAXLEN, i);
+        nb = LLVMFuzzerCustomCrossOver(in->d, in->n, pool[(i * 7 + 3) % POOL].d,
+                                       pool[(i * 7 + 3) % POOL].n, b, MAXLEN, i);
+        CHECK(na == nb && memcmp(a, b, na) == 0);
+        memcpy(b, in->d, in->n);
+        nb = LLVMFuzzerCustomMutator(b, in->n, MAXLEN, i + 1);
+        memcpy(a, in->d, in->n);
+        na = LLVMFuzzerCustomMutator(a, in->n, MAXLEN, i);
+        differ += na != nb || memcmp(a, b, na) != 0;
+    }
+    CHECK(differ > 1500);
+}
+
+/* Crossover outputs fit, decode, and usually contain ops of both parents. */
+static void test_crossover(void)
+{
+    static uint8_t out[MAXLEN];
+    struct blkv_program p;
+    unsigned made = 0;
+
+    blkv_program_init(&p);
+    for (unsigned i = 0; i < 10000; i++) {
+        const struct input *x = &pool[i % POOL], *y = &pool[(i / POOL + i * 13) % POOL];
+        size_t max = i % 5 ? MAXLEN : 8 + i % 64, n;
+        n = LLVMFuzzerCustomCrossOver(x->d, x->n, y->d, y->n, out, max, i);
+        CHECK(n <= max);
+        if (n) {
+            made++;
+            CHECK(blkv_program_decode(out, n, &p) == 0);
+            CHECK(canonical(out, n));
+        }
+    }
+    CHECK(made > 7000);
+    blkv_program_free(&p);
+}
+
+/* Mutated programs run clean on the raw driver (no false positives). */
+static void test_runs_clean(void)
+{
+    static uint8_t buf[MAXLEN];
+    struct blkv_program p;
+    struct blkv_rng r;
+    struct input cur = pool[5];
+
+    blkv_program_init(&p);
+    blkv_rng_seed(&r, 3);
+    for (unsigned i = 0; i < 300; i++) {
+        struct blkv_run_opts o = {.driver = "raw", .quiet = true};
+        struct blkv_run_result res;
+        size_t n;
+        memcpy(buf, cur.d, cur.n);
+        n = LLVMFuzzerCustomMutator(buf, cur.n, 512, (unsigned)blkv_rng_next(&r));
+        REQUIRE(blkv_program_decode(buf, n, &p) == 0);
+        blkv_run(&p, &o, &res);
+        if (res.status == BLKV_RUN_VIOLATION)
+            fprintf(stderr, "raw failed: %s\n%s", res.message, res.report ? res.report : "");
+        CHECK(res.status != BLKV_RUN_VIOLATION);
+        blkv_run_result_free(&res);
+        memcpy(cur.d, buf, n);
+        cur.n = n;
+    }
+    blkv_program_free(&p);
+}
+
+int main(void)
+{
+    pool_init();
+    RUN(test_deterministic);
+    RUN(test_crossover);
+    RUN(test_mutate_fits_and_decodes);
+    RUN(test_runs_clean);
+    T_EXIT();
+}
