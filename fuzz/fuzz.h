@@ -12,8 +12,8 @@
 /*
  * Run one fuzz input against the driver `spec` (overridden by the
  * environment variable BLKV_DRIVER when set).  Reproducers go to
- * $BLKV_REPRO_DIR (default: the current directory).  Returns 0; a violation
- * aborts.
+ * $BLKV_REPRO_DIR (default: the current directory; "-": not saved).
+ * Returns 0; a violation aborts.
  */
 int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size);
 

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
 {
@@ -21,7 +22,8 @@ int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
         return 0;
     o.driver = env_driver && *env_driver ? env_driver : spec;
     o.abort_on_violation = true;
-    o.repro_dir = dir && *dir ? dir : ".";
+    /* "-": save nothing (AFL++ campaigns replay their crashes afterwards) */
+    o.repro_dir = !dir || !*dir ? "." : strcmp(dir, "-") ? dir : NULL;
     o.input = data;
     o.input_len = size;
     o.quiet = false;
