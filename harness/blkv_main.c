@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ static void usage_main(FILE *f)
             "  encode FILE      write trace text as a binary input\n"
             "  gen --seed N     print a random program as trace text\n"
             "  prop             run random programs against a driver; shrink a failure\n"
+            "  triage DIR...    replay findings, group them by signature, shrink one per group\n"
             "  drivers          list drivers, their options and capabilities\n"
             "\n"
             "'blkv COMMAND --help' describes each command.\n");
@@ -548,6 +550,260 @@ static int cmd_prop(int argc, char **argv)
     return blkv_prop(&o);
 }
 
+/* ---- triage --------------------------------------------------------------- */
+
+static void usage_triage(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv triage [OPTIONS] DIR|FILE...\n"
+            "\n"
+            "Replay every finding (each file in each DIR, or each FILE: binary inputs such\n"
+            "as libFuzzer and AFL++ crash files, or trace text), group the failures by\n"
+            "driver and report signature, shrink one example per group, and print a\n"
+            "table.  The minimal trace of each group is saved as text in the output\n"
+            "directory.  Trace text runs against its own 'driver' line; binary inputs\n"
+            "(and traces without one) need --driver.\n"
+            "\n"
+            "  -d, --driver SPEC    driver for binary inputs, e.g. 'buggy mode=lost-write'\n"
+            "  -o, --out DIR        where the minimal traces go (default triage)\n"
+            "      --shrink-runs N  runs the shrinker may make per group (default 2000)\n"
+            "  -h, --help           this help\n"
+            "\n"
+            "Exit status: 0 no file failed, 1 failures were grouped, 2 bad usage or no\n"
+            "file could be run.\n");
+}
+
+/* One group of findings: same driver, same signature. */
+struct triage_group {
+    char sig[96];
+    char *driver;  /* the driver spec the findings ran against */
+    char *example; /* the first file of the group */
+    uint64_t count;
+    size_t ops, min_ops;
+    char min_path[4096];
+};
+
+struct triage {
+    const char *spec; /* --driver */
+    struct triage_group *g;
+    size_t ng;
+    uint64_t files, clean, errors;
+};
+
+/* Replay one file and add it to its group. */
+static void triage_file(struct triage *t, const char *path)
+{
+    struct blkv_program p;
+    struct blkv_run_opts o = {.quiet = true};
+    struct blkv_run_result res;
+    const char *driver;
+    size_t i;
+
+    t->files++;
+    blkv_program_init(&p);
+    if (load_program(path, INPUT_AUTO, &p, NULL, NULL)) {
+        t->errors++;
+        blkv_program_free(&p);
+        return;
+    }
+    driver = p.cfg.driver ? p.cfg.driver : t->spec;
+    if (!driver) {
+        fprintf(stderr, "%s triage: %s: a binary input needs --driver\n", prog_name, path);
+        t->errors++;
+        blkv_program_free(&p);
+        return;
+    }
+    o.driver = driver;
+    if (blkv_run(&p, &o, &res) != BLKV_RUN_VIOLATION) {
+        if (res.status == BLKV_RUN_OK)
+            t->clean++;
+        else {
+            fprintf(stderr, "%s triage: %s: %s\n", prog_name, path, res.message);
+            t->errors++;
+        }
+        blkv_run_result_free(&res);
+        blkv_program_free(&p);
+        return;
+    }
+    for (i = 0; i < t->ng; i++)
+        if (!strcmp(t->g[i].sig, res.signature) && !strcmp(t->g[i].driver, driver))
+            break;
+    if (i == t->ng) {
+        struct triage_group *g = realloc(t->g, (t->ng + 1) * sizeof(*g));
+        if (!g) {
+            t->errors++;
+            goto out;
+        }
+        t->g = g;
+        g = &t->g[t->ng++];
+        memset(g, 0, sizeof(*g));
+        snprintf(g->sig, sizeof(g->sig), "%s", res.signature);
+        g->driver = strdup(driver);
+        g->example = strdup(path);
+        g->ops = p.nops;
+        if (!g->driver || !g->example) {
+            t->ng--;
+            free(g->driver), free(g->example);
+            t->errors++;
+            goto out;
+        }
+    }
+    t->g[i].count++;
+out:
+    blkv_run_result_free(&res);
+    blkv_program_free(&p);
+}
+
+/* Replay a file, or every file of a directory (not recursing, sorted). */
+static void triage_path(struct triage *t, const char *path)
+{
+    struct stat st;
+    char pat[4096];
+    glob_t gl;
+    int ret;
+
+    if (stat(path, &st)) {
+        fprintf(stderr, "%s triage: %s: %s\n", prog_name, path, strerror(errno));
+        t->files++, t->errors++;
+        return;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        triage_file(t, path);
+        return;
+    }
+    snprintf(pat, sizeof(pat), "%s/*", path); /* hidden files are left out */
+    ret = glob(pat, 0, NULL, &gl);
+    if (ret && ret != GLOB_NOMATCH) {
+        fprintf(stderr, "%s triage: %s: cannot list\n", prog_name, path);
+        t->files++, t->errors++;
+        return;
+    }
+    for (size_t i = 0; !ret && i < gl.gl_pathc; i++) {
+        const char *base = strrchr(gl.gl_pathv[i], '/') + 1;
+        /* AFL++ leaves a README.txt among its crashes */
+        if (strcmp(base, "README.txt") && stat(gl.gl_pathv[i], &st) == 0 && S_ISREG(st.st_mode))
+            triage_file(t, gl.gl_pathv[i]);
+    }
+    if (!ret)
+        globfree(&gl);
+}
+
+/* Shrink the group's example and save it as OUT/N-SIGNATURE.trace. */
+static void triage_minimise(struct triage_group *g, size_t idx, const char *out,
+                            uint64_t shrink_runs)
+{
+    struct blkv_program p;
+    struct blkv_run_opts o = {.driver = g->driver, .quiet = true};
+    struct blkv_run_result res;
+    char name[128], *text, *own;
+    FILE *f;
+
+    blkv_program_init(&p);
+    g->min_ops = 0;
+    if (load_program(g->example, INPUT_AUTO, &p, NULL, NULL))
+        return;
+    blkv_shrink(&p, g->driver, blkv_same_signature, g->sig, shrink_runs);
+    g->min_ops = p.nops;
+    blkv_run(&p, &o, &res);
+    snprintf(name, sizeof(name), "%zu-%s", idx + 1, g->sig);
+    for (char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '-' || *c == '.' || *c == '_'))
+            *c = '-';
+    snprintf(g->min_path, sizeof(g->min_path), "%s/%s.trace", out, name);
+    own = p.cfg.driver; /* the trace names the driver the group ran against */
+    p.cfg.driver = g->driver;
+    text = blkv_program_format(&p);
+    p.cfg.driver = own;
+    f = text ? fopen(g->min_path, "w") : NULL;
+    if (f) {
+        fprintf(f, "# %s\n# triage group %zu: %s, %" PRIu64 " finding(s), e.g. %s\n"
+                   "# replay: blkv run %s\n%s",
+                res.status == BLKV_RUN_VIOLATION ? res.message : "(no longer fails)", idx + 1,
+                g->sig, g->count, g->example, g->min_path, text);
+        if (fclose(f))
+            g->min_path[0] = 0;
+    } else {
+        fprintf(stderr, "%s triage: %s: %s\n", prog_name, g->min_path, strerror(errno));
+        g->min_path[0] = 0;
+    }
+    free(text);
+    blkv_run_result_free(&res);
+    blkv_program_free(&p);
+}
+
+/* Largest count first, then signature and driver: a stable table. */
+static int triage_cmp(const void *a, const void *b)
+{
+    const struct triage_group *x = a, *y = b;
+    int c;
+    if (x->count != y->count)
+        return x->count < y->count ? 1 : -1;
+    c = strcmp(x->sig, y->sig);
+    return c ? c : strcmp(x->driver, y->driver);
+}
+
+static int cmd_triage(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"driver", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
+        {"shrink-runs", required_argument, NULL, 'R'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct triage t = {0};
+    const char *out = "triage";
+    uint64_t shrink_runs = 2000, failed = 0;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "d:o:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'd': t.spec = optarg; break;
+        case 'o': out = optarg; break;
+        case 'R':
+            if (parse_num("--shrink-runs", optarg, 1, UINT64_MAX, &shrink_runs))
+                return 2;
+            break;
+        case 'h': usage_triage(stdout); return 0;
+        default: usage_triage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "%s triage: no directories or files (see blkv triage --help)\n",
+                prog_name);
+        return 2;
+    }
+    if (check_spec(t.spec))
+        return 2;
+    for (int i = optind; i < argc; i++)
+        triage_path(&t, argv[i]);
+    if (t.ng && mkdir(out, 0777) && errno != EEXIST) {
+        fprintf(stderr, "%s triage: %s: %s\n", prog_name, out, strerror(errno));
+        return 2;
+    }
+    qsort(t.g, t.ng, sizeof(*t.g), triage_cmp);
+    for (size_t i = 0; i < t.ng; i++) {
+        failed += t.g[i].count;
+        triage_minimise(&t.g[i], i, out, shrink_runs);
+    }
+    printf("triage: %" PRIu64 " file(s): %" PRIu64 " failed in %zu group(s), %" PRIu64
+           " clean, %" PRIu64 " not runnable\n", t.files, failed, t.ng, t.clean, t.errors);
+    if (t.ng)
+        printf("  %-3s %-30s %6s %5s %5s  %-26s %s\n", "#", "signature", "count", "ops",
+               "min", "driver", "example");
+    for (size_t i = 0; i < t.ng; i++) {
+        struct triage_group *g = &t.g[i];
+        printf("  %-3zu %-30s %6" PRIu64 " %5zu %5zu  %-26s %s\n", i + 1, g->sig, g->count,
+               g->ops, g->min_ops, g->driver, g->example);
+    }
+    for (size_t i = 0; i < t.ng; i++)
+        if (t.g[i].min_path[0])
+            printf("  minimal %zu: blkv run %s\n", i + 1, t.g[i].min_path);
+    for (size_t i = 0; i < t.ng; i++)
+        free(t.g[i].driver), free(t.g[i].example);
+    free(t.g);
+    return t.ng ? 1 : t.errors && !t.clean ? 2 : 0;
+}
+
 /* ---- drivers ------------------------------------------------------------- */
 
 static void usage_drivers(FILE *f)
@@ -627,6 +883,8 @@ int main(int argc, char **argv)
         return cmd_gen(argc, argv);
     if (!strcmp(cmd, "prop"))
         return cmd_prop(argc, argv);
+    if (!strcmp(cmd, "triage"))
+        return cmd_triage(argc, argv);
     if (!strcmp(cmd, "drivers"))
         return cmd_drivers(argc, argv);
     fprintf(stderr, "%s: unknown command '%s' (see blkv --help)\n", prog_name, cmd);
