@@ -17,6 +17,16 @@
  */
 int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size);
 
+/*
+ * The same, with the driver spec built from the decoded program (so that
+ * driver options, such as an image format's, come from the input too):
+ * spec_fn writes a NUL-terminated spec into buf.
+ */
+struct blkv_program;
+typedef void (*blkv_fuzz_spec_fn)(const struct blkv_program *p, char *buf, size_t len);
+int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_t *data,
+                       size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The structure-aware mutator and crossover (mutator.c, libFuzzer builds). */

@@ -10,7 +10,14 @@
 
 int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
 {
+    return blkv_fuzz_one_with(NULL, spec, data, size);
+}
+
+int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_t *data,
+                       size_t size)
+{
     static struct blkv_program p; /* reused: its op array grows once */
+    static char built[256];
     struct blkv_run_opts o = {0};
     struct blkv_run_result res;
     const char *env_driver = getenv("BLKV_DRIVER");
@@ -20,6 +27,10 @@ int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
         blkv_program_init(&p);
     if (blkv_program_decode(data, size, &p))
         return 0;
+    if (spec_fn) {
+        spec_fn(&p, built, sizeof(built));
+        spec = built;
+    }
     o.driver = env_driver && *env_driver ? env_driver : spec;
     o.abort_on_violation = true;
     /* "-": save nothing (AFL++ campaigns replay their crashes afterwards) */
