@@ -9,10 +9,16 @@
 
 extern const struct blkv_driver blkv_driver_raw;
 extern const struct blkv_driver blkv_driver_buggy;
+#if BLKV_HAVE_NBD
+extern const struct blkv_driver blkv_driver_nbd;
+#endif
 
 const struct blkv_driver *const blkv_drivers[] = {
     &blkv_driver_raw,
     &blkv_driver_buggy,
+#if BLKV_HAVE_NBD
+    &blkv_driver_nbd,
+#endif
     NULL,
 };
 

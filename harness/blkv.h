@@ -68,6 +68,11 @@ struct blkv_caps {
                                to tear: every aligned unit of a request lands
                                whole.  0 means 1 (no promise).  The run checks
                                min(this, the config's atomic). */
+    bool may_fail;          /* requests may fail with an error at any time (a
+                               server that injects faults): any negative return
+                               is accepted, a failed write may or may not have
+                               landed, and the data of successful requests is
+                               still checked */
 };
 
 /*
