@@ -12,6 +12,7 @@ extern const struct blkv_driver blkv_driver_buggy;
 #if BLKV_HAVE_NBD
 extern const struct blkv_driver blkv_driver_nbd;
 #endif
+extern const struct blkv_driver blkv_driver_file;
 
 const struct blkv_driver *const blkv_drivers[] = {
     &blkv_driver_raw,
@@ -19,6 +20,7 @@ const struct blkv_driver *const blkv_drivers[] = {
 #if BLKV_HAVE_NBD
     &blkv_driver_nbd,
 #endif
+    &blkv_driver_file,
     NULL,
 };
 
