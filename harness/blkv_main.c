@@ -3,6 +3,7 @@
  * between binary and text, generate random programs, list drivers.
  */
 #include "blkv.h"
+#include "export.h"
 #include "program.h"
 #include "prop.h"
 #include "util.h"
@@ -38,6 +39,7 @@ static void usage_main(FILE *f)
             "  prop             run random programs against a driver; shrink a failure\n"
             "  triage DIR...    replay findings, group them by signature, shrink one per group\n"
             "  drivers          list drivers, their options and capabilities\n"
+            "  export-qemu-io TRACE  write a trace as a qemu-io script\n"
             "\n"
             "'blkv COMMAND --help' describes each command.\n");
 }
@@ -859,6 +861,85 @@ static int cmd_drivers(int argc, char **argv)
     return 0;
 }
 
+/* ---- export-qemu-io ------------------------------------------------------ */
+
+static void usage_export_qemu_io(FILE *f)
+{
+    fprintf(f,
+            "usage: blkv export-qemu-io [-f FORMAT] [-c] [-o OUT] TRACE\n"
+            "\n"
+            "Write a trace (text or binary) as a qemu-io script, to reproduce a finding\n"
+            "with QEMU's own tools.  Each write writes its own byte (-P 1, 2, ...);\n"
+            "reads check with -P where the content is known (nothing overlapping in\n"
+            "flight), drain and wait become aio_flush.  Cancel, fault injection and\n"
+            "initial content other than zero cannot be expressed.\n"
+            "\n"
+            "  -f, --format FMT  image format (default: format= of an nbd driver line,\n"
+            "                    else qcow2)\n"
+            "  -c, --commands    only the qemu-io commands (default: a shell script that\n"
+            "                    creates the image, runs qemu-io and qemu-img check)\n"
+            "  -o, --output OUT  write to OUT (default: standard output)\n"
+            "  -h, --help        this help\n"
+            "\n"
+            "Example: blkv export-qemu-io repro.trace > repro.sh && sh repro.sh\n");
+}
+
+static int cmd_export_qemu_io(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"format", required_argument, NULL, 'f'},
+        {"commands", no_argument, NULL, 'c'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct blkv_export_opts eo = {0};
+    const char *out = NULL;
+    char fmtbuf[32], err[512];
+    struct blkv_program p;
+    FILE *f = stdout;
+    int c, ret;
+
+    while ((c = getopt_long(argc, argv, "f:co:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'f': eo.format = optarg; break;
+        case 'c': eo.commands_only = true; break;
+        case 'o': out = optarg; break;
+        case 'h': usage_export_qemu_io(stdout); return 0;
+        default: usage_export_qemu_io(stderr); return 2;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "%s export-qemu-io: expected one trace\n", prog_name);
+        return 2;
+    }
+    blkv_program_init(&p);
+    if (load_program(argv[optind], INPUT_AUTO, &p, NULL, NULL)) {
+        blkv_program_free(&p);
+        return 2;
+    }
+    if (!eo.format && p.cfg.driver) {
+        const char *fm = strstr(p.cfg.driver, "format=");
+        if (fm && sscanf(fm + 7, "%31[a-z0-9]", fmtbuf) == 1)
+            eo.format = fmtbuf;
+    }
+    eo.source = argv[optind];
+    if (out && !(f = fopen(out, "w"))) {
+        fprintf(stderr, "%s: %s: %s\n", prog_name, out, strerror(errno));
+        blkv_program_free(&p);
+        return 2;
+    }
+    ret = blkv_export_qemu_io(&p, &eo, f, err, sizeof(err));
+    if (ret < 0)
+        fprintf(stderr, "%s export-qemu-io: %s: %s\n", prog_name, argv[optind], err);
+    if (f != stdout && fclose(f) != 0 && ret == 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog_name, out, strerror(errno));
+        ret = -EIO;
+    }
+    blkv_program_free(&p);
+    return ret < 0 ? 2 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd;
@@ -887,6 +968,8 @@ int main(int argc, char **argv)
         return cmd_triage(argc, argv);
     if (!strcmp(cmd, "drivers"))
         return cmd_drivers(argc, argv);
+    if (!strcmp(cmd, "export-qemu-io"))
+        return cmd_export_qemu_io(argc, argv);
     fprintf(stderr, "%s: unknown command '%s' (see blkv --help)\n", prog_name, cmd);
     return 2;
 }

@@ -1,0 +1,91 @@
+#!/bin/bash
+# blkv export-qemu-io: (1) a small trace exports to the expected commands,
+# (2) blkv-only ops are refused, (3) with qemu-io installed, the scripts of
+# random programs run on raw and qcow2 images without a pattern mismatch
+# while checking some reads.  Exit 0 pass, 1 fail.
+#
+# usage: test_export.sh BLKV
+set -uo pipefail
+blkv=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+
+cat >"$tmp/t.trace" <<'T'
+blkv-trace 1
+driver nbd server=qemu-nbd format=vdi
+size 1M
+write 0 4096 fua      # #0
+wzero 4096 4096 unmap # #1
+read 0 4096           # #2  in flight with #0: plain read
+drain
+read 0 8192           # #3  1s then 0s: plain read
+read 4096 512         # #4  zeros
+write 0 512           # #5
+write 256 512         # #6  overlaps #5
+flush                 # #7
+wait #6
+read 0 256            # #8  #5 raced with #6: plain read (judged per request)
+read 256 256          # #9  either
+write 1048064 1024     # out of range: left out
+reopen
+T
+cat >"$tmp/want" <<'T'
+aio_write -f -P 1 0 4096
+aio_write -z -u 4096 4096
+aio_read 0 4096
+aio_flush
+aio_read 0 8192
+aio_read -P 0 4096 512
+aio_write -P 2 0 512
+aio_write -P 3 256 512
+flush
+aio_flush
+aio_read 0 256
+aio_read 256 256
+aio_flush
+reopen
+aio_flush
+T
+if ! "$blkv" export-qemu-io -c "$tmp/t.trace" >"$tmp/got"; then
+    echo "FAIL: export of a small trace"; fail=1
+elif ! diff -u "$tmp/want" "$tmp/got"; then
+    echo "FAIL: unexpected commands"; fail=1
+else
+    echo "ok: small trace"
+fi
+"$blkv" export-qemu-io "$tmp/t.trace" | grep -q '^qemu-img create -q -f vdi "\$IMG" 1048576$' ||
+    { echo "FAIL: the script does not create a vdi image"; fail=1; }
+
+printf 'blkv-trace 1\nwrite 0 512\ncancel #0\n' >"$tmp/c.trace"
+"$blkv" export-qemu-io "$tmp/c.trace" >/dev/null 2>"$tmp/err"
+if [ $? -ne 2 ] || ! grep -q "blkv-only" "$tmp/err"; then
+    echo "FAIL: cancel was not refused"; fail=1
+else
+    echo "ok: cancel refused"
+fi
+
+if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
+    for fmt in raw qcow2; do
+        checked=0
+        for i in 0 1 2 3 4 5; do
+            "$blkv" gen --seed 11 -i $i -n 200 |
+                sed -e 's/^init .*/init zero/' -e 's/^size .*/size 64M/' |
+                grep -v '^cancel\|^step' >"$tmp/r.trace"
+            "$blkv" export-qemu-io -f $fmt -o "$tmp/r.sh" "$tmp/r.trace" || { fail=1; continue; }
+            if ! IMG="$tmp/r.img" sh "$tmp/r.sh" >"$tmp/out" 2>&1; then
+                echo "FAIL: $fmt program $i: the script failed"; tail -3 "$tmp/out"; fail=1
+            elif grep -q "verification failed" "$tmp/out"; then
+                echo "FAIL: $fmt program $i: a checked read mismatched"; fail=1
+            fi
+            n=$(sed -n 's/.* \([0-9]*\) of them checked.*/\1/p' "$tmp/r.sh")
+            checked=$((checked + n))
+            rm -f "$tmp/r.img"
+        done
+        [ "$checked" -gt 0 ] || { echo "FAIL: $fmt: no read was checked"; fail=1; }
+        echo "ok: qemu-io on $fmt, $checked reads checked"
+    done
+else
+    echo "skip: qemu-io is not installed"
+fi
+exit $fail
