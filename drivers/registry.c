@@ -13,10 +13,12 @@ extern const struct blkv_driver blkv_driver_buggy;
 extern const struct blkv_driver blkv_driver_nbd;
 #endif
 extern const struct blkv_driver blkv_driver_file;
+extern const struct blkv_driver blkv_driver_qcow2;
 
 const struct blkv_driver *const blkv_drivers[] = {
     &blkv_driver_raw,
     &blkv_driver_buggy,
+    &blkv_driver_qcow2,
 #if BLKV_HAVE_NBD
     &blkv_driver_nbd,
 #endif

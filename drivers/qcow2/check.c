@@ -1,0 +1,246 @@
+/*
+ * check.c - the consistency check, in the manner of `qemu-img check`:
+ * count the references to every host cluster (header, L1, refcount table
+ * and blocks, L2 tables, data and compressed clusters), then compare with
+ * the stored refcounts.  A refcount lower than the references, an entry
+ * pointing outside the file or misaligned, and a wrong copied flag are
+ * corruption; a refcount higher than the references is a leak, which is
+ * harmless.  With `fix`, the stored refcounts are rebuilt from the
+ * references instead (repair of an image left dirty by lazy refcounts).
+ */
+#include "qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct qcow2_check {
+    struct qcow2_state *s;
+    uint32_t *ref;      /* references per cluster (saturating) */
+    uint64_t n;         /* clusters counted */
+    uint64_t fsize;
+    uint64_t corruptions, leaks;
+    bool fix;           /* stored refcounts are not trusted */
+    char msg[300];      /* the first corruption */
+};
+
+static void qcow2_check_corrupt(struct qcow2_check *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Record a corruption (the first one's message is kept). */
+static void qcow2_check_corrupt(struct qcow2_check *c, const char *fmt, ...)
+{
+    va_list ap;
+    if (c->corruptions++)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+    va_end(ap);
+}
+
+/* Count one reference to each cluster of host bytes [off, off+len). */
+static void qcow2_check_ref(struct qcow2_check *c, uint64_t off, uint64_t len, const char *what)
+{
+    uint32_t cb = c->s->cluster_bits;
+
+    if (!len)
+        return;
+    if (off > c->fsize || len > c->fsize - off) {
+        qcow2_check_corrupt(c, "%s at %" PRIu64 " (%" PRIu64 " bytes) beyond the end of the "
+                            "%" PRIu64 "-byte file", what, off, len, c->fsize);
+        return;
+    }
+    for (uint64_t x = off >> cb; x <= (off + len - 1) >> cb && x < c->n; x++)
+        if (c->ref[x] != UINT32_MAX)
+            c->ref[x]++;
+}
+
+/* Check that an entry's copied flag says whether its refcount is 1. */
+static int qcow2_check_copied(struct qcow2_check *c, uint64_t host, bool copied,
+                              const char *what)
+{
+    uint64_t rc;
+    int ret;
+
+    if (c->fix)
+        return 0;
+    ret = qcow2_refcount_get(c->s, host >> c->s->cluster_bits, &rc);
+    if (ret < 0)
+        return ret;
+    if ((rc == 1) != copied)
+        qcow2_check_corrupt(c, "%s at %" PRIu64 ": copied flag %d but refcount %" PRIu64, what,
+                            host, copied, rc);
+    return 0;
+}
+
+/* Count the references of one L2 table (a copy of it in tbl). */
+static int qcow2_check_l2(struct qcow2_check *c, uint64_t l1i, const uint8_t *tbl)
+{
+    struct qcow2_state *s = c->s;
+    int ret;
+
+    for (uint64_t i = 0; i < s->l2_entries; i++) {
+        uint64_t e = qcow2_be64(tbl + i * 8), off, len;
+        const char *why = qcow2_entry_problem(s, e);
+
+        if (why) {
+            qcow2_check_corrupt(c, "L2 entry for guest cluster %" PRIu64 " (0x%016" PRIx64
+                                "): %s", (l1i << s->l2_bits) + i, e, why);
+            continue;
+        }
+        switch (qcow2_entry_type(s, e)) {
+        case QCOW2_NORMAL:
+        case QCOW2_ZERO_ALLOC:
+            off = e & QCOW2_OFFSET_MASK;
+            qcow2_check_ref(c, off, s->cluster_size, "data cluster");
+            if ((ret = qcow2_check_copied(c, off, e & QCOW2_OFLAG_COPIED, "data cluster")) < 0)
+                return ret;
+            break;
+        case QCOW2_COMPRESSED:
+            qcow2_compressed_range(s, e, &off, &len);
+            qcow2_check_ref(c, off, len, "compressed cluster");
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+/* Count every reference the image makes. */
+static int qcow2_check_walk(struct qcow2_check *c)
+{
+    struct qcow2_state *s = c->s;
+    uint64_t cs = s->cluster_size;
+    uint8_t *tbl = malloc(cs);
+    int ret = 0;
+
+    if (!tbl)
+        return -ENOMEM;
+    qcow2_check_ref(c, 0, cs, "header");
+    qcow2_check_ref(c, s->l1_offset, (uint64_t)s->l1_size * 8, "L1 table");
+    qcow2_check_ref(c, s->rt_offset, (uint64_t)s->rt_clusters * cs, "refcount table");
+    for (uint64_t i = 0; i < s->rt_size; i++)
+        if (s->rt[i])
+            qcow2_check_ref(c, s->rt[i], cs, "refcount block");
+    for (uint64_t i = 0; i < s->l1_size && !ret; i++) {
+        uint64_t e = s->l1[i], off = e & QCOW2_OFFSET_MASK;
+        struct qcow2_cache_entry *ce;
+
+        if (!e)
+            continue;
+        if ((e & QCOW2_L1_RESERVED) || off % cs || !off) {
+            qcow2_check_corrupt(c, "L1 entry %" PRIu64 " (0x%016" PRIx64 ") corrupt", i, e);
+            continue;
+        }
+        qcow2_check_ref(c, off, cs, "L2 table");
+        if (off + cs > c->fsize)
+            continue;
+        if ((ret = qcow2_check_copied(c, off, e & QCOW2_OFLAG_COPIED, "L2 table")) < 0)
+            break;
+        if ((ret = qcow2_cache_get(s, &s->l2c, off, true, &ce)) < 0)
+            break;
+        memcpy(tbl, ce->data, cs);
+        qcow2_cache_put(ce);
+        ret = qcow2_check_l2(c, i, tbl);
+    }
+    free(tbl);
+    return ret;
+}
+
+/* Compare (or, with fix, rewrite) the stored refcounts. */
+static int qcow2_check_compare(struct qcow2_check *c, bool fix)
+{
+    struct qcow2_state *s = c->s;
+    int ret = 0;
+
+    for (uint64_t ti = 0; ti < s->rt_size && !ret; ti++) {
+        uint64_t base = ti << s->rb_bits;
+        struct qcow2_cache_entry *e;
+        bool changed = false;
+
+        if (!s->rt[ti]) {
+            for (uint64_t x = base; x < c->n && x < base + s->rb_entries; x++)
+                if (c->ref[x])
+                    qcow2_check_corrupt(c, "cluster %" PRIu64 " is used but has no refcount "
+                                        "block", x);
+            continue;
+        }
+        if (base >= c->n && !fix)
+            continue;
+        if ((ret = qcow2_cache_get(s, &s->rbc, s->rt[ti], true, &e)) < 0)
+            break;
+        /* past the counted clusters only leaks can hide: look there when fixing */
+        uint64_t stop = fix ? s->rb_entries : qcow2_min(s->rb_entries, c->n - base);
+        for (uint64_t i = 0; i < stop; i++) {
+            uint64_t x = base + i, want = x < c->n ? c->ref[x] : 0;
+            uint64_t have = qcow2_rc_read(s, e->data, i);
+            if (have == want)
+                continue;
+            if (fix) {
+                if (want > s->refcount_max) {
+                    qcow2_check_corrupt(c, "cluster %" PRIu64 " has %" PRIu64 " references, over "
+                                        "the largest refcount", x, want);
+                    continue;
+                }
+                qcow2_rc_write(s, e->data, i, want);
+                changed = true;
+            } else if (have < want) {
+                qcow2_check_corrupt(c, "cluster %" PRIu64 " refcount=%" PRIu64 " reference=%"
+                                    PRIu64, x, have, want);
+            } else {
+                c->leaks++;
+            }
+        }
+        if (changed) {
+            if (s->lazy)
+                e->dirty = true;
+            else
+                ret = blkv_lower_pwrite(s->file, e->data, s->cluster_size, s->rt[ti]);
+        }
+        qcow2_cache_put(e);
+    }
+    for (uint64_t x = s->rt_size << s->rb_bits; x < c->n; x++)
+        if (c->ref[x])
+            qcow2_check_corrupt(c, "cluster %" PRIu64 " is used but lies beyond the refcount "
+                                "table", x);
+    return ret;
+}
+
+int qcow2_check_image(struct qcow2_state *s, bool fix)
+{
+    struct qcow2_check c;
+    int ret;
+
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.fix = fix;
+    c.fsize = blkv_lower_size(s->file);
+    c.n = qcow2_max((c.fsize + s->cluster_size - 1) >> s->cluster_bits, s->alloc_end);
+    if (c.n > QCOW2_MAX_CHECK_CLUSTERS) {
+        if (!fix)
+            return 0; /* too big to check in bounded memory: say nothing */
+        blkv_error(s->ctx, "qcow2: image too large to repair (%" PRIu64 " clusters)", c.n);
+        return -EFBIG;
+    }
+    c.ref = calloc(c.n ? c.n : 1, sizeof(*c.ref));
+    if (!c.ref)
+        return -ENOMEM;
+    ret = qcow2_check_walk(&c);
+    if (!ret)
+        ret = qcow2_check_compare(&c, fix);
+    free(c.ref);
+    if (ret < 0)
+        return ret;
+    if (fix)
+        s->free_hint = 0;
+    if (c.corruptions) {
+        blkv_error(s->ctx, "qcow2: %" PRIu64 " corruption(s)%s: %s", c.corruptions,
+                   fix ? " that a refcount rebuild cannot repair" : "", c.msg);
+        return -EUCLEAN;
+    }
+    return 0;
+}

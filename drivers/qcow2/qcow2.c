@@ -1,0 +1,355 @@
+/*
+ * qcow2.c - blkv's own read/write qcow2 driver on the runtime: options,
+ * open (create a new image, or open what lower file 0 holds), close,
+ * request dispatch, and the check callback.  The image logic lives in the
+ * other files of this folder (see qcow2.h for the concurrency rules).
+ *
+ * Lower file 0 is the image; lower file 1 the backing file (raw or qcow2)
+ * when the header names one.  On create with a backing file, the backing
+ * file is filled with the run's initial content, so the device starts out
+ * reading through to it.
+ */
+#include "qcow2.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Largest device whose backing file open(create) fills with the initial
+ * content (scanning it for zeros costs time); larger ones get an empty
+ * backing file and the core writes the initial content through the driver.
+ * As large as the core's largest "init pattern" device. */
+#define QCOW2_BACKING_FILL_MAX (UINT64_C(256) << 20)
+#define QCOW2_FILL_CHUNK (UINT64_C(1) << 20)
+
+static const struct blkv_option qcow2_options[] = {
+    {"version", "3", "qcow2 version of a new image: 2 or 3"},
+    {"cluster-size", "64K", "cluster size of a new image: a power of two, 512 to 2M"},
+    {"refcount-bits", "16", "refcount width of a new image: 1, 2, 4, ... 64 (not 16: version 3)"},
+    {"lazy-refcounts", "off", "on: postpone refcount updates, marking the image dirty (version 3)"},
+    {"l2-cache", "4", "L2 tables cached (2 to 64)"},
+    {"refcount-cache", "4", "refcount blocks cached (2 to 64)"},
+    {"backing", "none", "backing file of a new image, in lower file 1: none, raw or qcow2"},
+    {NULL, NULL, NULL},
+};
+
+struct qcow2_opts {
+    struct qcow2_create_opts create;
+    unsigned l2n, rbn;
+};
+
+/* log2 of a power of two. */
+static uint32_t qcow2_log2(uint64_t v)
+{
+    uint32_t n = 0;
+    while (v > 1)
+        v >>= 1, n++;
+    return n;
+}
+
+/* Parse the driver options; 0 or -EINVAL with a message. */
+static int qcow2_parse_opts(struct blkv_ctx *ctx, struct qcow2_opts *o)
+{
+    uint64_t version, cs, rb, l2n, rbn;
+    const char *lazy = blkv_opt(ctx, "lazy-refcounts"), *b = blkv_opt(ctx, "backing");
+
+    if (blkv_opt_u64(ctx, "version", &version) < 0 ||
+        blkv_opt_u64(ctx, "cluster-size", &cs) < 0 ||
+        blkv_opt_u64(ctx, "refcount-bits", &rb) < 0 || blkv_opt_u64(ctx, "l2-cache", &l2n) < 0 ||
+        blkv_opt_u64(ctx, "refcount-cache", &rbn) < 0)
+        return -EINVAL;
+    if (version != 2 && version != 3) {
+        blkv_error(ctx, "version=%" PRIu64 ": expected 2 or 3", version);
+        return -EINVAL;
+    }
+    if (cs < 512 || cs > (UINT64_C(2) << 20) || (cs & (cs - 1))) {
+        blkv_error(ctx, "cluster-size=%" PRIu64 ": expected a power of two, 512 to 2M", cs);
+        return -EINVAL;
+    }
+    if (rb < 1 || rb > 64 || (rb & (rb - 1))) {
+        blkv_error(ctx, "refcount-bits=%" PRIu64 ": expected a power of two, 1 to 64", rb);
+        return -EINVAL;
+    }
+    if (version == 2 && rb != 16) {
+        blkv_error(ctx, "refcount-bits=%" PRIu64 ": version 2 has 16-bit refcounts only", rb);
+        return -EINVAL;
+    }
+    if (l2n < 2 || l2n > QCOW2_MAX_CACHE || rbn < 2 || rbn > QCOW2_MAX_CACHE) {
+        blkv_error(ctx, "l2-cache and refcount-cache: expected 2 to %d tables", QCOW2_MAX_CACHE);
+        return -EINVAL;
+    }
+    memset(o, 0, sizeof(*o));
+    if (lazy && !strcmp(lazy, "on")) {
+        o->create.lazy = true;
+    } else if (lazy && strcmp(lazy, "off")) {
+        blkv_error(ctx, "lazy-refcounts=%s: expected on or off", lazy);
+        return -EINVAL;
+    }
+    if (o->create.lazy && version < 3) {
+        blkv_error(ctx, "lazy-refcounts=on needs version 3");
+        return -EINVAL;
+    }
+    if (!b || !strcmp(b, "none")) {
+        o->create.backing = QCOW2_BACKING_NONE;
+    } else if (!strcmp(b, "raw")) {
+        o->create.backing = QCOW2_BACKING_RAW;
+    } else if (!strcmp(b, "qcow2")) {
+        o->create.backing = QCOW2_BACKING_QCOW2;
+    } else {
+        blkv_error(ctx, "backing=%s: expected none, raw or qcow2", b);
+        return -EINVAL;
+    }
+    o->create.version = (uint32_t)version;
+    o->create.cluster_bits = qcow2_log2(cs);
+    o->create.refcount_order = qcow2_log2(rb);
+    o->l2n = (unsigned)l2n;
+    o->rbn = (unsigned)rbn;
+    return 0;
+}
+
+/* Whether buf holds only zeros. */
+static bool qcow2_all_zero(const uint8_t *buf, uint64_t len)
+{
+    return len == 0 || (buf[0] == 0 && memcmp(buf, buf + 1, len - 1) == 0);
+}
+
+/* Close and free a backing image state. */
+static void qcow2_free_backing(struct qcow2_state *s)
+{
+    if (s->bimg) {
+        qcow2_free_image(s->bimg);
+        free(s->bimg);
+        s->bimg = NULL;
+    }
+}
+
+/* Make the backing file of a new image in lower file 1, holding the
+ * initial content when the device is small enough; *filled says so. */
+static int qcow2_make_backing(struct qcow2_state *s, uint64_t size, const struct qcow2_opts *o,
+                              bool *filled)
+{
+    struct blkv_lower *bf = blkv_lower_get(s->ctx, 1);
+    struct qcow2_state *b = NULL;
+    uint8_t *buf = NULL;
+    int ret = 0;
+
+    *filled = false;
+    if (!bf) {
+        blkv_error(s->ctx, "qcow2: no lower file for the backing file");
+        return -ENODEV;
+    }
+    if (o->create.backing == QCOW2_BACKING_RAW) {
+        if ((ret = blkv_lower_truncate(bf, 0)) < 0 || (ret = blkv_lower_truncate(bf, size)) < 0)
+            return ret;
+    } else {
+        struct qcow2_create_opts bo = o->create;
+        bo.refcount_order = 4, bo.lazy = false, bo.backing = QCOW2_BACKING_NONE;
+        if (!(b = calloc(1, sizeof(*b))))
+            return -ENOMEM;
+        b->ctx = s->ctx;
+        b->file = bf;
+        if ((ret = qcow2_create(b, size, &bo)) < 0 || (ret = qcow2_open_image(b, 4, 4)) < 0)
+            goto out;
+    }
+    if (size > QCOW2_BACKING_FILL_MAX)
+        goto out;
+    if (!(buf = malloc(QCOW2_FILL_CHUNK))) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    for (uint64_t off = 0; off < size && !ret; off += QCOW2_FILL_CHUNK) {
+        uint64_t n = qcow2_min(QCOW2_FILL_CHUNK, size - off);
+        blkv_initial_content(s->ctx, buf, n, off);
+        if (qcow2_all_zero(buf, n))
+            continue;
+        ret = b ? qcow2_co_write(b, off, n, buf) : blkv_lower_pwrite(bf, buf, n, off);
+    }
+    *filled = ret == 0;
+out:
+    if (!ret)
+        ret = blkv_lower_flush(bf);
+    free(buf);
+    if (b) {
+        qcow2_free_image(b);
+        free(b);
+    }
+    if (ret < 0)
+        blkv_error(s->ctx, "qcow2: cannot make the backing file");
+    return ret;
+}
+
+/* Open the backing file the header names, from lower file 1. */
+static int qcow2_open_backing(struct qcow2_state *s)
+{
+    struct qcow2_state *b;
+    int ret;
+
+    s->backing = QCOW2_BACKING_NONE;
+    if (!s->has_backing)
+        return 0;
+    s->bfile = blkv_lower_get(s->ctx, 1);
+    if (!s->bfile) {
+        blkv_error(s->ctx, "qcow2: no lower file for the backing file");
+        return -ENODEV;
+    }
+    if (!strcmp(s->backing_fmt, "raw")) {
+        s->backing = QCOW2_BACKING_RAW;
+    } else if (!strcmp(s->backing_fmt, "qcow2")) {
+        s->backing = QCOW2_BACKING_QCOW2;
+    } else if (s->backing_fmt[0]) {
+        blkv_error(s->ctx, "qcow2: unsupported feature: backing file format '%s'",
+                   s->backing_fmt);
+        return -ENOTSUP;
+    } else {
+        uint8_t magic[4];
+        if ((ret = blkv_lower_pread(s->bfile, magic, 4, 0)) < 0)
+            return ret;
+        s->backing = blkv_lower_size(s->bfile) >= 72 && qcow2_be32(magic) == QCOW2_MAGIC
+                         ? QCOW2_BACKING_QCOW2 : QCOW2_BACKING_RAW;
+    }
+    if (s->backing == QCOW2_BACKING_RAW) {
+        s->backing_size = blkv_lower_size(s->bfile);
+        return 0;
+    }
+    if (!(b = calloc(1, sizeof(*b))))
+        return -ENOMEM;
+    s->bimg = b;
+    b->ctx = s->ctx;
+    b->file = s->bfile;
+    b->read_only = true;
+    if ((ret = qcow2_open_image(b, 2, 2)) < 0)
+        return ret;
+    if (b->has_backing) {
+        blkv_error(s->ctx, "qcow2: unsupported feature: a backing file with its own backing file");
+        return -ENOTSUP;
+    }
+    s->backing_size = b->size;
+    return 0;
+}
+
+static int qcow2_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
+                          struct blkv_caps *caps)
+{
+    struct qcow2_state *s = state;
+    struct qcow2_opts o;
+    bool filled = false;
+    int ret;
+
+    memset(s, 0, sizeof(*s));
+    s->ctx = ctx;
+    s->file = blkv_lower_get(ctx, 0);
+    if (!s->file) {
+        blkv_error(ctx, "qcow2: no lower file");
+        return -ENODEV;
+    }
+    if ((ret = qcow2_parse_opts(ctx, &o)) < 0)
+        return ret;
+    if (create) {
+        if (o.create.backing != QCOW2_BACKING_NONE &&
+            (ret = qcow2_make_backing(s, size, &o, &filled)) < 0)
+            return ret;
+        if ((ret = qcow2_create(s, size, &o.create)) < 0)
+            return ret;
+    }
+    if ((ret = qcow2_open_image(s, o.l2n, o.rbn)) < 0 || (ret = qcow2_open_backing(s)) < 0) {
+        qcow2_free_backing(s);
+        qcow2_free_image(s);
+        return ret;
+    }
+    caps->size = s->size;
+    caps->align = 1;
+    caps->write_zeroes = true;
+    caps->fua = true;
+    caps->discard = s->version < 3 && s->backing != QCOW2_BACKING_NONE ? BLKV_DISCARD_IGNORED
+                                                                       : BLKV_DISCARD_ZEROES;
+    caps->initialized = filled;
+    return 0;
+}
+
+/* Write back metadata and flush the lower file. */
+static int qcow2_co_flush(struct qcow2_state *s)
+{
+    int ret;
+
+    blkv_co_mutex_lock(&s->lock);
+    ret = qcow2_flush_meta(s);
+    blkv_co_mutex_unlock(&s->lock);
+    if (ret < 0)
+        return ret;
+    return blkv_lower_flush(s->file);
+}
+
+static void qcow2_drv_close(void *state)
+{
+    struct qcow2_state *s = state;
+
+    blkv_co_mutex_lock(&s->lock);
+    qcow2_flush_meta(s);
+    if (s->dirty_marked)
+        qcow2_set_dirty(s, false);
+    blkv_co_mutex_unlock(&s->lock);
+    blkv_lower_flush(s->file); /* nothing to report a failure to */
+    qcow2_free_backing(s);
+    qcow2_free_image(s);
+}
+
+static int qcow2_drv_co_submit(void *state, struct blkv_req *req)
+{
+    struct qcow2_state *s = state;
+    struct qcow2_range r;
+    int ret;
+
+    switch (req->op) {
+    case BLKV_OP_READ:
+        return qcow2_co_read(s, req->offset, req->len, req->buf);
+    case BLKV_OP_WRITE:
+        qcow2_range_lock(s, &r, req->offset, req->len);
+        ret = qcow2_co_write(s, req->offset, req->len, req->buf);
+        qcow2_range_unlock(s, &r);
+        break;
+    case BLKV_OP_WRITE_ZEROES:
+        qcow2_range_lock(s, &r, req->offset, req->len);
+        ret = qcow2_co_zero(s, req->offset, req->len, req->flags & BLKV_REQ_UNMAP);
+        qcow2_range_unlock(s, &r);
+        break;
+    case BLKV_OP_DISCARD:
+        if (s->version < 3 && s->backing != QCOW2_BACKING_NONE)
+            return 0; /* declared: discard changes nothing */
+        qcow2_range_lock(s, &r, req->offset, req->len);
+        ret = qcow2_co_zero(s, req->offset, req->len, true);
+        qcow2_range_unlock(s, &r);
+        return ret;
+    case BLKV_OP_FLUSH:
+        return qcow2_co_flush(s);
+    default:
+        return -EINVAL;
+    }
+    if (!ret && (req->flags & BLKV_REQ_FUA))
+        ret = qcow2_co_flush(s);
+    return ret;
+}
+
+static int qcow2_drv_check(void *state)
+{
+    struct qcow2_state *s = state;
+    int ret;
+
+    blkv_co_mutex_lock(&s->lock);
+    ret = qcow2_check_image(s, false);
+    blkv_co_mutex_unlock(&s->lock);
+    return ret;
+}
+
+const struct blkv_driver blkv_driver_qcow2 = {
+    BLKV_DRIVER_HEADER,
+    .name = "qcow2",
+    .description = "blkv's own read/write qcow2 implementation (backing file in lower file 1)",
+    .options = qcow2_options,
+    .state_size = sizeof(struct qcow2_state),
+    .in_process = true,
+    .open = qcow2_drv_open,
+    .close = qcow2_drv_close,
+    .co_submit = qcow2_drv_co_submit,
+    .check = qcow2_drv_check,
+};
