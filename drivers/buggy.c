@@ -92,6 +92,7 @@ struct buggy_state {
     struct buggy_ivs seen;        /* read since the last write landed */
     unsigned zombies;             /* zombie writes still in flight */
     struct blkv_co_queue zombie_done;
+    bool setup;               /* serving a setup request (initial content) */
 };
 
 /* Per request, on its coroutine's stack (req->driver_data). */
@@ -300,7 +301,11 @@ static bool buggy_overlaps(struct buggy_state *s, uint64_t off, uint64_t len,
 /* One opportunity for the bug: whether it strikes now. */
 static bool buggy_strike(struct buggy_state *s)
 {
-    uint64_t n = s->chances++;
+    uint64_t n;
+
+    if (s->setup) /* the core's own initial-content writes are not a target */
+        return false;
+    n = s->chances++;
     return n >= s->skip && (n - s->skip) % s->every == s->every - 1;
 }
 
@@ -425,6 +430,9 @@ static int buggy_co_submit(void *state, struct blkv_req *req)
 {
     struct buggy_state *s = state;
     int ret;
+
+    /* setup requests run one at a time before any op, so a flag will do */
+    s->setup = req->id == BLKV_REQ_ID_SETUP;
 
     switch (req->op) {
     case BLKV_OP_READ:

@@ -38,6 +38,8 @@ enum blkv_op {
     BLKV_OP_FLUSH,
 };
 
+#define BLKV_REQ_ID_SETUP UINT64_MAX
+
 /* Request flags. */
 #define BLKV_REQ_FUA 0x1u   /* write: durable on completion */
 #define BLKV_REQ_UNMAP 0x2u /* write-zeroes: the driver may deallocate */
@@ -86,7 +88,9 @@ struct blkv_req {
     uint64_t offset;
     uint64_t len;
     void *buf;         /* read: filled by the driver; write: the data; else NULL */
-    uint64_t id;       /* request number within the run, for messages */
+    uint64_t id;       /* request number within the run, for messages;
+                          BLKV_REQ_ID_SETUP for the core's own writes of the
+                          initial content before the ops */
     void *driver_data; /* free for the driver */
     struct blkv_core_req *core; /* private to the core */
 };

@@ -748,7 +748,7 @@ static int write_initial_range(struct blkv_run *run, uint8_t *buf, uint64_t chun
         r.req.offset = off;
         r.req.len = n;
         r.req.buf = buf;
-        r.req.id = UINT64_MAX;
+        r.req.id = BLKV_REQ_ID_SETUP;
         r.submitted = true;
         r.setup = true;
         run->inflight++;
