@@ -84,9 +84,11 @@ static int qcow2_check_l2(struct qcow2_check *c, uint64_t l1i, const uint8_t *tb
 
     for (uint64_t i = 0; i < s->l2_entries; i++) {
         uint64_t e = qcow2_be64(tbl + i * 8), off, len;
-        const char *why = qcow2_entry_problem(s, e);
+        const char *why;
 
-        if (why) {
+        if (!e)
+            continue;
+        if ((why = qcow2_entry_problem(s, e))) {
             qcow2_check_corrupt(c, "L2 entry for guest cluster %" PRIu64 " (0x%016" PRIx64
                                 "): %s", (l1i << s->l2_bits) + i, e, why);
             continue;
@@ -162,6 +164,8 @@ static int qcow2_check_compare(struct qcow2_check *c, bool fix)
         struct qcow2_cache_entry *e;
         bool changed = false;
 
+        if (base >= c->n && !fix)
+            break; /* nothing counted from here on */
         if (!s->rt[ti]) {
             for (uint64_t x = base; x < c->n && x < base + s->rb_entries; x++)
                 if (c->ref[x])
@@ -169,8 +173,6 @@ static int qcow2_check_compare(struct qcow2_check *c, bool fix)
                                         "block", x);
             continue;
         }
-        if (base >= c->n && !fix)
-            continue;
         if ((ret = qcow2_cache_get(s, &s->rbc, s->rt[ti], true, &e)) < 0)
             break;
         /* past the counted clusters only leaks can hide: look there when fixing */

@@ -333,6 +333,8 @@ static int qcow2_load_tables(struct qcow2_state *s)
         ret = blkv_lower_pread(s->file, raw, rtb, s->rt_offset);
     for (uint64_t i = 0; !ret && i < s->rt_size; i++) {
         s->rt[i] = qcow2_be64(raw + i * 8);
+        if (!s->rt[i])
+            continue;
         if ((s->rt[i] & QCOW2_RT_RESERVED) || s->rt[i] % s->cluster_size ||
             s->rt[i] >= QCOW2_MAX_HOST_OFFSET || (s->rt[i] && s->rt[i] < s->cluster_size)) {
             blkv_error(s->ctx, "qcow2: corrupt refcount table entry %" PRIu64 ": 0x%016" PRIx64,

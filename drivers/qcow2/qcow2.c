@@ -17,10 +17,10 @@
 #include <string.h>
 
 /* Largest device whose backing file open(create) fills with the initial
- * content (scanning it for zeros costs time); larger ones get an empty
- * backing file and the core writes the initial content through the driver.
- * As large as the core's largest "init pattern" device. */
-#define QCOW2_BACKING_FILL_MAX (UINT64_C(256) << 20)
+ * content: the driver cannot tell zeros from other content without reading
+ * all of it, which costs time on every run.  Larger devices get an empty
+ * backing file, and the core writes the initial content through the driver. */
+#define QCOW2_BACKING_FILL_MAX (UINT64_C(64) << 20)
 #define QCOW2_FILL_CHUNK (UINT64_C(1) << 20)
 
 static const struct blkv_option qcow2_options[] = {

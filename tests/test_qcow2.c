@@ -1,0 +1,443 @@
+/*
+ * test_qcow2.c - the qcow2 driver.
+ *
+ *   test_qcow2 matrix VERSION CLUSTER   random programs (with a reopen in
+ *                                       the middle and checks) for every
+ *                                       refcount width and backing file
+ *   test_qcow2 images                   hand-built images: every cluster
+ *                                       kind read back, a dirty image
+ *                                       repaired, unsupported features and
+ *                                       broken headers refused by name,
+ *                                       bit-flipped and truncated images
+ *                                       opened without crashing
+ *
+ * The number of programs per configuration is BLKV_QCOW2_RUNS (default 200).
+ */
+#include "program.h"
+#include "prop.h"
+#include "test.h"
+#include "verify.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+/* ---- random programs --------------------------------------------------------- */
+
+/* Run p against spec; on anything but OK print the report and count a failure. */
+static int run_one(const struct blkv_program *p, const char *spec, const char *what,
+                   struct blkv_run_result *res)
+{
+    struct blkv_run_opts o = {.driver = spec, .quiet = true};
+    int st = blkv_run(p, &o, res);
+    if (st != BLKV_RUN_OK) {
+        char *text = blkv_program_format(p);
+        fprintf(stderr, "%s: driver '%s': status %d: %s\n%s\n--- program:\n%s", what, spec, st,
+                res->message, res->report ? res->report : "", text ? text : "");
+        free(text);
+        t_failures++;
+    }
+    return st;
+}
+
+/* A random program for the matrix: a modest device, a reopen halfway. */
+static void matrix_program(uint64_t seed, uint64_t idx, struct blkv_program *p)
+{
+    static const uint64_t sizes[] = {UINT64_C(64) << 20, UINT64_C(256) << 20,
+                                     UINT64_C(1) << 30};
+    struct blkv_pop reopen = {.code = BLKV_P_REOPEN}, check = {.code = BLKV_P_CHECK};
+    size_t mid;
+
+    REQUIRE(blkv_program_random(seed, idx, 96, p) == 0);
+    p->cfg.size = sizes[idx % 3];
+    p->cfg.grain = 1u << (9 + idx % 13);
+    /* initial content: a pattern on the smallest devices (a backing file
+     * then holds it), zeros above */
+    p->cfg.init = p->cfg.size <= (UINT64_C(64) << 20) && idx % 2 == 0 ? BLKV_INIT_PATTERN
+                                                                        : BLKV_INIT_ZERO;
+    REQUIRE(blkv_program_push(p, &check) == 0);
+    REQUIRE(blkv_program_push(p, &reopen) == 0);
+    /* move the reopen to the middle (it submits nothing: numbering holds) */
+    mid = p->nops / 2;
+    memmove(&p->ops[mid + 1], &p->ops[mid], (p->nops - 1 - mid) * sizeof(p->ops[0]));
+    p->ops[mid] = reopen;
+}
+
+static void test_matrix(const char *version, const char *cluster, uint64_t runs)
+{
+    static const char *const widths[] = {"1", "16", "64"};
+    static const char *const backings[] = {"none", "raw", "qcow2"};
+
+    for (size_t w = 0; w < 3; w++) {
+        if (!strcmp(version, "2") && strcmp(widths[w], "16"))
+            continue;
+        for (size_t b = 0; b < 3; b++) {
+            char spec[160];
+            uint64_t ops = 0, reads = 0, reopens = 0, faults = 0, bad = 0;
+
+            snprintf(spec, sizeof(spec),
+                     "qcow2 version=%s cluster-size=%s refcount-bits=%s backing=%s%s", version,
+                     cluster, widths[w], backings[b],
+                     !strcmp(version, "3") && w == 1 && b == 0 ? " lazy-refcounts=on" : "");
+            for (uint64_t i = 0; i < runs && !bad; i++) {
+                struct blkv_program p;
+                struct blkv_run_result res;
+                blkv_program_init(&p);
+                matrix_program(0x9c0f2 + w * 7 + b, i, &p);
+                bad = run_one(&p, spec, "matrix", &res) != BLKV_RUN_OK;
+                ops += res.stats.ops, reads += res.stats.reads_checked;
+                reopens += res.stats.reopens, faults += res.stats.faults;
+                blkv_run_result_free(&res);
+                blkv_program_free(&p);
+            }
+            printf("  %-72s %" PRIu64 " ops, %" PRIu64 " reads, %" PRIu64 " reopens, %" PRIu64
+                   " faults\n", spec, ops, reads, reopens, faults);
+            CHECK(reopens >= runs);
+        }
+    }
+}
+
+/* ---- hand-built images ------------------------------------------------------- */
+
+#define CB 16
+#define CS (1u << CB)
+#define NCL 16          /* guest clusters: 1 MiB */
+#define IMG_CLUSTERS 8  /* header, rt, refblock, L1, L2, data, zero-alloc, compressed */
+
+struct image {
+    uint8_t *bytes;
+    size_t len;
+    uint8_t raw[NCL * CS]; /* what the guest must read */
+};
+
+static void be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static void be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8), p[1] = (uint8_t)v;
+}
+
+/* Compressible data that differs per cluster. */
+static void fill(uint8_t *p, size_t n, unsigned tag)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)((i / 64) * tag + (i % 7 == 0 ? tag : 0));
+}
+
+/* Raw deflate of one cluster into out; returns its length. */
+static size_t deflate_cluster(const uint8_t *in, uint8_t *out, size_t outlen)
+{
+    z_stream z;
+    size_t n;
+    memset(&z, 0, sizeof(z));
+    REQUIRE(deflateInit2(&z, 9, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+    z.next_in = (uint8_t *)in;
+    z.avail_in = CS;
+    z.next_out = out;
+    z.avail_out = (uInt)outlen;
+    REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
+    n = outlen - z.avail_out;
+    deflateEnd(&z);
+    return n;
+}
+
+/*
+ * A version 3 image with 64K clusters and 16-bit refcounts, 1 MiB virtual:
+ * guest cluster 0 holds data (host cluster 5), 1 is a zero cluster, 2 a
+ * zero cluster over a preallocated one (full of 0xab that must not show),
+ * 3 and 4 are compressed and share host cluster 7, 5 holds data (host
+ * cluster 8), the rest is unallocated.
+ */
+static void build_image(struct image *im)
+{
+    uint8_t *b;
+    uint8_t tmp[CS], *c3, *c4;
+    size_t n3, n4, off3, off4;
+
+    im->len = (IMG_CLUSTERS + 1) * (size_t)CS;
+    b = im->bytes = calloc(1, im->len);
+    REQUIRE(b);
+    memset(im->raw, 0, sizeof(im->raw));
+
+    /* header */
+    be32(b, 0x514649fb);
+    be32(b + 4, 3);
+    be32(b + 20, CB);
+    be64(b + 24, (uint64_t)NCL * CS);
+    be32(b + 36, 1);                 /* l1_size */
+    be64(b + 40, 3 * (uint64_t)CS);  /* L1 */
+    be64(b + 48, 1 * (uint64_t)CS);  /* refcount table */
+    be32(b + 56, 1);
+    be32(b + 96, 4);                 /* refcount order */
+    be32(b + 100, 104);              /* header length */
+    /* refcount table and block */
+    be64(b + CS, 2 * (uint64_t)CS);
+    for (unsigned c = 0; c <= IMG_CLUSTERS; c++)
+        be16(b + 2 * CS + 2 * c, c == 7 ? 2 : 1);
+    /* L1 -> L2 */
+    be64(b + 3 * CS, 4 * (uint64_t)CS | UINT64_C(1) << 63);
+    /* guest 0: data in cluster 5 */
+    fill(im->raw, CS, 3);
+    memcpy(b + 5 * CS, im->raw, CS);
+    be64(b + 4 * CS + 0 * 8, 5 * (uint64_t)CS | UINT64_C(1) << 63);
+    /* guest 1: zero; guest 2: zero over cluster 6 */
+    be64(b + 4 * CS + 1 * 8, 1);
+    memset(b + 6 * CS, 0xab, CS);
+    be64(b + 4 * CS + 2 * 8, 6 * (uint64_t)CS | 1 | UINT64_C(1) << 63);
+    /* guests 3 and 4: compressed, packed into cluster 7 */
+    c3 = im->raw + 3 * CS;
+    c4 = im->raw + 4 * CS;
+    fill(c3, CS, 5);
+    fill(c4, CS, 9);
+    off3 = 7 * (size_t)CS;
+    n3 = deflate_cluster(c3, tmp, sizeof(tmp));
+    memcpy(b + off3, tmp, n3);
+    off4 = off3 + n3 + 3; /* not sector aligned */
+    n4 = deflate_cluster(c4, tmp, sizeof(tmp));
+    REQUIRE(off4 + n4 <= 8 * (size_t)CS);
+    memcpy(b + off4, tmp, n4);
+    {
+        uint64_t shift = 62 - (CB - 8);
+        uint64_t s3 = (off3 % 512 + n3 + 511) / 512 - 1, s4 = (off4 % 512 + n4 + 511) / 512 - 1;
+        be64(b + 4 * CS + 3 * 8, UINT64_C(1) << 62 | s3 << shift | off3);
+        be64(b + 4 * CS + 4 * 8, UINT64_C(1) << 62 | s4 << shift | off4);
+    }
+    /* guest 5: data in cluster 8 */
+    fill(im->raw + 5 * CS, CS, 11);
+    memcpy(b + 8 * CS, im->raw + 5 * CS, CS);
+    be64(b + 4 * CS + 5 * 8, 8 * (uint64_t)CS | UINT64_C(1) << 63);
+}
+
+/* Write n bytes to a new temporary file; returns its path (malloc'd). */
+static char *write_temp(const void *buf, size_t n)
+{
+    char *path = strdup("/tmp/blkv-qcow2-XXXXXX");
+    int fd;
+    REQUIRE(path);
+    fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, buf, n) == (ssize_t)n);
+    close(fd);
+    return path;
+}
+
+/* Run a program over an image (and its raw twin as the initial content). */
+static int run_image(const uint8_t *bytes, size_t len, const uint8_t *raw, uint64_t seed,
+                     size_t nops, struct blkv_run_result *res)
+{
+    char *img = write_temp(bytes, len), *rawp = write_temp(raw, NCL * CS);
+    struct blkv_program p;
+    struct blkv_run_opts o = {.driver = "qcow2", .quiet = true};
+    int st;
+
+    blkv_program_init(&p);
+    REQUIRE(blkv_program_random(seed, 0, nops, &p) == 0);
+    if (nops == 0) { /* one read of everything */
+        struct blkv_pop rd = {.code = BLKV_P_READ, .offset = 0, .len = NCL * CS};
+        p.nops = 0;
+        REQUIRE(blkv_program_push(&p, &rd) == 0);
+    }
+    p.cfg.size = (uint64_t)NCL * CS;
+    p.cfg.grain = CS;
+    p.cfg.init = BLKV_INIT_IMAGE;
+    p.cfg.init_image = strdup(rawp);
+    p.cfg.lower_image = strdup(img);
+    st = blkv_run(&p, &o, res);
+    blkv_program_free(&p);
+    unlink(img);
+    unlink(rawp);
+    free(img);
+    free(rawp);
+    return st;
+}
+
+/* Every cluster kind reads back right, and survives random programs. */
+static void test_image_kinds(void)
+{
+    struct image im;
+    struct blkv_run_result res;
+
+    build_image(&im);
+    CHECK(run_image(im.bytes, im.len, im.raw, 0, 0, &res) == BLKV_RUN_OK);
+    CHECK(res.stats.bytes_verified == NCL * CS);
+    blkv_run_result_free(&res);
+    /* the read is really checked: a wrong twin in any kind of cluster is seen */
+    for (unsigned g = 0; g < 6; g++) {
+        im.raw[g * CS + 777] ^= 1;
+        CHECK(run_image(im.bytes, im.len, im.raw, 0, 0, &res) == BLKV_RUN_VIOLATION);
+        blkv_run_result_free(&res);
+        im.raw[g * CS + 777] ^= 1;
+    }
+    for (uint64_t seed = 0; seed < 60; seed++) {
+        int st = run_image(im.bytes, im.len, im.raw, seed, 64, &res);
+        if (st != BLKV_RUN_OK) {
+            fprintf(stderr, "image seed %" PRIu64 ": %s\n%s", seed, res.message,
+                    res.report ? res.report : "");
+            t_failures++;
+            blkv_run_result_free(&res);
+            break;
+        }
+        blkv_run_result_free(&res);
+    }
+    free(im.bytes);
+}
+
+/* A dirty image (lazy refcounts, refcounts not written) is repaired on open. */
+static void test_image_dirty(void)
+{
+    struct image im;
+    struct blkv_run_result res;
+
+    build_image(&im);
+    be64(im.bytes + 72, 1);                    /* dirty */
+    be64(im.bytes + 80, 1);                    /* lazy refcounts */
+    memset(im.bytes + 2 * CS + 2 * 5, 0, 8);   /* refcounts of clusters 5..8 lost */
+    CHECK(run_image(im.bytes, im.len, im.raw, 1, 64, &res) == BLKV_RUN_OK);
+    if (res.status != BLKV_RUN_OK)
+        fprintf(stderr, "%s\n%s", res.message, res.report ? res.report : "");
+    blkv_run_result_free(&res);
+    free(im.bytes);
+}
+
+/* The image with one change refuses to open with errno-ish message text. */
+static void expect_refusal(const char *what, const uint8_t *bytes, size_t len, const char *needle)
+{
+    static uint8_t zero_raw[NCL * CS];
+    struct blkv_run_result res;
+    int st = run_image(bytes, len, zero_raw, 0, 8, &res);
+    if (st != BLKV_RUN_ERROR || !strstr(res.message, needle)) {
+        fprintf(stderr, "%s: expected an open error mentioning '%s', got status %d: %s\n", what,
+                needle, st, res.message);
+        t_failures++;
+    }
+    blkv_run_result_free(&res);
+}
+
+static void test_image_refused(void)
+{
+    struct image im;
+    uint8_t *b;
+
+    build_image(&im);
+    b = malloc(im.len);
+    REQUIRE(b);
+#define MUTATE(what, needle, stmt)                                                              \
+    do {                                                                                        \
+        memcpy(b, im.bytes, im.len);                                                            \
+        stmt;                                                                                   \
+        expect_refusal(what, b, im.len, needle);                                                \
+    } while (0)
+    MUTATE("magic", "not a qcow2 image", b[0] = 'X');
+    MUTATE("version", "version 4", be32(b + 4, 4));
+    MUTATE("cluster bits", "cluster_bits", be32(b + 20, 22));
+    MUTATE("encryption", "encryption", be32(b + 32, 2));
+    MUTATE("corrupt bit", "corrupt bit", be64(b + 72, 2));
+    MUTATE("data file", "external data file", be64(b + 72, 4));
+    MUTATE("compression", "compression type 1", (be64(b + 72, 8), be32(b + 100, 112), b[104] = 1));
+    MUTATE("extended L2", "extended L2", be64(b + 72, 16));
+    MUTATE("unknown bit", "incompatible feature bit 40", be64(b + 72, UINT64_C(1) << 40));
+    MUTATE("snapshots", "internal snapshots", be32(b + 60, 1));
+    MUTATE("size 0", "virtual size is 0", be64(b + 24, 0));
+    MUTATE("huge size", "over the largest device", be64(b + 24, UINT64_C(1) << 60));
+    MUTATE("small L1", "too small", be64(b + 24, UINT64_C(1) << 40));
+    MUTATE("L1 outside", "L1 table", be64(b + 40, UINT64_C(1) << 40));
+    MUTATE("L1 misaligned", "L1 table", be64(b + 40, 3 * (uint64_t)CS + 8));
+    MUTATE("refcount table outside", "refcount table", be64(b + 48, UINT64_C(1) << 50));
+    MUTATE("refcount table huge", "refcount table", be32(b + 56, 1u << 20));
+    MUTATE("refcount entry", "refcount table entry", be64(b + CS, 12345));
+    MUTATE("refcount order", "refcount order", be32(b + 96, 7));
+    MUTATE("header length", "header length", be32(b + 100, 100));
+    MUTATE("extension overrun", "header extension", (be32(b + 104, 0x12345678),
+                                                    be32(b + 108, CS)));
+    MUTATE("backing name", "backing file name", (be64(b + 8, CS - 4), be32(b + 16, 100)));
+    MUTATE("backing format", "backing file format", (be64(b + 8, 512), be32(b + 16, 4),
+                                                     memcpy(b + 512, "base", 4),
+                                                     be32(b + 104, 0xe2792aca),
+                                                     be32(b + 108, 4), memcpy(b + 112, "vmdk", 4)));
+#undef MUTATE
+    expect_refusal("empty file", b, 0, "not a qcow2 image");
+    expect_refusal("truncated header", im.bytes, 40, "not a qcow2 image");
+    expect_refusal("truncated tables", im.bytes, 2 * CS, "outside");
+    free(b);
+    free(im.bytes);
+}
+
+/* Bit flips, byte garbage and truncations anywhere in the metadata: any
+ * outcome but a crash or a hang (the sanitizer build makes a crash fail). */
+static void test_image_flips(void)
+{
+    struct image im;
+    uint8_t *b;
+    uint64_t x = 0x2545f4914f6cdd1d;
+    unsigned outcomes[3] = {0, 0, 0};
+
+    build_image(&im);
+    b = malloc(im.len);
+    REQUIRE(b);
+    for (unsigned i = 0; i < 400; i++) {
+        struct blkv_run_result res;
+        size_t len = im.len;
+        int st;
+
+        memcpy(b, im.bytes, im.len);
+        for (unsigned k = 0; k < 1 + i % 4; k++) {
+            size_t pos;
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            /* mostly the header's first bytes and the tables' first entries */
+            switch (x % 4) {
+            case 0: pos = (x >> 8) % 128; break;
+            case 1: pos = CS * (1 + (x >> 8) % 4) + (x >> 20) % 64; break;
+            case 2: pos = 4 * (size_t)CS + (x >> 8) % 64; break;
+            default: pos = (x >> 8) % im.len; break;
+            }
+            if (i % 5 == 4)
+                b[pos] = (uint8_t)(x >> 40);
+            else
+                b[pos] ^= (uint8_t)(1u << ((x >> 32) % 8));
+        }
+        if (i % 9 == 8)
+            len = (x >> 16) % im.len;
+        st = run_image(b, len, im.raw, i, 24, &res);
+        outcomes[st]++;
+        blkv_run_result_free(&res);
+    }
+    printf("  400 damaged images: %u ran clean, %u with findings, %u refused\n", outcomes[0],
+           outcomes[1], outcomes[2]);
+    CHECK(outcomes[2] > 0);
+    free(b);
+    free(im.bytes);
+}
+
+int main(int argc, char **argv)
+{
+    const char *env = getenv("BLKV_QCOW2_RUNS");
+    uint64_t runs = env ? strtoull(env, NULL, 10) : 200;
+
+    if (argc == 4 && !strcmp(argv[1], "matrix")) {
+        test_matrix(argv[2], argv[3], runs);
+        printf("%s matrix %s %s\n", t_failures ? "FAIL" : "ok  ", argv[2], argv[3]);
+    } else if (argc == 2 && !strcmp(argv[1], "images")) {
+        RUN(test_image_kinds);
+        RUN(test_image_dirty);
+        RUN(test_image_refused);
+        RUN(test_image_flips);
+    } else {
+        fprintf(stderr, "usage: test_qcow2 matrix VERSION CLUSTER | images\n");
+        return 2;
+    }
+    T_EXIT();
+}
