@@ -366,6 +366,12 @@ int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)
         free(c0);
         return ret;
     }
+    if (s->has_backing) {
+        uint64_t boff = qcow2_be64(c0 + 8);
+        size_t blen = qcow2_min(qcow2_be32(c0 + 16), sizeof(s->backing_name) - 1);
+        memcpy(s->backing_name, c0 + boff, blen);
+        s->backing_name[blen] = 0;
+    }
     free(c0);
     qcow2_derive(s);
     if ((ret = qcow2_load_tables(s)) < 0)

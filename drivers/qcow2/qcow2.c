@@ -12,9 +12,12 @@
 #include "qcow2.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Largest device whose backing file open(create) fills with the initial
  * content: the driver cannot tell zeros from other content without reading
@@ -31,6 +34,8 @@ static const struct blkv_option qcow2_options[] = {
     {"l2-cache", "4", "L2 tables cached (2 to 64)"},
     {"refcount-cache", "4", "refcount blocks cached (2 to 64)"},
     {"backing", "none", "backing file of a new image, in lower file 1: none, raw or qcow2"},
+    {"save", NULL, "on close, copy the image to this host file (and the backing file next to "
+                   "it, under the name the header gives)"},
     {NULL, NULL, NULL},
 };
 
@@ -280,9 +285,54 @@ static int qcow2_co_flush(struct qcow2_state *s)
     return blkv_lower_flush(s->file);
 }
 
+/* Copy lower file f to a host file (holes where the data is zero). */
+static int qcow2_save_lower(const struct blkv_lower *f, const char *path)
+{
+    uint64_t size = blkv_lower_size(f);
+    uint8_t *buf = malloc(QCOW2_FILL_CHUNK);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), ret = 0;
+
+    if (fd < 0 || !buf) {
+        ret = fd < 0 ? -errno : -ENOMEM;
+        goto out;
+    }
+    for (uint64_t off = 0; off < size && !ret; off += QCOW2_FILL_CHUNK) {
+        uint64_t n = qcow2_min(QCOW2_FILL_CHUNK, size - off);
+        blkv_lower_peek(f, buf, n, off);
+        if (!qcow2_all_zero(buf, n) && pwrite(fd, buf, n, (off_t)off) != (ssize_t)n)
+            ret = -EIO;
+    }
+    if (!ret && ftruncate(fd, (off_t)size) < 0)
+        ret = -errno;
+out:
+    if (fd >= 0 && close(fd) < 0 && !ret)
+        ret = -errno;
+    free(buf);
+    return ret;
+}
+
+/* The `save` option: copy the image and its backing file to host files. */
+static void qcow2_save(struct qcow2_state *s, const char *path)
+{
+    char bpath[4096];
+    const char *slash = strrchr(path, '/');
+
+    if (qcow2_save_lower(s->file, path) < 0) {
+        blkv_error(s->ctx, "qcow2: cannot save the image to %s", path);
+        return;
+    }
+    if (!s->has_backing || !s->bfile || !s->backing_name[0] || strchr(s->backing_name, '/'))
+        return;
+    snprintf(bpath, sizeof(bpath), "%.*s%s", slash ? (int)(slash - path + 1) : 0, path,
+             s->backing_name);
+    if (qcow2_save_lower(s->bfile, bpath) < 0)
+        blkv_error(s->ctx, "qcow2: cannot save the backing file to %s", bpath);
+}
+
 static void qcow2_drv_close(void *state)
 {
     struct qcow2_state *s = state;
+    const char *save = blkv_opt(s->ctx, "save");
 
     blkv_co_mutex_lock(&s->lock);
     qcow2_flush_meta(s);
@@ -290,6 +340,8 @@ static void qcow2_drv_close(void *state)
         qcow2_set_dirty(s, false);
     blkv_co_mutex_unlock(&s->lock);
     blkv_lower_flush(s->file); /* nothing to report a failure to */
+    if (save && *save)
+        qcow2_save(s, save);
     qcow2_free_backing(s);
     qcow2_free_image(s);
 }

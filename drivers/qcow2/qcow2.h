@@ -156,6 +156,7 @@ struct qcow2_state {
     /* backing file */
     bool has_backing;         /* the header names one */
     char backing_fmt[32];     /* from the backing format extension, or "" */
+    char backing_name[256];   /* as the header gives it (cut to fit) */
     enum qcow2_backing backing;
     struct blkv_lower *bfile;
     uint64_t backing_size;
