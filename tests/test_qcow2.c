@@ -11,7 +11,8 @@
  *                                       bit-flipped and truncated images
  *                                       opened without crashing
  *
- * The number of programs per configuration is BLKV_QCOW2_RUNS (default 200).
+ * The number of programs per configuration is BLKV_QCOW2_RUNS (default 200);
+ * of damaged images BLKV_QCOW2_FLIPS (default 400), from BLKV_QCOW2_FLIP_SEED.
  */
 #include "program.h"
 #include "prop.h"
@@ -384,11 +385,16 @@ static void test_image_flips(void)
     uint8_t *b;
     uint64_t x = 0x2545f4914f6cdd1d;
     unsigned outcomes[3] = {0, 0, 0};
+    const char *env = getenv("BLKV_QCOW2_FLIPS"), *seed = getenv("BLKV_QCOW2_FLIP_SEED");
+    unsigned flips = env ? (unsigned)strtoul(env, NULL, 10) : 400;
+
+    if (seed)
+        x ^= strtoull(seed, NULL, 10) * UINT64_C(0x9e3779b97f4a7c15);
 
     build_image(&im);
     b = malloc(im.len);
     REQUIRE(b);
-    for (unsigned i = 0; i < 400; i++) {
+    for (unsigned i = 0; i < flips; i++) {
         struct blkv_run_result res;
         size_t len = im.len;
         int st;
@@ -415,10 +421,37 @@ static void test_image_flips(void)
         outcomes[st]++;
         blkv_run_result_free(&res);
     }
-    printf("  400 damaged images: %u ran clean, %u with findings, %u refused\n", outcomes[0],
-           outcomes[1], outcomes[2]);
+    printf("  %u damaged images: %u ran clean, %u with findings, %u refused\n", flips,
+           outcomes[0], outcomes[1], outcomes[2]);
     CHECK(outcomes[2] > 0);
     free(b);
+    free(im.bytes);
+}
+
+/* Tables that alias one another (every L1 entry naming the same L2 table,
+ * every refcount table entry the same block) are reported, quickly. */
+static void test_image_aliases(void)
+{
+    struct image im;
+    struct blkv_run_result res;
+    int st;
+
+    build_image(&im);
+    be32(im.bytes + 36, CS / 8); /* a one-cluster L1, every entry the L2 table */
+    be64(im.bytes + 24, (uint64_t)NCL * CS);
+    for (unsigned i = 0; i < CS / 8; i++)
+        be64(im.bytes + 3 * CS + 8 * i, 4 * (uint64_t)CS | UINT64_C(1) << 63);
+    st = run_image(im.bytes, im.len, im.raw, 0, 0, &res);
+    CHECK(st == BLKV_RUN_VIOLATION && strstr(res.report ? res.report : "", "used twice"));
+    blkv_run_result_free(&res);
+    free(im.bytes);
+
+    build_image(&im);
+    for (unsigned i = 0; i < CS / 8; i++)
+        be64(im.bytes + CS + 8 * i, 2 * (uint64_t)CS);
+    st = run_image(im.bytes, im.len, im.raw, 3, 48, &res);
+    CHECK(st != BLKV_RUN_OK);
+    blkv_run_result_free(&res);
     free(im.bytes);
 }
 
@@ -434,6 +467,7 @@ int main(int argc, char **argv)
         RUN(test_image_kinds);
         RUN(test_image_dirty);
         RUN(test_image_refused);
+        RUN(test_image_aliases);
         RUN(test_image_flips);
     } else {
         fprintf(stderr, "usage: test_qcow2 matrix VERSION CLUSTER | images\n");

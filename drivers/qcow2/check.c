@@ -125,9 +125,13 @@ static int qcow2_check_walk(struct qcow2_check *c)
     qcow2_check_ref(c, 0, cs, "header");
     qcow2_check_ref(c, s->l1_offset, (uint64_t)s->l1_size * 8, "L1 table");
     qcow2_check_ref(c, s->rt_offset, (uint64_t)s->rt_clusters * cs, "refcount table");
-    for (uint64_t i = 0; i < s->rt_size; i++)
-        if (s->rt[i])
-            qcow2_check_ref(c, s->rt[i], cs, "refcount block");
+    for (uint64_t i = 0; i < s->rt_size; i++) {
+        if (!s->rt[i])
+            continue;
+        qcow2_check_ref(c, s->rt[i], cs, "refcount block");
+        if ((s->rt[i] >> s->cluster_bits) < c->n && c->ref[s->rt[i] >> s->cluster_bits] > 1)
+            qcow2_check_corrupt(c, "refcount block at %" PRIu64 " used twice", s->rt[i]);
+    }
     for (uint64_t i = 0; i < s->l1_size && !ret; i++) {
         uint64_t e = s->l1[i], off = e & QCOW2_OFFSET_MASK;
         struct qcow2_cache_entry *ce;
@@ -141,6 +145,11 @@ static int qcow2_check_walk(struct qcow2_check *c)
         qcow2_check_ref(c, off, cs, "L2 table");
         if (off + cs > c->fsize)
             continue;
+        if (c->ref[off >> s->cluster_bits] > 1) {
+            /* walking it again would only repeat (and could take long) */
+            qcow2_check_corrupt(c, "L2 table at %" PRIu64 " used twice", off);
+            continue;
+        }
         if ((ret = qcow2_check_copied(c, off, e & QCOW2_OFLAG_COPIED, "L2 table")) < 0)
             break;
         if ((ret = qcow2_cache_get(s, &s->l2c, off, true, &ce)) < 0)
@@ -164,7 +173,7 @@ static int qcow2_check_compare(struct qcow2_check *c, bool fix)
         struct qcow2_cache_entry *e;
         bool changed = false;
 
-        if (base >= c->n && !fix)
+        if (base >= c->n)
             break; /* nothing counted from here on */
         if (!s->rt[ti]) {
             for (uint64_t x = base; x < c->n && x < base + s->rb_entries; x++)
@@ -175,8 +184,8 @@ static int qcow2_check_compare(struct qcow2_check *c, bool fix)
         }
         if ((ret = qcow2_cache_get(s, &s->rbc, s->rt[ti], true, &e)) < 0)
             break;
-        /* past the counted clusters only leaks can hide: look there when fixing */
-        uint64_t stop = fix ? s->rb_entries : qcow2_min(s->rb_entries, c->n - base);
+        /* past the counted clusters only leaks can hide (left alone) */
+        uint64_t stop = qcow2_min(s->rb_entries, c->n - base);
         for (uint64_t i = 0; i < stop; i++) {
             uint64_t x = base + i, want = x < c->n ? c->ref[x] : 0;
             uint64_t have = qcow2_rc_read(s, e->data, i);

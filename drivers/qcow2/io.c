@@ -371,6 +371,11 @@ int qcow2_co_write(struct qcow2_state *s, uint64_t off, uint64_t len, const uint
         if (m < 0)
             return m;
         bytes = qcow2_min(len, (k << s->cluster_bits) - in);
+        if (inplace && qcow2_fixed_meta(s, (ents[0] & QCOW2_OFFSET_MASK) + in, bytes)) {
+            blkv_error(s->ctx, "qcow2: corrupt L2 entry 0x%016" PRIx64 ": data over the image's "
+                       "header or tables", ents[0]);
+            return -EIO;
+        }
         if (inplace)
             ret = qcow2_co_pwrite_data(s, (ents[0] & QCOW2_OFFSET_MASK) + in, bytes, buf);
         else

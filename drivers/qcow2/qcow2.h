@@ -219,6 +219,16 @@ static inline uint64_t qcow2_max(uint64_t a, uint64_t b)
     return a > b ? a : b;
 }
 
+/* Whether host bytes [off, off+len) overlap the header cluster, the L1
+ * table or the refcount table (a corrupt image may point data there). */
+static inline bool qcow2_fixed_meta(const struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    uint64_t l1_end = s->l1_offset + (uint64_t)s->l1_size * 8;
+    uint64_t rt_end = s->rt_offset + ((uint64_t)s->rt_clusters << s->cluster_bits);
+    return off < s->cluster_size || (off < l1_end && s->l1_offset < off + len) ||
+           (off < rt_end && s->rt_offset < off + len);
+}
+
 /* ---- header.c: image create, open, header updates ---------------------------- */
 
 struct qcow2_create_opts {

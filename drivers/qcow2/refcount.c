@@ -145,6 +145,12 @@ static int qcow2_rb_ensure(struct qcow2_state *s, uint64_t ti)
         return 0;
     c = ti << s->rb_bits;
     off = c << s->cluster_bits;
+    if (qcow2_fixed_meta(s, off, s->rb_entries << s->cluster_bits)) {
+        /* the header and tables must have refcounts: the image is corrupt */
+        blkv_error(s->ctx, "qcow2: corrupt refcounts: no refcount block covers the header or "
+                   "tables (refcount table entry %" PRIu64 ")", ti);
+        return -EUCLEAN;
+    }
     if (c >= (QCOW2_MAX_HOST_OFFSET >> s->cluster_bits)) {
         blkv_error(s->ctx, "qcow2: image file full");
         return -ENOSPC;
@@ -282,13 +288,24 @@ int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *first, uin
             /* making the block may use clusters we looked at: look again */
             if ((ret = qcow2_rb_ensure(s, ti)) < 0)
                 return ret;
+            if (ti >= s->rt_size || !s->rt[ti])
+                return -EIO; /* cannot happen; never loop on it */
             i = s->free_hint;
             continue;
         }
         if ((ret = qcow2_cache_get(s, &s->rbc, s->rt[ti], true, &e)) < 0)
             return ret;
         while (len < n && (i >> s->rb_bits) == ti) {
-            bool used = qcow2_rc_read(s, e->data, i & (s->rb_entries - 1)) != 0;
+            uint64_t rc = qcow2_rc_read(s, e->data, i & (s->rb_entries - 1));
+            bool used = rc != 0 || qcow2_fixed_meta(s, i << s->cluster_bits, 1);
+            if (rc && i >= s->alloc_end) {
+                /* nothing lies there: the refcounts are garbage, and
+                 * scanning on through them could take forever */
+                qcow2_cache_put(e);
+                blkv_error(s->ctx, "qcow2: corrupt refcounts: cluster %" PRIu64 " past the end "
+                           "of the image has refcount %" PRIu64, i, rc);
+                return -EUCLEAN;
+            }
             if (!used && !len++)
                 start = i;
             else if (used && len)
