@@ -233,6 +233,8 @@ static int qcow2_open_backing(struct qcow2_state *s)
     return 0;
 }
 
+/* Open: create a new image (and backing file) first if asked, then open
+ * what lower file 0 holds and its backing file; fill in the caps. */
 static int qcow2_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
                           struct blkv_caps *caps)
 {
@@ -329,6 +331,7 @@ static void qcow2_save(struct qcow2_state *s, const char *path)
         blkv_error(s->ctx, "qcow2: cannot save the backing file to %s", bpath);
 }
 
+/* Close: write back metadata, clear the dirty bit, flush, save if asked. */
 static void qcow2_drv_close(void *state)
 {
     struct qcow2_state *s = state;
@@ -346,6 +349,7 @@ static void qcow2_drv_close(void *state)
     qcow2_free_image(s);
 }
 
+/* One request, in its own coroutine. */
 static int qcow2_drv_co_submit(void *state, struct blkv_req *req)
 {
     struct qcow2_state *s = state;
@@ -382,6 +386,7 @@ static int qcow2_drv_co_submit(void *state, struct blkv_req *req)
     return ret;
 }
 
+/* The image consistency check (no request in flight). */
 static int qcow2_drv_check(void *state)
 {
     struct qcow2_state *s = state;
