@@ -167,6 +167,18 @@ uint64_t blkv_seed(struct blkv_ctx *ctx);
  * read as before the first write (zeros, pattern or a user's image). */
 void blkv_initial_content(struct blkv_ctx *ctx, void *buf, uint64_t len, uint64_t off);
 
+/* A range of device bytes. */
+struct blkv_extent {
+    uint64_t off, len;
+};
+
+/* Where a driver that stores the initial content itself (caps.initialized,
+ * e.g. in a backing file it makes at open) must store it: the ranges of the
+ * device the run's program can reach, rounded out to 4 KiB, sorted and
+ * disjoint.  No read reaches any other byte, so those may hold anything.
+ * None when the initial content is all zeros.  Valid until the run ends. */
+size_t blkv_initial_extents(struct blkv_ctx *ctx, const struct blkv_extent **ext);
+
 /* ---- lower files (in-process drivers only) ------------------------------
  * An in-memory sparse file.  Each I/O yields to the scheduler, which decides
  * when it completes and whether it fails; data is transferred at completion,

@@ -65,7 +65,10 @@ struct blkv_run {
     size_t cur_op;
     bool failed;           /* a violation was reported: verify nothing more */
     bool stuck;            /* requests can never complete: do not close */
+    bool checked;          /* the check ran, and no request or reopen since */
     int image_fd;          /* init image, or -1 */
+    struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
+    size_t nfoot;
 };
 
 /* report.c: produce the report for a violation and fill res (status,

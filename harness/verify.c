@@ -411,11 +411,11 @@ void blkv_complete(struct blkv_req *req, int ret)
     if (!run->failed && !retval_ok(run, r, ret))
         blkv_report_retval(run, r, r->expect_err);
 
-    if (r->in_model)
+    if (r->in_model && run->model)
         blkv_model_complete(run->model, BLKV_SRC_OF_REQ(r->req.id), ok && !r->expect_err,
                             r->evicts, r->t_complete);
 
-    if (r->req.op == BLKV_OP_READ && !r->expect_err) {
+    if (r->req.op == BLKV_OP_READ && !r->expect_err && run->model) {
         if (ok && !run->failed) {
             struct blkv_mismatch mm;
             if (blkv_model_read_check(run->model, r->req.id, r->req.offset, r->req.len, r->data,
@@ -528,6 +528,7 @@ static void submit(struct blkv_run *run, const struct blkv_pop *op)
     }
     r->submitted = true;
     r->t_submit = ++run->clock;
+    run->checked = false;
     run->inflight++;
     run->inflight_bytes += len;
     run->res->stats.requests++;
@@ -541,12 +542,12 @@ static void submit(struct blkv_run *run, const struct blkv_pop *op)
     switch (kind) {
     case BLKV_OP_READ:
         r->data = malloc(len);
-        if (r->data)
+        if (r->data && run->model)
             memset(r->data, POISON, len);
         break;
     case BLKV_OP_WRITE:
-        r->data = malloc(len);
-        if (r->data)
+        r->data = run->model ? malloc(len) : calloc(1, len);
+        if (r->data && run->model)
             blkv_pattern_fill(r->data, BLKV_SRC_OF_REQ(r->req.id), op->offset, len);
         r->in_model = true, r->kind = BLKV_SRC_PATTERN, r->evicts = true;
         break;
@@ -582,10 +583,10 @@ static void submit(struct blkv_run *run, const struct blkv_pop *op)
         abort();
     }
     r->req.buf = r->data;
-    if (r->in_model)
+    if (r->in_model && run->model)
         blkv_model_submit(run->model, BLKV_SRC_OF_REQ(r->req.id), r->kind, r->req.offset, len,
                           r->t_submit);
-    if (kind == BLKV_OP_READ)
+    if (kind == BLKV_OP_READ && run->model)
         blkv_model_read_start(run->model, r->t_submit);
 
     if (run->drv.co_submit) {
@@ -626,11 +627,12 @@ static void do_step(struct blkv_run *run, const struct blkv_pop *op)
 static void do_check(struct blkv_run *run)
 {
     int ret;
-    if (!run->drv.check || run->failed)
+    if (!run->drv.check || run->failed || run->opts->no_verify)
         return;
     drain(run);
-    if (run->stuck)
-        return;
+    if (run->stuck || run->checked)
+        return; /* the driver has seen nothing since it passed: it would pass again */
+    run->checked = true;
     run->ctx.error[0] = 0;
     ret = driver_call(run, 2, false);
     if (ret < 0 && !run->failed)
@@ -646,6 +648,7 @@ static int do_reopen(struct blkv_run *run)
     if (run->stuck)
         return 0;
     driver_close(run);
+    run->checked = false;
     run->res->stats.reopens++;
     run->ctx.error[0] = 0;
     if (driver_open(run, false)) {
@@ -737,8 +740,10 @@ static int write_initial_range(struct blkv_run *run, uint8_t *buf, uint64_t chun
     for (uint64_t off = start; off < end; off += chunk) {
         struct blkv_core_req r;
         uint64_t n = end - off < chunk ? end - off : chunk;
-        if (cfg->init == BLKV_INIT_PATTERN)
+        if (cfg->init == BLKV_INIT_PATTERN && !run->opts->no_verify)
             blkv_pattern_fill(buf, BLKV_SRC_INITIAL, off, n);
+        else if (cfg->init == BLKV_INIT_PATTERN)
+            memset(buf, 0, n); /* the same driver work, no pattern to make */
         else
             image_read(run, buf, n, off);
         memset(&r, 0, sizeof(r));
@@ -771,68 +776,85 @@ static int write_initial_range(struct blkv_run *run, uint8_t *buf, uint64_t chun
     return 0;
 }
 
-struct range {
-    uint64_t start, end;
-};
-
-static int range_cmp(const void *a, const void *b)
+static int extent_cmp(const void *a, const void *b)
 {
-    const struct range *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
+    const struct blkv_extent *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/*
+ * The union of the ranges the program's ops touch on a device of `size`
+ * bytes, each rounded out to `unit`, sorted and merged: no read can reach
+ * any other byte.  Returns the number of extents in *out (malloc'd), or -1.
+ */
+static ssize_t footprint(const struct blkv_program *p, uint64_t unit, uint64_t size,
+                         struct blkv_extent **out)
+{
+    struct blkv_extent *rs = malloc(sizeof(*rs) * (p->nops ? p->nops : 1));
+    size_t n = 0, m = 0;
+
+    if (!rs)
+        return -1;
+    for (size_t i = 0; i < p->nops; i++) {
+        const struct blkv_pop *op = &p->ops[i];
+        uint64_t end;
+        if (!blkv_opcode_submits(op->code) || op->code == BLKV_P_FLUSH || op->offset >= size)
+            continue;
+        end = op->len > size - op->offset ? size : op->offset + op->len;
+        end += (unit - end % unit) % unit;
+        rs[n].off = op->offset - op->offset % unit;
+        rs[n].len = (end > size ? size : end) - rs[n].off;
+        n++;
+    }
+    qsort(rs, n, sizeof(*rs), extent_cmp);
+    for (size_t i = 0; i < n; i++) { /* merge */
+        struct blkv_extent *last = m ? &rs[m - 1] : NULL;
+        if (last && rs[i].off <= last->off + last->len) {
+            if (rs[i].off + rs[i].len > last->off + last->len)
+                last->len = rs[i].off + rs[i].len - last->off;
+        } else {
+            rs[m++] = rs[i];
+        }
+    }
+    *out = rs;
+    return (ssize_t)m;
+}
+
+size_t blkv_initial_extents(struct blkv_ctx *ctx, const struct blkv_extent **ext)
+{
+    *ext = ctx->run->foot;
+    return ctx->run->prog->cfg.init == BLKV_INIT_ZERO ? 0 : ctx->run->nfoot;
 }
 
 /*
  * Write the initial content (pattern or image) through the driver where the
- * program can observe it: the union of the ranges its ops touch, rounded to
- * 4 KiB.  No read can reach any other byte, so the device is
- * indistinguishable from one filled completely, at a cost proportional to
- * the program instead of the device.
+ * program can observe it (its footprint, rounded to 4 KiB or the driver's
+ * alignment).  The device is then indistinguishable from one filled
+ * completely, at a cost proportional to the program instead of the device.
  */
 static int setup_write_initial(struct blkv_run *run)
 {
-    const struct blkv_program *p = run->prog;
-    uint64_t size = run->caps.size, total = 0;
-    uint64_t unit = run->caps.align > 4096 ? run->caps.align : 4096;
+    uint64_t unit = run->caps.align > 4096 ? run->caps.align : 4096, total = 0;
     uint64_t chunk = run->caps.max_transfer < (UINT64_C(1) << 20) ? run->caps.max_transfer
                                                                   : (UINT64_C(1) << 20);
-    struct range *rs = malloc(sizeof(*rs) * (p->nops ? p->nops : 1));
-    size_t n = 0, m = 0;
+    struct blkv_extent *rs = NULL;
+    ssize_t m = footprint(run->prog, unit, run->caps.size, &rs);
     uint8_t *buf = malloc(chunk);
     int ret = 0;
 
-    if (!rs || !buf) {
+    if (m < 0 || !buf) {
         free(rs);
         free(buf);
         return run_error(run, "out of memory");
     }
     chunk -= chunk % run->caps.align;
-    for (size_t i = 0; i < p->nops; i++) {
-        const struct blkv_pop *op = &p->ops[i];
-        if (!blkv_opcode_submits(op->code) || op->code == BLKV_P_FLUSH || op->offset >= size)
-            continue;
-        rs[n].start = op->offset - op->offset % unit;
-        rs[n].end = op->len > size - op->offset ? size : op->offset + op->len;
-        rs[n].end = rs[n].end + (unit - rs[n].end % unit) % unit;
-        if (rs[n].end > size)
-            rs[n].end = size;
-        n++;
-    }
-    qsort(rs, n, sizeof(*rs), range_cmp);
-    for (size_t i = 0; i < n; i++) { /* merge */
-        if (m && rs[i].start <= rs[m - 1].end) {
-            if (rs[i].end > rs[m - 1].end)
-                rs[m - 1].end = rs[i].end;
-        } else {
-            rs[m++] = rs[i];
-        }
-    }
-    for (size_t i = 0; i < m; i++)
-        total += rs[i].end - rs[i].start;
+    for (ssize_t i = 0; i < m; i++)
+        total += rs[i].len;
     if (total > MAX_INITIAL_FILL)
         ret = run_error(run, "initial content: the program touches %" PRIu64 " bytes; at most %"
                         PRIu64 " can be filled", total, MAX_INITIAL_FILL);
-    for (size_t i = 0; i < m && !ret; i++)
-        ret = write_initial_range(run, buf, chunk, rs[i].start, rs[i].end);
+    for (ssize_t i = 0; i < m && !ret; i++)
+        ret = write_initial_range(run, buf, chunk, rs[i].off, rs[i].off + rs[i].len);
     free(buf);
     free(rs);
     return ret;
@@ -856,9 +878,11 @@ static int setup_initial(struct blkv_run *run)
         mc.initial = BLKV_SRC_ZEROES;
         break;
     }
-    run->model = blkv_model_new(&mc);
-    if (!run->model)
-        return run_error(run, "out of memory");
+    if (!run->opts->no_verify) {
+        run->model = blkv_model_new(&mc);
+        if (!run->model)
+            return run_error(run, "out of memory");
+    }
     if (!run->caps.initialized && (cfg->init == BLKV_INIT_PATTERN ||
                                    (cfg->init == BLKV_INIT_IMAGE && !cfg->lower_image)))
         return setup_write_initial(run);
@@ -930,6 +954,14 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
             }
         }
     }
+    if (p->cfg.init != BLKV_INIT_ZERO && !p->cfg.lower_image) {
+        ssize_t m = footprint(p, 4096, p->cfg.size, &run->foot);
+        if (m < 0) {
+            run_error(run, "out of memory");
+            goto out;
+        }
+        run->nfoot = (size_t)m;
+    }
     if (driver_open(run, !p->cfg.lower_image))
         goto out;
     if (setup_initial(run))
@@ -952,6 +984,7 @@ out:
     if (run->image_fd >= 0)
         close(run->image_fd);
     free(run->state);
+    free(run->foot);
     free(run->reqs);
     free(run->ctx.spec_copy);
     status = res->status;

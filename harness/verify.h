@@ -42,6 +42,11 @@ struct blkv_run_opts {
     bool quiet;
     /* Print each op as it runs (to out). */
     bool verbose;
+    /* Driver alone, for measuring the harness's own cost: the same requests
+     * through the same dispatch and scheduler, but no model, no data
+     * patterns (writes carry zeros), no read checks and no image checks.
+     * Return values are still checked against the contract. */
+    bool no_verify;
 };
 
 struct blkv_run_stats {

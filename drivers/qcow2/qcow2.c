@@ -19,11 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Largest device whose backing file open(create) fills with the initial
- * content: the driver cannot tell zeros from other content without reading
- * all of it, which costs time on every run.  Larger devices get an empty
- * backing file, and the core writes the initial content through the driver. */
-#define QCOW2_BACKING_FILL_MAX (UINT64_C(64) << 20)
+/* Largest write into the backing file while filling it at open(create). */
 #define QCOW2_FILL_CHUNK (UINT64_C(1) << 20)
 
 static const struct blkv_option qcow2_options[] = {
@@ -130,12 +126,15 @@ static void qcow2_free_backing(struct qcow2_state *s)
 }
 
 /* Make the backing file of a new image in lower file 1, holding the
- * initial content when the device is small enough; *filled says so. */
+ * initial content where the program can see it (blkv_initial_extents);
+ * *filled says it does. */
 static int qcow2_make_backing(struct qcow2_state *s, uint64_t size, const struct qcow2_opts *o,
                               bool *filled)
 {
     struct blkv_lower *bf = blkv_lower_get(s->ctx, 1);
     struct qcow2_state *b = NULL;
+    const struct blkv_extent *ext;
+    size_t next = blkv_initial_extents(s->ctx, &ext);
     uint8_t *buf = NULL;
     int ret = 0;
 
@@ -157,18 +156,19 @@ static int qcow2_make_backing(struct qcow2_state *s, uint64_t size, const struct
         if ((ret = qcow2_create(b, size, &bo)) < 0 || (ret = qcow2_open_image(b, 4, 4)) < 0)
             goto out;
     }
-    if (size > QCOW2_BACKING_FILL_MAX)
-        goto out;
-    if (!(buf = malloc(QCOW2_FILL_CHUNK))) {
+    if (next && !(buf = malloc(QCOW2_FILL_CHUNK))) {
         ret = -ENOMEM;
         goto out;
     }
-    for (uint64_t off = 0; off < size && !ret; off += QCOW2_FILL_CHUNK) {
-        uint64_t n = qcow2_min(QCOW2_FILL_CHUNK, size - off);
-        blkv_initial_content(s->ctx, buf, n, off);
-        if (qcow2_all_zero(buf, n))
-            continue;
-        ret = b ? qcow2_co_write(b, off, n, buf) : blkv_lower_pwrite(bf, buf, n, off);
+    for (size_t i = 0; i < next && !ret; i++) {
+        uint64_t end = qcow2_min(ext[i].off + ext[i].len, size);
+        for (uint64_t off = ext[i].off; off < end && !ret; off += QCOW2_FILL_CHUNK) {
+            uint64_t n = qcow2_min(QCOW2_FILL_CHUNK, end - off);
+            blkv_initial_content(s->ctx, buf, n, off);
+            if (qcow2_all_zero(buf, n))
+                continue;
+            ret = b ? qcow2_co_write(b, off, n, buf) : blkv_lower_pwrite(bf, buf, n, off);
+        }
     }
     *filled = ret == 0;
 out:
