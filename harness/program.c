@@ -55,7 +55,8 @@
  *           10-11 (2 + P%8)*G, minus 512 if P >= 8
  *           12   P < 8: 1 + P%7 (1..7 bytes); else (P-7)*4K
  *           13   + u8 x: P*512 + 1 + x%511    (unaligned)
- *           14   + u16 v: (v%16384 + 1)*512   (up to 8M)
+ *           14   + u16 v: (v%2048 + 1)*512    (up to 1M; longer ones
+ *                need the literal form)
  *           and then at most BLKV_MAX_REQUEST.
  *   offset: 0xff + u64 literal, modulo BLKV_MAX_DEVICE_SIZE
  *           0-4  + u8 k: (k % clusters)*G + delta[P]
@@ -516,7 +517,7 @@ static uint64_t gen_len(const struct dstate *st, struct rd *r, bool *lit)
         len = prm * UINT64_C(512) + 1 + rd_u8(r) % 511;
         break;
     case L_BIG:
-        len = (rd_le(r, 2) % 16384 + 1) * 512;
+        len = (rd_le(r, 2) % 2048 + 1) * 512;
         break;
     }
     return len < BLKV_MAX_REQUEST ? len : BLKV_MAX_REQUEST;
