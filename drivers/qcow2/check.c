@@ -82,12 +82,11 @@ static int qcow2_check_l2(struct qcow2_check *c, uint64_t l1i, const uint8_t *tb
     struct qcow2_state *s = c->s;
     int ret;
 
-    for (uint64_t i = 0; i < s->l2_entries; i++) {
+    for (uint64_t i = qcow2_next_used(tbl, 0, s->l2_entries); i < s->l2_entries;
+         i = qcow2_next_used(tbl, i + 1, s->l2_entries)) {
         uint64_t e = qcow2_be64(tbl + i * 8), off, len;
         const char *why;
 
-        if (!e)
-            continue;
         if ((why = qcow2_entry_problem(s, e))) {
             qcow2_check_corrupt(c, "L2 entry for guest cluster %" PRIu64 " (0x%016" PRIx64
                                 "): %s", (l1i << s->l2_bits) + i, e, why);
@@ -125,19 +124,17 @@ static int qcow2_check_walk(struct qcow2_check *c)
     qcow2_check_ref(c, 0, cs, "header");
     qcow2_check_ref(c, s->l1_offset, (uint64_t)s->l1_size * 8, "L1 table");
     qcow2_check_ref(c, s->rt_offset, (uint64_t)s->rt_clusters * cs, "refcount table");
-    for (uint64_t i = 0; i < s->rt_size; i++) {
-        if (!s->rt[i])
-            continue;
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); i < s->rt_size;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_size)) {
         qcow2_check_ref(c, s->rt[i], cs, "refcount block");
         if ((s->rt[i] >> s->cluster_bits) < c->n && c->ref[s->rt[i] >> s->cluster_bits] > 1)
             qcow2_check_corrupt(c, "refcount block at %" PRIu64 " used twice", s->rt[i]);
     }
-    for (uint64_t i = 0; i < s->l1_size && !ret; i++) {
+    for (uint64_t i = qcow2_next_used(s->l1, 0, s->l1_size); i < s->l1_size && !ret;
+         i = qcow2_next_used(s->l1, i + 1, s->l1_size)) {
         uint64_t e = s->l1[i], off = e & QCOW2_OFFSET_MASK;
         struct qcow2_cache_entry *ce;
 
-        if (!e)
-            continue;
         if ((e & QCOW2_L1_RESERVED) || off % cs || !off) {
             qcow2_check_corrupt(c, "L1 entry %" PRIu64 " (0x%016" PRIx64 ") corrupt", i, e);
             continue;

@@ -312,6 +312,24 @@ static void qcow2_derive(struct qcow2_state *s)
     s->coffset_mask = (UINT64_C(1) << s->csize_shift) - 1;
 }
 
+__attribute__((noinline)) uint64_t qcow2_next_used(const void *t, uint64_t i, uint64_t n)
+{
+    const uint8_t *p = t;
+    uint64_t v;
+    for (; i < n; i++) {
+        memcpy(&v, p + i * 8, 8);
+        if (v)
+            break;
+    }
+    return i;
+}
+
+__attribute__((noinline)) void qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        dst[i] = qcow2_be64(src + i * 8);
+}
+
 /* Load the L1 and refcount tables, checking refcount table entries. */
 static int qcow2_load_tables(struct qcow2_state *s)
 {
@@ -327,14 +345,12 @@ static int qcow2_load_tables(struct qcow2_state *s)
         return -ENOMEM;
     }
     ret = blkv_lower_pread(s->file, raw, (uint64_t)s->l1_size * 8, s->l1_offset);
-    for (uint64_t i = 0; !ret && i < s->l1_size; i++)
-        s->l1[i] = qcow2_be64(raw + i * 8);
     if (!ret)
-        ret = blkv_lower_pread(s->file, raw, rtb, s->rt_offset);
-    for (uint64_t i = 0; !ret && i < s->rt_size; i++) {
-        s->rt[i] = qcow2_be64(raw + i * 8);
-        if (!s->rt[i])
-            continue;
+        qcow2_load_be64s(s->l1, raw, s->l1_size);
+    if (!ret && !(ret = blkv_lower_pread(s->file, raw, rtb, s->rt_offset)))
+        qcow2_load_be64s(s->rt, raw, s->rt_size);
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); !ret && i < s->rt_size;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_size)) {
         if ((s->rt[i] & QCOW2_RT_RESERVED) || s->rt[i] % s->cluster_size ||
             s->rt[i] >= QCOW2_MAX_HOST_OFFSET || (s->rt[i] && s->rt[i] < s->cluster_size)) {
             blkv_error(s->ctx, "qcow2: corrupt refcount table entry %" PRIu64 ": 0x%016" PRIx64,

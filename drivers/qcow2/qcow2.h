@@ -323,4 +323,12 @@ void qcow2_wait_readers(struct qcow2_state *s, uint64_t off, uint64_t len);
  * dirty image).  Returns 0 or -EUCLEAN with a message (lock held). */
 int qcow2_check_image(struct qcow2_state *s, bool fix);
 
+/* Table scans (header.c).  Kept out of line and out of the fuzzers' coverage
+ * (fuzz/coverage-ignore.txt): they run over whole tables on every open and
+ * check, and only the entries they lead to matter. */
+/* Index of the first nonzero 8-byte entry of t[i..n), or n. */
+uint64_t qcow2_next_used(const void *t, uint64_t i, uint64_t n);
+/* dst[i] = the big-endian entry i of src, for i < n. */
+void qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n);
+
 #endif
