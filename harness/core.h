@@ -29,7 +29,8 @@ struct blkv_core_req {
     bool evicts;          /* its successful completion evicts older data */
     enum blkv_src_kind kind;
     struct blkv_co *co;   /* in-process drivers: the request's coroutine */
-    void *data;           /* buffer owned by the core */
+    void *data;           /* buffer owned by the core (bufpool.h) */
+    size_t data_len;      /* its size, for giving it back */
 };
 
 /* The per-run context drivers see. */

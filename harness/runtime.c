@@ -143,12 +143,23 @@ struct lower_page {
     unsigned char data[LOWER_PAGE];
 };
 
+/* Pages come from chunks (one malloc for PAGE_CHUNK pages), and freed pages
+ * go to a free list: a large write is one lookup per page, not one malloc. */
+#define PAGE_CHUNK 15 /* a chunk stays under ASan's 128 KiB primary size classes */
+struct page_chunk {
+    struct page_chunk *next;
+    unsigned used;
+    struct lower_page pages[PAGE_CHUNK];
+};
+
 struct blkv_lower {
     struct blkv_rt *rt;
     uint64_t size;
     struct lower_page **buckets;
     size_t nbuckets; /* power of two, or 0 */
     size_t npages;
+    struct page_chunk *chunks;
+    struct lower_page *free_pages;
 };
 
 struct co_list {
@@ -859,17 +870,37 @@ static bool page_grow(struct blkv_lower *f)
     return true;
 }
 
-/* A new zeroed page; NULL on ENOMEM. */
-static struct lower_page *page_add(struct blkv_lower *f, uint64_t pgno)
+/* Return a page to the free list. */
+static void page_release(struct blkv_lower *f, struct lower_page *p)
+{
+    p->next = f->free_pages;
+    f->free_pages = p;
+}
+
+/* A new page, zeroed unless the caller overwrites all of it; NULL on ENOMEM. */
+static struct lower_page *page_add(struct blkv_lower *f, uint64_t pgno, bool zero)
 {
     struct lower_page *p;
     size_t h;
 
     if (f->npages >= f->nbuckets && !page_grow(f) && !f->nbuckets)
         return NULL;
-    p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
+    if (f->free_pages) {
+        p = f->free_pages;
+        f->free_pages = p->next;
+    } else {
+        struct page_chunk *c = f->chunks;
+        if (!c || c->used == PAGE_CHUNK) {
+            if (!(c = malloc(sizeof(*c))))
+                return NULL;
+            c->used = 0;
+            c->next = f->chunks;
+            f->chunks = c;
+        }
+        p = &c->pages[c->used++];
+    }
+    if (zero)
+        memset(p->data, 0, LOWER_PAGE);
     p->pgno = pgno;
     h = page_hash(f, pgno);
     p->next = f->buckets[h];
@@ -888,7 +919,7 @@ static void page_remove(struct blkv_lower *f, uint64_t pgno)
         if ((*pp)->pgno == pgno) {
             struct lower_page *p = *pp;
             *pp = p->next;
-            free(p);
+            page_release(f, p);
             f->npages--;
             f->rt->lower_held -= LOWER_PAGE;
             return;
@@ -899,13 +930,12 @@ static void page_remove(struct blkv_lower *f, uint64_t pgno)
 /* Drop every page, keeping the size. */
 static void store_clear(struct blkv_lower *f)
 {
-    for (size_t i = 0; i < f->nbuckets; i++) {
-        struct lower_page *p = f->buckets[i], *next;
-        for (; p; p = next) {
-            next = p->next;
-            free(p);
-        }
+    while (f->chunks) {
+        struct page_chunk *c = f->chunks;
+        f->chunks = c->next;
+        free(c);
     }
+    f->free_pages = NULL;
     f->rt->lower_held -= (uint64_t)f->npages * LOWER_PAGE;
     free(f->buckets);
     f->buckets = NULL;
@@ -981,7 +1011,7 @@ static int store_write(struct blkv_lower *f, const void *buf, uint64_t len, uint
             if (p)
                 page_remove(f, pgno);
         } else if (p || !zero) {
-            if (!p && !(p = page_add(f, pgno)))
+            if (!p && !(p = page_add(f, pgno, n < LOWER_PAGE)))
                 return -ENOMEM;
             memcpy(p->data + in, b, n);
         }
@@ -1008,7 +1038,7 @@ static void store_truncate(struct blkv_lower *f, uint64_t size)
                 if ((*pp)->pgno >= first) {
                     p = *pp;
                     *pp = p->next;
-                    free(p);
+                    page_release(f, p);
                     f->npages--;
                     f->rt->lower_held -= LOWER_PAGE;
                 } else {

@@ -2,6 +2,7 @@
  * verify.c - the verification core: driver setup, the dispatch layer that
  * checks the driver contract, the op loop, and the completion checks.
  */
+#include "bufpool.h"
 #include "core.h"
 #include "pattern.h"
 #include "util.h"
@@ -432,7 +433,7 @@ void blkv_complete(struct blkv_req *req, int ret)
     /* A coroutine may still run after completion (a driver that completed
      * early); the buffer stays valid until both are done. */
     if (!r->co_running) {
-        free(r->data);
+        blkv_buf_put(r->data, r->data_len);
         r->data = NULL;
     }
 }
@@ -449,7 +450,7 @@ static void co_submit_entry(void *arg)
         blkv_complete(&r->req, ret);
     } else if (!r->setup) {
         /* the driver completed it itself; its return is ignored */
-        free(r->data);
+        blkv_buf_put(r->data, r->data_len);
         r->data = NULL;
     }
 }
@@ -541,14 +542,16 @@ static void submit(struct blkv_run *run, const struct blkv_pop *op)
 
     switch (kind) {
     case BLKV_OP_READ:
-        r->data = malloc(len);
+        r->data = blkv_buf_get(r->data_len = len);
         if (r->data && run->model)
             memset(r->data, POISON, len);
         break;
     case BLKV_OP_WRITE:
-        r->data = run->model ? malloc(len) : calloc(1, len);
+        r->data = blkv_buf_get(r->data_len = len);
         if (r->data && run->model)
             blkv_pattern_fill(r->data, BLKV_SRC_OF_REQ(r->req.id), op->offset, len);
+        else if (r->data)
+            memset(r->data, 0, len);
         r->in_model = true, r->kind = BLKV_SRC_PATTERN, r->evicts = true;
         break;
     case BLKV_OP_WRITE_ZEROES:
@@ -556,7 +559,8 @@ static void submit(struct blkv_run *run, const struct blkv_pop *op)
         if (!run->caps.write_zeroes) { /* emulate with a write of zeros */
             r->req.op = BLKV_OP_WRITE;
             r->req.flags &= ~BLKV_REQ_UNMAP;
-            r->data = calloc(1, len);
+            if ((r->data = blkv_buf_get(r->data_len = len)))
+                memset(r->data, 0, len);
         }
         break;
     case BLKV_OP_DISCARD:
@@ -976,11 +980,12 @@ out:
     if (run->rt)
         res->stats.faults = blkv_rt_faults(run->rt);
     for (uint64_t i = 0; i < run->next_req; i++)
-        free(run->reqs[i].data);
+        blkv_buf_put(run->reqs[i].data, run->reqs[i].data_len);
     if (run->model)
         blkv_model_free(run->model);
     if (run->rt)
         blkv_rt_free(run->rt);
+    blkv_buf_run_end();
     if (run->image_fd >= 0)
         close(run->image_fd);
     free(run->state);

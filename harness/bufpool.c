@@ -1,0 +1,103 @@
+/* bufpool.c - reusable request data buffers (see bufpool.h). */
+#include "bufpool.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BLKV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BLKV_ASAN 1
+#endif
+#endif
+#ifdef BLKV_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define MIN_BITS 16                          /* pooled from 64 KiB */
+#define MAX_BITS 23                          /* to 8 MiB (BLKV_MAX_REQUEST) */
+#define NCLASS (MAX_BITS - MIN_BITS + 1)
+#define POOL_MAX_BYTES (UINT64_C(64) << 20) /* kept at most, per thread */
+
+/* Lives in front of the buffer, never handed out. */
+struct pooled {
+    struct pooled *next;
+    unsigned cls;
+    _Alignas(16) unsigned char data[];
+};
+
+static _Thread_local struct {
+    struct pooled *ready[NCLASS]; /* reusable now */
+    struct pooled *spent;         /* given back during this run */
+    uint64_t bytes;               /* held in both lists */
+} pool;
+
+static int class_of(size_t len)
+{
+    unsigned b = MIN_BITS;
+    if (len < (size_t)1 << MIN_BITS || len > (size_t)1 << MAX_BITS)
+        return -1;
+    while (((size_t)1 << b) < len)
+        b++;
+    return (int)(b - MIN_BITS);
+}
+
+void *blkv_buf_get(size_t len)
+{
+    int c = class_of(len);
+    struct pooled *h;
+
+    if (c < 0)
+        return malloc(len ? len : 1);
+    if ((h = pool.ready[c])) {
+        pool.ready[c] = h->next;
+        pool.bytes -= (size_t)1 << (c + MIN_BITS);
+    } else if (!(h = malloc(sizeof(*h) + ((size_t)1 << (c + MIN_BITS))))) {
+        return NULL;
+    }
+    h->cls = (unsigned)c;
+    UNPOISON(h->data, len);
+    POISON(h->data + len, ((size_t)1 << (c + MIN_BITS)) - len); /* as malloc(len) would */
+    return h->data;
+}
+
+void blkv_buf_put(void *p, size_t len)
+{
+    int c = class_of(len);
+    struct pooled *h;
+    size_t size;
+
+    if (!p)
+        return;
+    if (c < 0) {
+        free(p);
+        return;
+    }
+    h = (struct pooled *)((unsigned char *)p - offsetof(struct pooled, data));
+    size = (size_t)1 << (h->cls + MIN_BITS);
+    if (pool.bytes + size > POOL_MAX_BYTES) {
+        UNPOISON(h->data, size);
+        free(h);
+        return;
+    }
+    POISON(h->data, size);
+    h->next = pool.spent;
+    pool.spent = h;
+    pool.bytes += size;
+}
+
+void blkv_buf_run_end(void)
+{
+    while (pool.spent) {
+        struct pooled *h = pool.spent;
+        pool.spent = h->next;
+        h->next = pool.ready[h->cls];
+        pool.ready[h->cls] = h;
+    }
+}

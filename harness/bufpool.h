@@ -1,0 +1,25 @@
+/*
+ * bufpool.h - request data buffers.
+ *
+ * Large buffers (64 KiB and up) are kept for reuse by later runs instead of
+ * going back to malloc: a fuzzer runs thousands of programs a second, and
+ * fresh multi-megabyte allocations cost a page fault per page touched
+ * (under ASan, an mmap and munmap each).  A buffer freed during a run is
+ * reused only after the run ends, so a driver that touches a request's
+ * buffer after completing it still finds it unallocated: under ASan the
+ * pooled bytes are poisoned, and the bytes past a request's length always
+ * are.  Per thread; not for buffers that outlive a run.
+ */
+#ifndef BLKV_BUFPOOL_H
+#define BLKV_BUFPOOL_H
+
+#include <stddef.h>
+
+/* A buffer of len bytes (uninitialised), or NULL. */
+void *blkv_buf_get(size_t len);
+/* Give it back (NULL is fine).  len as passed to blkv_buf_get. */
+void blkv_buf_put(void *p, size_t len);
+/* End of a run: buffers given back during it become reusable. */
+void blkv_buf_run_end(void);
+
+#endif

@@ -1,0 +1,71 @@
+/* test_bufpool.c - request buffers: sizes, reuse only after a run, ASan poison. */
+#include "bufpool.h"
+#include "test.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+#ifdef HAVE_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+int main(void)
+{
+    size_t sizes[] = {1, 4096, 65535, 65536, 65537, 1u << 20, (1u << 20) + 1, 8u << 20};
+
+    /* every size is usable in full */
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        unsigned char *p = blkv_buf_get(sizes[i]);
+        CHECK(p != NULL);
+        memset(p, 0x5a, sizes[i]);
+        CHECK(p[sizes[i] - 1] == 0x5a);
+        blkv_buf_put(p, sizes[i]);
+    }
+    blkv_buf_run_end();
+
+    /* a buffer given back is not handed out again in the same run */
+    {
+        void *a = blkv_buf_get(100000), *b;
+        blkv_buf_put(a, 100000);
+        b = blkv_buf_get(100000);
+        CHECK(b != a);
+#ifdef HAVE_ASAN
+        /* and while pooled it is poisoned: a late access would be reported */
+        CHECK(__asan_address_is_poisoned(a));
+        CHECK(__asan_address_is_poisoned((char *)a + 99999));
+        /* bytes past the requested length are poisoned too */
+        CHECK(!__asan_address_is_poisoned((char *)b + 99999));
+        CHECK(__asan_address_is_poisoned((char *)b + 100000));
+#endif
+        blkv_buf_put(b, 100000);
+        blkv_buf_run_end();
+        /* after the run, it is */
+        b = blkv_buf_get(100000);
+        CHECK(b == a);
+        blkv_buf_put(b, 100000);
+        blkv_buf_run_end();
+    }
+    /* a pooled buffer reused for a shorter request of its class */
+    {
+        unsigned char *a = blkv_buf_get(130000), *b;
+        blkv_buf_put(a, 130000);
+        blkv_buf_run_end();
+        b = blkv_buf_get(70000);
+        CHECK(b == a);
+        memset(b, 1, 70000);
+#ifdef HAVE_ASAN
+        CHECK(__asan_address_is_poisoned(b + 70000));
+#endif
+        blkv_buf_put(b, 70000);
+        blkv_buf_run_end();
+    }
+    printf("%s bufpool\n", t_failures ? "FAIL" : "ok  ");
+    T_EXIT();
+}
