@@ -13,17 +13,10 @@
 int qcow2_cache_init(struct qcow2_cache *c, unsigned n, uint64_t cluster_size)
 {
     memset(c, 0, sizeof(*c));
-    c->e = calloc(n, sizeof(*c->e));
+    c->e = calloc(n, sizeof(*c->e)); /* a slot's table is allocated on first use */
     if (!c->e)
         return -ENOMEM;
     c->n = n;
-    for (unsigned i = 0; i < n; i++) {
-        c->e[i].data = malloc(cluster_size);
-        if (!c->e[i].data) {
-            qcow2_cache_destroy(c);
-            return -ENOMEM;
-        }
-    }
     return 0;
 }
 
@@ -86,6 +79,8 @@ int qcow2_cache_get(struct qcow2_state *s, struct qcow2_cache *c, uint64_t off, 
         return ret;
     victim->offset = 0;
     victim->dirty = false;
+    if (!victim->data && !(victim->data = malloc(s->cluster_size)))
+        return -ENOMEM;
     if (load) {
         victim->pins++; /* nobody else may take the slot while we read */
         ret = blkv_lower_pread(s->file, victim->data, s->cluster_size, off);

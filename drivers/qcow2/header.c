@@ -55,9 +55,11 @@ int qcow2_create(struct qcow2_state *s, uint64_t size, const struct qcow2_create
             break;
         nb = nb2, k = k2;
     }
-    hdr = calloc(1, cs);
-    rt = calloc(k, cs);
-    rb = calloc(nb, cs);
+    /* Only the bytes that are not zero are written; the file is then
+     * extended over the rest (a fresh lower file reads zeros). */
+    hdr = calloc(1, qcow2_min(cs, 4096));
+    rt = calloc(nb, 8);
+    rb = calloc(1, qcow2_div_up(qcow2_min(total, rbe) << o->refcount_order, 8));
     if (!hdr || !rt || !rb) {
         ret = -ENOMEM;
         goto out;
@@ -94,15 +96,23 @@ int qcow2_create(struct qcow2_state *s, uint64_t size, const struct qcow2_create
     for (uint64_t j = 0; j < nb; j++)
         qcow2_put_be64(rt + j * 8, (1 + k + j) * cs);
     s->refcount_bits = 1u << o->refcount_order;
-    for (uint64_t c = 0; c < total; c++)
-        qcow2_rc_write(s, rb + (c / rbe) * cs, c % rbe, 1);
-
     if ((ret = blkv_lower_truncate(s->file, 0)) < 0 ||
-        (ret = blkv_lower_pwrite(s->file, hdr, cs, 0)) < 0 ||
-        (ret = blkv_lower_pwrite(s->file, rt, k * cs, cs)) < 0 ||
-        (ret = blkv_lower_pwrite(s->file, rb, nb * cs, (1 + k) * cs)) < 0 ||
-        (ret = blkv_lower_truncate(s->file, total * cs)) < 0) /* L1: zeros */
-        blkv_error(s->ctx, "qcow2: cannot write the new image");
+        (ret = blkv_lower_pwrite(s->file, hdr, qcow2_min(cs, 4096), 0)) < 0 ||
+        (ret = blkv_lower_pwrite(s->file, rt, nb * 8, cs)) < 0)
+        goto fail;
+    for (uint64_t j = 0; j < nb; j++) { /* block j: the used prefix */
+        uint64_t n = qcow2_min(rbe, total - j * rbe);
+        for (uint64_t c = 0; c < n; c++)
+            qcow2_rc_write(s, rb, c, 1);
+        if ((ret = blkv_lower_pwrite(s->file, rb, qcow2_div_up(n << o->refcount_order, 8),
+                                     (1 + k + j) * cs)) < 0)
+            goto fail;
+    }
+    if ((ret = blkv_lower_truncate(s->file, total * cs)) < 0) /* L1 and the rest: zeros */
+        goto fail;
+    goto out;
+fail:
+    blkv_error(s->ctx, "qcow2: cannot write the new image");
 out:
     free(hdr);
     free(rt);
@@ -155,14 +165,17 @@ static int qcow2_check_features(struct qcow2_state *s, const uint8_t *hdr, const
 }
 
 /* Parse the header extensions of cluster 0 (buf, cs bytes). */
-static int qcow2_parse_exts(struct qcow2_state *s, const uint8_t *buf, const uint8_t **ft,
-                            uint64_t *ftlen)
+static int qcow2_parse_exts(struct qcow2_state *s, const uint8_t *buf, uint64_t avail,
+                            const uint8_t **ft, uint64_t *ftlen)
 {
     uint64_t pos = s->header_length, cs = s->cluster_size;
 
     *ft = NULL, *ftlen = 0;
     while (pos + 8 <= cs) {
-        uint32_t type = qcow2_be32(buf + pos), len = qcow2_be32(buf + pos + 4);
+        uint32_t type, len;
+        if (pos + 8 > avail)
+            return -EAGAIN; /* read more of the cluster */
+        type = qcow2_be32(buf + pos), len = qcow2_be32(buf + pos + 4);
         if (type == QCOW2_EXT_END)
             return 0;
         if (len > cs - pos - 8) {
@@ -170,6 +183,8 @@ static int qcow2_parse_exts(struct qcow2_state *s, const uint8_t *buf, const uin
                        "header cluster (%u bytes)", type, pos, len);
             return -EINVAL;
         }
+        if (pos + 8 + len > avail)
+            return -EAGAIN;
         switch (type) {
         case QCOW2_EXT_BACKING_FORMAT:
             if (len >= sizeof(s->backing_fmt)) {
@@ -312,6 +327,8 @@ static void qcow2_derive(struct qcow2_state *s)
     s->coffset_mask = (UINT64_C(1) << s->csize_shift) - 1;
 }
 
+uint8_t qcow2_zero_cluster[UINT32_C(1) << QCOW2_MAX_CLUSTER_BITS];
+
 __attribute__((noinline)) uint64_t qcow2_next_used(const void *t, uint64_t i, uint64_t n)
 {
     const uint8_t *p = t;
@@ -326,7 +343,7 @@ __attribute__((noinline)) uint64_t qcow2_next_used(const void *t, uint64_t i, ui
 
 __attribute__((noinline)) void qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n)
 {
-    for (uint64_t i = 0; i < n; i++)
+    for (uint64_t i = 0; i < n; i++) /* dst may be src: each entry is read before written */
         dst[i] = qcow2_be64(src + i * 8);
 }
 
@@ -334,21 +351,20 @@ __attribute__((noinline)) void qcow2_load_be64s(uint64_t *dst, const uint8_t *sr
 static int qcow2_load_tables(struct qcow2_state *s)
 {
     uint64_t l1n = s->l1_size ? s->l1_size : 1, rtb = (uint64_t)s->rt_clusters << s->cluster_bits;
-    uint8_t *raw = malloc(qcow2_max(l1n * 8, rtb));
     int ret;
 
-    s->l1 = calloc(l1n, sizeof(uint64_t));
+    s->l1 = malloc(l1n * sizeof(uint64_t));
     s->rt_size = rtb / 8;
-    s->rt = calloc(s->rt_size, sizeof(uint64_t));
-    if (!raw || !s->l1 || !s->rt) {
-        free(raw);
+    s->rt = malloc(rtb);
+    if (!s->l1 || !s->rt)
         return -ENOMEM;
-    }
-    ret = blkv_lower_pread(s->file, raw, (uint64_t)s->l1_size * 8, s->l1_offset);
+    s->l1[0] = 0;
+    /* read in place, then to host order */
+    ret = blkv_lower_pread(s->file, s->l1, (uint64_t)s->l1_size * 8, s->l1_offset);
     if (!ret)
-        qcow2_load_be64s(s->l1, raw, s->l1_size);
-    if (!ret && !(ret = blkv_lower_pread(s->file, raw, rtb, s->rt_offset)))
-        qcow2_load_be64s(s->rt, raw, s->rt_size);
+        qcow2_load_be64s(s->l1, (const uint8_t *)s->l1, s->l1_size);
+    if (!ret && !(ret = blkv_lower_pread(s->file, s->rt, rtb, s->rt_offset)))
+        qcow2_load_be64s(s->rt, (const uint8_t *)s->rt, s->rt_size);
     for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); !ret && i < s->rt_size;
          i = qcow2_next_used(s->rt, i + 1, s->rt_size)) {
         if ((s->rt[i] & QCOW2_RT_RESERVED) || s->rt[i] % s->cluster_size ||
@@ -358,7 +374,6 @@ static int qcow2_load_tables(struct qcow2_state *s)
             ret = -EINVAL;
         }
     }
-    free(raw);
     return ret;
 }
 
@@ -373,12 +388,22 @@ int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)
         return ret;
     if ((ret = qcow2_parse_fixed(s, hdr, fsize)) < 0)
         return ret;
-    c0 = malloc(s->cluster_size);
-    if (!c0)
-        return -ENOMEM;
-    if ((ret = blkv_lower_pread(s->file, c0, s->cluster_size, 0)) < 0 ||
-        (ret = qcow2_parse_exts(s, c0, &ft, &ftlen)) < 0 ||
-        (ret = qcow2_check_features(s, c0, ft, ftlen)) < 0) {
+    /* The header cluster: its first 4 KiB are nearly always all there is
+     * (extensions and backing file name); the rest only when needed. */
+    for (uint64_t avail = qcow2_min(s->cluster_size, 4096);; avail = s->cluster_size) {
+        free(c0);
+        if (!(c0 = malloc(avail)))
+            return -ENOMEM;
+        if ((ret = blkv_lower_pread(s->file, c0, avail, 0)) < 0)
+            break;
+        ret = qcow2_parse_exts(s, c0, avail, &ft, &ftlen);
+        if (ret == 0 && s->has_backing &&
+            qcow2_be64(c0 + 8) + qcow2_be32(c0 + 16) > avail) /* checked: within the cluster */
+            ret = -EAGAIN;
+        if (ret != -EAGAIN || avail == s->cluster_size)
+            break;
+    }
+    if (ret < 0 || (ret = qcow2_check_features(s, c0, ft, ftlen)) < 0) {
         free(c0);
         return ret;
     }
@@ -399,9 +424,6 @@ int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)
     if ((ret = qcow2_cache_init(&s->l2c, l2n, s->cluster_size)) < 0 ||
         (ret = qcow2_cache_init(&s->rbc, rbn, s->cluster_size)) < 0)
         return ret;
-    s->zeros = calloc(1, s->cluster_size);
-    if (!s->zeros)
-        return -ENOMEM;
     s->alloc_end = qcow2_div_up(fsize, s->cluster_size);
     s->free_hint = 0;
     s->dirty_marked = s->incompat & QCOW2_INCOMPAT_DIRTY;
@@ -430,11 +452,9 @@ void qcow2_free_image(struct qcow2_state *s)
 {
     free(s->l1);
     free(s->rt);
-    free(s->zeros);
     qcow2_cache_destroy(&s->l2c);
     qcow2_cache_destroy(&s->rbc);
     s->l1 = s->rt = NULL;
-    s->zeros = NULL;
 }
 
 int qcow2_flush_meta(struct qcow2_state *s)

@@ -255,7 +255,7 @@ static int qcow2_co_pwrite_data(struct qcow2_state *s, uint64_t host, uint64_t l
         return blkv_lower_pwrite(s->file, buf, len, host);
     while (len) {
         uint64_t n = qcow2_min(len, s->cluster_size);
-        int ret = blkv_lower_pwrite(s->file, s->zeros, n, host);
+        int ret = blkv_lower_pwrite(s->file, qcow2_zero_cluster, n, host);
         if (ret < 0)
             return ret;
         host += n, len -= n;

@@ -167,8 +167,6 @@ struct qcow2_state {
     struct blkv_co_queue range_q;
     struct qcow2_range *readers; /* host bytes being read */
     struct blkv_co_queue reader_q;
-
-    uint8_t *zeros;         /* one cluster of zeros, never written */
 };
 
 /* ---- byte order ---------------------------------------------------------- */
@@ -322,6 +320,10 @@ void qcow2_wait_readers(struct qcow2_state *s, uint64_t off, uint64_t len);
 /* Consistency check; fix: rebuild refcounts from the mappings (repair of a
  * dirty image).  Returns 0 or -EUCLEAN with a message (lock held). */
 int qcow2_check_image(struct qcow2_state *s, bool fix);
+
+/* A largest cluster of zeros, never written (header.c; in .bss, so it costs
+ * no memory). */
+extern uint8_t qcow2_zero_cluster[UINT32_C(1) << QCOW2_MAX_CLUSTER_BITS];
 
 /* Table scans (header.c).  Kept out of line and out of the fuzzers' coverage
  * (fuzz/coverage-ignore.txt): they run over whole tables on every open and
