@@ -870,6 +870,37 @@ static bool page_grow(struct blkv_lower *f)
     return true;
 }
 
+/* Chunks of dropped lower files, kept for the next run's: fresh memory
+ * costs a page fault per page (and under ASan, which holds freed memory in
+ * quarantine, every allocation is fresh).  Per thread, bounded. */
+#define CHUNK_CACHE_MAX ((64u << 20) / sizeof(struct page_chunk))
+static _Thread_local struct page_chunk *chunk_cache;
+static _Thread_local size_t chunk_cache_n;
+
+static struct page_chunk *chunk_new(void)
+{
+    struct page_chunk *c = chunk_cache;
+    if (c) {
+        chunk_cache = c->next;
+        chunk_cache_n--;
+    } else if (!(c = malloc(sizeof(*c)))) {
+        return NULL;
+    }
+    c->used = 0;
+    return c;
+}
+
+static void chunk_drop(struct page_chunk *c)
+{
+    if (chunk_cache_n >= CHUNK_CACHE_MAX) {
+        free(c);
+        return;
+    }
+    c->next = chunk_cache;
+    chunk_cache = c;
+    chunk_cache_n++;
+}
+
 /* Return a page to the free list. */
 static void page_release(struct blkv_lower *f, struct lower_page *p)
 {
@@ -891,9 +922,8 @@ static struct lower_page *page_add(struct blkv_lower *f, uint64_t pgno, bool zer
     } else {
         struct page_chunk *c = f->chunks;
         if (!c || c->used == PAGE_CHUNK) {
-            if (!(c = malloc(sizeof(*c))))
+            if (!(c = chunk_new()))
                 return NULL;
-            c->used = 0;
             c->next = f->chunks;
             f->chunks = c;
         }
@@ -933,7 +963,7 @@ static void store_clear(struct blkv_lower *f)
     while (f->chunks) {
         struct page_chunk *c = f->chunks;
         f->chunks = c->next;
-        free(c);
+        chunk_drop(c);
     }
     f->free_pages = NULL;
     f->rt->lower_held -= (uint64_t)f->npages * LOWER_PAGE;
