@@ -243,10 +243,24 @@ static int driver_call(struct blkv_run *run, int which, bool create)
     }
     if (!blkv_rt_spawn(run->rt, co_call_entry, &c, NULL))
         return -ENOMEM;
-    while (!c.done)
-        if (!blkv_rt_progress(run->rt))
+    while (!c.done) {
+        if (!blkv_rt_progress(run->rt)) {
+            if (run->opts->untrusted && !run->failed) {
+                static const char *const names[] = {"open", "close", "check"};
+                run->stuck = true; /* its coroutine can never finish: no close */
+                blkv_report_other(run, NULL, "deadlock", "%s never returns: nothing is "
+                                  "runnable and no lower I/O is pending", names[which]);
+            }
             return -EDEADLK;
+        }
+    }
     return c.ret;
+}
+
+/* Whether ret is a negative errno, as callbacks must return on failure. */
+static bool is_errno(int ret)
+{
+    return ret < 0 && ret >= -4095;
 }
 
 static const char *err_name(int ret, char *buf, size_t len)
@@ -278,6 +292,15 @@ static int driver_open(struct blkv_run *run, bool create)
     int ret = driver_call(run, 0, create);
     uint64_t maxt;
 
+    if (run->failed) /* deadlocked (untrusted): reported */
+        return BLKV_RUN_VIOLATION;
+    if (run->opts->untrusted && (ret > 0 || (ret < 0 && (!is_errno(ret) || !run->ctx.error[0])))) {
+        /* a refusal must be an errno with a message */
+        run->opened = ret > 0; /* the driver may think it is open */
+        blkv_report_other(run, NULL, "open", "open returned %s%s", err_name(ret, eb, sizeof eb),
+                          ret < 0 && is_errno(ret) ? " without a message" : "");
+        return BLKV_RUN_VIOLATION;
+    }
     if (ret < 0)
         return run_error(run, "%s: open failed: %s%s%s", run->drv.name, err_name(ret, eb, sizeof eb),
                          run->ctx.error[0] ? ": " : "", run->ctx.error);
@@ -288,10 +311,19 @@ static int driver_open(struct blkv_run *run, bool create)
         run->caps.max_transfer = BLKV_MAX_REQUEST;
     if (!blkv_is_pow2(run->caps.align) || run->caps.align > (1u << 20) ||
         (run->caps.atomic && !blkv_is_pow2(run->caps.atomic)) ||
-        run->caps.max_transfer < run->caps.align || run->caps.size > BLKV_MAX_DEVICE_SIZE)
+        run->caps.max_transfer < run->caps.align || run->caps.size > BLKV_MAX_DEVICE_SIZE) {
+        if (run->opts->untrusted) { /* the image cannot make the driver break the API */
+            run->opened = true; /* open succeeded: close it */
+            if (!run->failed)
+                blkv_report_other(run, NULL, "open", "open returned invalid capabilities "
+                                  "(align %u, max transfer %u, size %" PRIu64 ")",
+                                  run->caps.align, run->caps.max_transfer, run->caps.size);
+            return BLKV_RUN_VIOLATION;
+        }
         return run_error(run, "%s: open returned invalid capabilities (align %u, max transfer %u,"
                          " size %" PRIu64 ")", run->drv.name, run->caps.align,
                          run->caps.max_transfer, run->caps.size);
+    }
     /* check the atomicity the config asks for, as far as the driver promises it */
     run->atomic = run->prog->cfg.atomic ? run->prog->cfg.atomic : 1;
     if (run->atomic > (run->caps.atomic ? run->caps.atomic : 1))
@@ -382,6 +414,8 @@ static bool retval_ok(struct blkv_run *run, struct blkv_core_req *r, int ret)
         return false;
     if (ret == -ECANCELED && r->cancelled)
         return true;
+    if (run->opts->untrusted) /* an untrusted image may fail anything */
+        return is_errno(ret);
     /* after an injected fault a driver may fail anything */
     if (run->caps.may_fail)
         return true;
@@ -639,6 +673,11 @@ static void do_check(struct blkv_run *run)
     run->checked = true;
     run->ctx.error[0] = 0;
     ret = driver_call(run, 2, false);
+    if (run->opts->untrusted) { /* may fail, with an errno */
+        if (ret != 0 && !is_errno(ret) && !run->failed)
+            blkv_report_other(run, NULL, "check", "image check returned %d", ret);
+        return;
+    }
     if (ret < 0 && !run->failed)
         blkv_report_other(run, NULL, "check", "image check failed: %s",
                           run->ctx.error[0] ? run->ctx.error : strerror(-ret));
@@ -656,6 +695,8 @@ static int do_reopen(struct blkv_run *run)
     run->res->stats.reopens++;
     run->ctx.error[0] = 0;
     if (driver_open(run, false)) {
+        if (run->opts->untrusted)
+            return -1; /* refused (ERROR) or broke the contract (reported) */
         /* the driver cannot open what it wrote itself: that is its bug */
         char msg[sizeof(run->res->message)];
         snprintf(msg, sizeof(msg), "%s", run->res->message);
@@ -663,7 +704,7 @@ static int do_reopen(struct blkv_run *run)
         blkv_report_other(run, NULL, "reopen", "reopen failed: %s", msg);
         return -1;
     }
-    if (run->caps.size != size && !run->failed)
+    if (run->caps.size != size && !run->failed && !run->opts->untrusted)
         blkv_report_other(run, NULL, "reopen", "size changed on reopen: %" PRIu64 " != %" PRIu64,
                           run->caps.size, size);
     do_check(run); /* what was written must open consistent */
@@ -869,6 +910,8 @@ static int setup_initial(struct blkv_run *run)
     const struct blkv_config *cfg = &run->prog->cfg;
     struct blkv_model_config mc = {.size = run->caps.size, .atomic = run->atomic};
 
+    if (run->opts->untrusted)
+        return 0; /* content unknown: no model, nothing written */
     switch (cfg->init) {
     case BLKV_INIT_PATTERN:
         mc.initial = BLKV_SRC_PATTERN;
@@ -887,8 +930,9 @@ static int setup_initial(struct blkv_run *run)
         if (!run->model)
             return run_error(run, "out of memory");
     }
-    if (!run->caps.initialized && (cfg->init == BLKV_INIT_PATTERN ||
-                                   (cfg->init == BLKV_INIT_IMAGE && !cfg->lower_image)))
+    if (!run->caps.initialized &&
+        (cfg->init == BLKV_INIT_PATTERN ||
+         (cfg->init == BLKV_INIT_IMAGE && !cfg->lower_image && !run->opts->lower[0])))
         return setup_write_initial(run);
     return 0;
 }
@@ -903,6 +947,7 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
     const char *spec;
     char err[400];
     int status;
+    bool existing; /* open what the lower file holds (create=false) */
 
     memset(res, 0, sizeof(*res));
     if (!opts)
@@ -950,15 +995,24 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
             run_error(run, "out of memory");
             goto out;
         }
-        if (p->cfg.lower_image) {
+        if (p->cfg.lower_image && !opts->lower[0]) {
             int ret = blkv_rt_lower_load(run->rt, 0, p->cfg.lower_image);
             if (ret < 0) {
                 run_error(run, "lower %s: %s", p->cfg.lower_image, strerror(-ret));
                 goto out;
             }
         }
+        for (unsigned i = 0; i < 2; i++) {
+            if (opts->lower[i] && opts->lower_len[i])
+                blkv_lower_poke(blkv_rt_lower(run->rt, i), opts->lower[i], opts->lower_len[i], 0);
+        }
+    } else if (opts->lower[0] || opts->lower[1]) {
+        run_error(run, "%s: lower file content for a driver that has no lower files",
+                  run->drv.name);
+        goto out;
     }
-    if (p->cfg.init != BLKV_INIT_ZERO && !p->cfg.lower_image) {
+    existing = p->cfg.lower_image || opts->lower[0];
+    if (p->cfg.init != BLKV_INIT_ZERO && !existing) {
         ssize_t m = footprint(p, 4096, p->cfg.size, &run->foot);
         if (m < 0) {
             run_error(run, "out of memory");
@@ -966,7 +1020,7 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
         }
         run->nfoot = (size_t)m;
     }
-    if (driver_open(run, !p->cfg.lower_image))
+    if (driver_open(run, !existing))
         goto out;
     if (setup_initial(run))
         goto out;

@@ -47,6 +47,23 @@ struct blkv_run_opts {
      * patterns (writes carry zeros), no read checks and no image checks.
      * Return values are still checked against the contract. */
     bool no_verify;
+    /* Initial content of the lower files of an in-process driver, copied in
+     * before the open: lower[0] is the image, lower[1] a backing file
+     * (NULL: empty; a non-NULL pointer with length 0 is an empty file).
+     * With lower[0] set the driver opens what it holds (create=false), as
+     * with the program's lower_image, which it replaces. */
+    const uint8_t *lower[2];
+    size_t lower_len[2];
+    /* The lower files hold an untrusted image (fuzzed bytes) whose content
+     * is unknown: there is no model and no data is checked, any request may
+     * fail, and only the driver contract is checked.  Open, every request
+     * and the check return 0 or a negative errno (-4095..-1); a failed open
+     * leaves a message in the context; open reports valid capabilities;
+     * nothing deadlocks (open, check and close included).  An open that
+     * refuses the image cleanly, first or on a reopen, ends the run with
+     * BLKV_RUN_ERROR and the driver's message; a reopen may change the
+     * size (the ops may have overwritten a corrupt image's header). */
+    bool untrusted;
 };
 
 struct blkv_run_stats {
