@@ -1023,6 +1023,18 @@ static uint64_t store_write_cost(const struct blkv_lower *f, const void *buf, ui
     return cost;
 }
 
+/* Whether a write of buf at off fits under the cap: at once when even one
+ * new page per page spanned would, else by counting the new pages. */
+static bool store_write_fits(const struct blkv_lower *f, const void *buf, uint64_t len,
+                             uint64_t off)
+{
+    uint64_t span = (off + len + LOWER_PAGE - 1) / LOWER_PAGE - off / LOWER_PAGE;
+    const struct blkv_rt *rt = f->rt;
+    if (rt->lower_held <= rt->lower_cap && span <= (rt->lower_cap - rt->lower_held) / LOWER_PAGE)
+        return true;
+    return rt->lower_held + store_write_cost(f, buf, len, off) <= rt->lower_cap;
+}
+
 /* Write buf at off, extending the size; zeros into holes allocate nothing
  * and whole pages of zeros are freed.  0 or -ENOMEM (partly written). */
 static int store_write(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off)
@@ -1092,8 +1104,7 @@ static int io_transfer(struct lower_io *io)
         store_read(f, io->rbuf, io->len, io->off);
         return 0;
     case IO_WRITE:
-        if (f->rt->lower_held + store_write_cost(f, io->wbuf, io->len, io->off) >
-            f->rt->lower_cap)
+        if (!store_write_fits(f, io->wbuf, io->len, io->off))
             return -ENOSPC;
         return store_write(f, io->wbuf, io->len, io->off);
     case IO_FLUSH:
@@ -1274,7 +1285,7 @@ int blkv_rt_lower_load(struct blkv_rt *rt, unsigned idx, const char *path)
         }
         if (n == 0)
             break;
-        if (rt->lower_held + store_write_cost(f, buf, (uint64_t)n, off) > rt->lower_cap) {
+        if (!store_write_fits(f, buf, (uint64_t)n, off)) {
             ret = -ENOSPC;
             break;
         }
