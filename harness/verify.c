@@ -292,13 +292,15 @@ static int driver_open(struct blkv_run *run, bool create)
     int ret = driver_call(run, 0, create);
     uint64_t maxt;
 
-    if (run->failed) /* deadlocked (untrusted): reported */
+    if (run->opts->untrusted && run->stuck) /* deadlocked: reported */
         return BLKV_RUN_VIOLATION;
     if (run->opts->untrusted && (ret > 0 || (ret < 0 && (!is_errno(ret) || !run->ctx.error[0])))) {
         /* a refusal must be an errno with a message */
         run->opened = ret > 0; /* the driver may think it is open */
-        blkv_report_other(run, NULL, "open", "open returned %s%s", err_name(ret, eb, sizeof eb),
-                          ret < 0 && is_errno(ret) ? " without a message" : "");
+        if (!run->failed)
+            blkv_report_other(run, NULL, "open", "open returned %s%s",
+                              err_name(ret, eb, sizeof eb),
+                              ret < 0 && is_errno(ret) ? " without a message" : "");
         return BLKV_RUN_VIOLATION;
     }
     if (ret < 0)

@@ -377,14 +377,43 @@ static void test_image_refused(void)
     free(im.bytes);
 }
 
+/* A program over an untrusted image in memory (blkv_run's untrusted mode,
+ * as qcow2_open_fuzzer runs it): a read of everything, random ops, a check,
+ * a reopen and another read.  Only the driver contract is checked. */
+static int run_untrusted(const uint8_t *bytes, size_t len, uint64_t seed,
+                         struct blkv_run_result *res)
+{
+    struct blkv_program p;
+    struct blkv_pop rd = {.code = BLKV_P_READ, .offset = 0, .len = NCL * CS};
+    struct blkv_pop check = {.code = BLKV_P_CHECK}, reopen = {.code = BLKV_P_REOPEN};
+    struct blkv_run_opts o = {.driver = "qcow2", .quiet = true, .untrusted = true};
+    static const uint8_t empty[1];
+    int st;
+
+    blkv_program_init(&p);
+    REQUIRE(blkv_program_random(seed, 0, 24, &p) == 0);
+    p.cfg.size = (uint64_t)NCL * CS;
+    p.cfg.init = BLKV_INIT_ZERO;
+    REQUIRE(blkv_program_push(&p, &rd) == 0);
+    REQUIRE(blkv_program_push(&p, &check) == 0);
+    REQUIRE(blkv_program_push(&p, &reopen) == 0);
+    REQUIRE(blkv_program_push(&p, &rd) == 0);
+    o.lower[0] = len ? bytes : empty;
+    o.lower_len[0] = len;
+    st = blkv_run(&p, &o, res);
+    blkv_program_free(&p);
+    return st;
+}
+
 /* Bit flips, byte garbage and truncations anywhere in the metadata: any
- * outcome but a crash or a hang (the sanitizer build makes a crash fail). */
+ * outcome but a crash or a hang (the sanitizer build makes a crash fail);
+ * in untrusted mode, not even a contract violation. */
 static void test_image_flips(void)
 {
     struct image im;
     uint8_t *b;
     uint64_t x = 0x2545f4914f6cdd1d;
-    unsigned outcomes[3] = {0, 0, 0};
+    unsigned outcomes[3] = {0, 0, 0}, untrusted[3] = {0, 0, 0};
     const char *env = getenv("BLKV_QCOW2_FLIPS"), *seed = getenv("BLKV_QCOW2_FLIP_SEED");
     unsigned flips = env ? (unsigned)strtoul(env, NULL, 10) : 400;
 
@@ -420,10 +449,19 @@ static void test_image_flips(void)
         st = run_image(b, len, im.raw, i, 24, &res);
         outcomes[st]++;
         blkv_run_result_free(&res);
+        st = run_untrusted(b, len, i, &res);
+        if (st == BLKV_RUN_VIOLATION) {
+            fprintf(stderr, "damaged image %u, untrusted: %s\n", i, res.report);
+            t_failures++;
+        }
+        untrusted[st]++;
+        blkv_run_result_free(&res);
     }
-    printf("  %u damaged images: %u ran clean, %u with findings, %u refused\n", flips,
-           outcomes[0], outcomes[1], outcomes[2]);
+    printf("  %u damaged images: %u ran clean, %u with findings, %u refused; untrusted: %u "
+           "opened, %u refused\n", flips, outcomes[0], outcomes[1], outcomes[2], untrusted[0],
+           untrusted[2]);
     CHECK(outcomes[2] > 0);
+    CHECK(untrusted[0] > 0 && untrusted[2] > 0);
     free(b);
     free(im.bytes);
 }
