@@ -360,6 +360,11 @@ static void test_image_refused(void)
     MUTATE("refcount table outside", "refcount table", be64(b + 48, UINT64_C(1) << 50));
     MUTATE("refcount table huge", "refcount table", be32(b + 56, 1u << 20));
     MUTATE("refcount entry", "refcount table entry", be64(b + CS, 12345));
+    /* one cluster named as every refcount block would describe a huge
+     * range as used, and the allocator would scan all of it */
+    MUTATE("refcount block in the table", "overlaps", for (unsigned i = 0; i < CS / 8; i++)
+                                                          be64(b + CS + 8 * i, CS));
+    MUTATE("refcount block twice", "named twice", be64(b + CS + 8, 2 * (uint64_t)CS));
     MUTATE("refcount order", "refcount order", be32(b + 96, 7));
     MUTATE("header length", "header length", be32(b + 100, 100));
     MUTATE("extension overrun", "header extension", (be32(b + 104, 0x12345678),

@@ -347,6 +347,51 @@ __attribute__((noinline)) void qcow2_load_be64s(uint64_t *dst, const uint8_t *sr
         dst[i] = qcow2_be64(src + i * 8);
 }
 
+static int qcow2_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Refcount blocks must be distinct clusters outside the header, the L1
+ * table and the refcount table: one cluster of garbage named by every
+ * entry (say, the refcount table itself) would describe a huge range of
+ * clusters as used, and the allocator would scan all of it.  Distinct
+ * blocks bound the scan by the bytes of the file.  0 or -EINVAL. */
+static int qcow2_check_rt_blocks(struct qcow2_state *s)
+{
+    uint64_t n = 0, *blk;
+    int ret = 0;
+
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); i < s->rt_size;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_size)) {
+        if (qcow2_fixed_meta(s, s->rt[i], s->cluster_size)) {
+            blkv_error(s->ctx, "qcow2: refcount block %" PRIu64 " at %" PRIu64 " overlaps the "
+                       "header, the L1 table or the refcount table", i, s->rt[i]);
+            return -EINVAL;
+        }
+        n++;
+    }
+    if (n < 2)
+        return 0;
+    if (!(blk = malloc(n * sizeof(*blk))))
+        return -ENOMEM;
+    n = 0;
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); i < s->rt_size;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_size))
+        blk[n++] = s->rt[i];
+    qsort(blk, n, sizeof(*blk), qcow2_cmp_u64);
+    for (uint64_t i = 1; i < n && !ret; i++) {
+        if (blk[i] == blk[i - 1]) {
+            blkv_error(s->ctx, "qcow2: refcount block at %" PRIu64 " named twice in the refcount "
+                       "table", blk[i]);
+            ret = -EINVAL;
+        }
+    }
+    free(blk);
+    return ret;
+}
+
 /* Load the L1 and refcount tables, checking refcount table entries. */
 static int qcow2_load_tables(struct qcow2_state *s)
 {
@@ -374,7 +419,7 @@ static int qcow2_load_tables(struct qcow2_state *s)
             ret = -EINVAL;
         }
     }
-    return ret;
+    return ret ? ret : qcow2_check_rt_blocks(s);
 }
 
 int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)

@@ -300,7 +300,11 @@ int qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *first, uin
             bool used = rc != 0 || qcow2_fixed_meta(s, i << s->cluster_bits, 1);
             if (rc && i >= s->alloc_end) {
                 /* nothing lies there: the refcounts are garbage, and
-                 * scanning on through them could take forever */
+                 * scanning on through them could take forever.  Nothing
+                 * from free_hint to here was free (but the run we have):
+                 * the next allocation starts here, and fails at once,
+                 * instead of scanning all of it again. */
+                s->free_hint = len ? start : i;
                 qcow2_cache_put(e);
                 blkv_error(s->ctx, "qcow2: corrupt refcounts: cluster %" PRIu64 " past the end "
                            "of the image has refcount %" PRIu64, i, rc);
