@@ -102,6 +102,7 @@ int qcow2_create(struct qcow2_state *s, uint64_t size, const struct qcow2_create
         goto fail;
     for (uint64_t j = 0; j < nb; j++) { /* block j: the used prefix */
         uint64_t n = qcow2_min(rbe, total - j * rbe);
+        memset(rb, 0, qcow2_div_up(qcow2_min(total, rbe) << o->refcount_order, 8));
         for (uint64_t c = 0; c < n; c++)
             qcow2_rc_write(s, rb, c, 1);
         if ((ret = blkv_lower_pwrite(s->file, rb, qcow2_div_up(n << o->refcount_order, 8),
