@@ -93,6 +93,7 @@ struct buggy_state {
     unsigned zombies;             /* zombie writes still in flight */
     struct blkv_co_queue zombie_done;
     bool setup;               /* serving a setup request (initial content) */
+    bool strike_setup;        /* option setup=on */
 };
 
 /* Per request, on its coroutine's stack (req->driver_data). */
@@ -108,6 +109,7 @@ static const struct blkv_option buggy_options[] = {
     {"every", NULL, "strike at every Nth opportunity (default: per mode)"},
     {"skip", "0", "let the first N opportunities pass"},
     {"shift", "4096", "misdirected-write: how far off the write lands"},
+    {"setup", "off", "on: the core's initial-content writes are opportunities too"},
     {NULL, NULL, NULL},
 };
 
@@ -303,7 +305,7 @@ static bool buggy_strike(struct buggy_state *s)
 {
     uint64_t n;
 
-    if (s->setup) /* the core's own initial-content writes are not a target */
+    if (s->setup && !s->strike_setup) /* the core's own writes: only when asked */
         return false;
     n = s->chances++;
     return n >= s->skip && (n - s->skip) % s->every == s->every - 1;
@@ -503,6 +505,14 @@ static int buggy_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool cre
         return -EINVAL;
     if (s->every == 0)
         s->every = buggy_modes[m].every;
+    {
+        const char *v = blkv_opt(ctx, "setup");
+        if (strcmp(v, "on") && strcmp(v, "off")) {
+            blkv_error(ctx, "setup=%s: on or off", v);
+            return -EINVAL;
+        }
+        s->strike_setup = !strcmp(v, "on");
+    }
     if (s->shift == 0 || s->shift > BLKV_MAX_DEVICE_SIZE) {
         blkv_error(ctx, "shift=%llu: must be 1 .. 8T", (unsigned long long)s->shift);
         return -EINVAL;

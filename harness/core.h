@@ -67,6 +67,7 @@ struct blkv_run {
     bool failed;           /* a violation was reported: verify nothing more */
     bool stuck;            /* requests can never complete: do not close */
     bool checked;          /* the check ran, and no request or reopen since */
+    bool setting_up;       /* writing the initial content, before the first op */
     int image_fd;          /* init image, or -1 */
     struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
     size_t nfoot;

@@ -655,6 +655,8 @@ void blkv_report_other(struct blkv_run *run, struct blkv_core_req *r, const char
     fprintf(f, "\n");
     if (r && !r->setup)
         print_request(run, r, f);
+    else if (run->setting_up)
+        fprintf(f, "  before the first op, while writing the initial content\n");
     else if (run->cur_op < run->prog->nops) {
         char line[160];
         blkv_pop_format(&run->prog->ops[run->cur_op], line, sizeof(line));

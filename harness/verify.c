@@ -813,12 +813,30 @@ static int write_initial_range(struct blkv_run *run, uint8_t *buf, uint64_t chun
         }
         while ((!r.completed || r.co_running) && progress(run))
             ;
-        if (!r.completed)
+        /* A driver that may fail anything may fail these too: then the run
+         * cannot start.  Any other driver has no excuse (no fault can be
+         * injected before the first op): that is a finding, not bad input. */
+        if (!r.completed && run->caps.may_fail)
             return run_error(run, "%s: initial write at %" PRIu64 " never completed",
                              run->drv.name, off);
-        if (r.ret)
+        if (r.completed && r.ret && run->caps.may_fail)
             return run_error(run, "%s: initial write at %" PRIu64 " failed: %d", run->drv.name,
                              off, r.ret);
+        if (!r.completed || r.co_running) {
+            run->stuck = true;
+            blkv_report_other(run, NULL, "deadlock", "initial write at %" PRIu64 " (%" PRIu64
+                              " bytes) never %s: nothing is runnable and no lower I/O is "
+                              "pending", off, n,
+                              r.completed ? "returns" : "completes");
+            return -1;
+        }
+        if (r.ret) {
+            char eb[64];
+            blkv_report_other(run, NULL, "retval/setup", "initial write at %" PRIu64 " (%" PRIu64
+                              " bytes) failed: %s", off, n,
+                              err_name(r.ret, eb, sizeof eb));
+            return -1;
+        }
     }
     return 0;
 }
@@ -900,8 +918,10 @@ static int setup_write_initial(struct blkv_run *run)
     if (total > MAX_INITIAL_FILL)
         ret = run_error(run, "initial content: the program touches %" PRIu64 " bytes; at most %"
                         PRIu64 " can be filled", total, MAX_INITIAL_FILL);
+    run->setting_up = true;
     for (ssize_t i = 0; i < m && !ret; i++)
         ret = write_initial_range(run, buf, chunk, rs[i].off, rs[i].off + rs[i].len);
+    run->setting_up = false;
     free(buf);
     free(rs);
     return ret;
