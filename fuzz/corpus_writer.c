@@ -566,14 +566,17 @@ static int print_seed(const char *target, const char *name)
 
 /* ---- qcow2 images: the corpus of qcow2_open --------------------------------
  *
- * qcow2_open_fuzzer takes a qcow2 image, optionally followed by "BLKV-OPS"
- * and ops, and "BLKV-BAK" and a backing file (see the fuzzer).  Its seeds
- * are small valid images built byte by byte here, independent of the
+ * qcow2_open_fuzzer takes a qcow2 image, optionally followed by "BLKV-PUT"
+ * sections (bytes at an offset), "BLKV-OPS" and ops, and "BLKV-BAK" and a
+ * backing file (see the fuzzer).  Its seeds are small valid images built
+ * byte by byte here, independent of the
  * driver's allocation choices: header, refcount table at cluster 1,
  * refcount block at cluster 2, then L2 tables and data in the order the
  * seed asks for them, and the L1 table last so that the file can end right
  * after its entries (every other cluster lies whole inside the file, as
  * qemu-img check wants).  Refcounts and copied flags are computed at the end.
+ * Images over 64 KiB (large clusters) are written as their first bytes and
+ * PUT sections for the rest, leaving out the zeros in between.
  */
 
 #define QI_MAX_CLUSTERS 64
@@ -682,13 +685,13 @@ static void q_data(uint64_t gc, unsigned tag)
 }
 
 /* Guest cluster gc reads as zeros (version 3): plainly, or over a
- * preallocated host cluster full of garbage that must not show. */
+ * preallocated host cluster starting with garbage that must not show. */
 static void q_zero(uint64_t gc, bool alloc)
 {
     uint64_t c = 0;
     if (alloc) {
         c = q_alloc();
-        memset(Q.b + c * Q.cs, 0xa5, Q.cs);
+        memset(Q.b + c * Q.cs, 0xa5, Q.cs < 4096 ? Q.cs : 4096);
         Q.refs[c]++;
     }
     q_entry(gc, c * Q.cs | 1);
@@ -704,7 +707,10 @@ static void q_compressed(uint64_t gc, unsigned tag)
 
     if (!in || !out)
         q_fail("out of memory");
-    q_fill(in, Q.cs, tag);
+    /* sparse content, so that even 2 MiB compress to a few KiB */
+    memset(in, 0, Q.cs);
+    for (uint64_t i = 0; i < Q.cs; i += 512)
+        in[i] = (uint8_t)(tag + i / 512);
     memset(&z, 0, sizeof(z));
     if (deflateInit2(&z, 9, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
         q_fail("deflateInit2");
@@ -864,16 +870,16 @@ static size_t qs_c4k(uint64_t a)
     return q_finish();
 }
 
-/* 64 KiB clusters: a is 0 for no L2 table, 1 for one holding zero
- * clusters (every other cluster is whole inside the file). */
-static size_t qs_c64k(uint64_t a)
+/* Large clusters (log2 a): zero and compressed clusters in an L2 table
+ * (no data cluster: it would take a whole cluster of the input). */
+static size_t qs_large(uint64_t a)
 {
-    q_begin(3, 16, 4, 64 * MiB);
-    if (a) {
-        q_zero(0, false);
-        q_zero(5, false);
-        q_zero(1023, false);
-    }
+    q_begin(3, (unsigned)a, 4, UINT64_C(1) << (2 * a - 3)); /* one L2 table's worth */
+    q_zero(0, false);
+    q_compressed(1, 7);
+    q_zero(2, true);
+    q_compressed(5, 9);
+    q_zero(((UINT64_C(1) << (a - 3)) - 1), false); /* the last cluster */
     return q_finish();
 }
 
@@ -1038,8 +1044,9 @@ static const struct qseed qcow2_seeds[] = {
     {"v3-c512-refcount64", qs_c512, 6, NULL, NULL, 0},
     {"v3-c4k", qs_c4k, 4, NULL, NULL, 0},
     {"v3-c4k-refcount64-unaligned-size", qs_c4k, 6, NULL, NULL, 0},
-    {"v3-c64k", qs_c64k, 0, NULL, NULL, 0},
-    {"v3-c64k-l2", qs_c64k, 1, NULL, NULL, 0},
+    {"v3-c64k", qs_large, 16, NULL, NULL, 0},
+    {"v3-c256k", qs_large, 18, NULL, NULL, 0},
+    {"v3-c2m", qs_large, 21, NULL, NULL, 0},
     {"v3-lazy-dirty", qs_dirty, 0, NULL, NULL, 0},
     {"v3-extensions", qs_exts, 0, NULL, NULL, 0},
     {"v3-shared-l2", qs_shared, 0, NULL, NULL, 0},
@@ -1088,6 +1095,42 @@ static void q_check_ops(const uint8_t *ops, size_t n, uint64_t size, uint64_t cs
     free(dec);
 }
 
+/* Append the image (len bytes of Q.b): over 64 KiB, its first bytes up to
+ * a long run of zeros, then a PUT section (tag, 8-byte big-endian offset,
+ * bytes) for each later stretch of nonzero bytes, and one for its last 8
+ * bytes (they make the file end where it does). */
+static void q_append_image(uint8_t **out, size_t *outlen, size_t len)
+{
+    const size_t gap = 256;
+    size_t pos = 0, end;
+
+    if (len <= 64 * KiB) {
+        q_append(out, outlen, Q.b, len);
+        return;
+    }
+    while (pos < len) {
+        uint8_t off[8];
+        size_t zeros = 0;
+        for (end = pos; end < len && zeros < gap; end++)
+            zeros = Q.b[end] ? 0 : zeros + 1;
+        end -= zeros;
+        if (pos) {
+            q_be(off, pos, 8);
+            q_append(out, outlen, "BLKV-PUT", 8);
+            q_append(out, outlen, off, 8);
+        }
+        q_append(out, outlen, Q.b + pos, end - pos);
+        for (pos = end; pos < len && !Q.b[pos]; pos++)
+            ;
+        if (pos >= len && end < len) { /* the file's last bytes, zeros */
+            q_be(off, len - 8, 8);
+            q_append(out, outlen, "BLKV-PUT", 8);
+            q_append(out, outlen, off, 8);
+            q_append(out, outlen, Q.b + len - 8, 8);
+        }
+    }
+}
+
 /* Write one image seed (and its sections) to path, or print what it is. */
 static int q_seed(const struct qseed *s, const char *path, const char *target)
 {
@@ -1097,7 +1140,7 @@ static int q_seed(const struct qseed *s, const char *path, const char *target)
     size_t outlen = 0;
     FILE *f;
 
-    q_append(&out, &outlen, Q.b, len);
+    q_append_image(&out, &outlen, len);
     if (s->ops) {
         size_t skip;
         s->ops(size, cs);

@@ -11,11 +11,15 @@
  *
  * The input:
  *
- *     IMAGE [ "BLKV-OPS" OPS ] [ "BLKV-BAK" BACKING ]
+ *     IMAGE [ "BLKV-PUT" OFFSET BYTES ]... [ "BLKV-OPS" OPS ] [ "BLKV-BAK" BACKING ]
  *
- * IMAGE is lower file 0, as is; it ends at the first tag ("BLKV-OPS" or
- * "BLKV-BAK"), and each section at the next tag (the first section of each
- * kind counts).  BACKING, if present, is lower file 1, the backing file
+ * IMAGE is lower file 0, as is; it ends at the first tag ("BLKV-PUT",
+ * "BLKV-OPS" or "BLKV-BAK"), and each section at the next tag (sections
+ * may come in any order; the first OPS and BACKING count, every PUT does).
+ * A PUT section writes BYTES over the image at OFFSET (8 bytes, big
+ * endian, modulo MAX_SPAN; the file grows to cover them, zeros in between),
+ * so that images whose tables lie megabytes apart (large clusters) stay
+ * small inputs.  BACKING, if present, is lower file 1, the backing file
  * when the image names one.  OPS is a program in blkv's binary form
  * (harness/program.c) without its first two config fields: the device size
  * and the grain are the image's virtual size and cluster size from its
@@ -39,6 +43,7 @@
 #include "verify.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +55,10 @@
 #define SWEEP_LEN (UINT64_C(64) << 10)
 #define SWEEP_FULL (UINT64_C(1) << 20)
 #define SWEEP_READS 16
+#define MAX_SPAN (UINT64_C(16) << 20)       /* image bytes with PUT sections */
 
-static const char tag_ops[TAG_LEN] = "BLKV-OPS", tag_bak[TAG_LEN] = "BLKV-BAK";
+static const char tag_ops[TAG_LEN] = "BLKV-OPS", tag_bak[TAG_LEN] = "BLKV-BAK",
+                  tag_put[TAG_LEN] = "BLKV-PUT";
 
 /* Offset of the first tag at or after `from`, or size. */
 static size_t next_tag(const uint8_t *d, size_t size, size_t from)
@@ -61,7 +68,8 @@ static size_t next_tag(const uint8_t *d, size_t size, size_t from)
         if (!p)
             break;
         i = (size_t)(p - d);
-        if (!memcmp(p, tag_ops, TAG_LEN) || !memcmp(p, tag_bak, TAG_LEN))
+        if (!memcmp(p, tag_ops, TAG_LEN) || !memcmp(p, tag_bak, TAG_LEN) ||
+            !memcmp(p, tag_put, TAG_LEN))
             return i;
     }
     return size;
@@ -126,9 +134,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct blkv_program tail, p; /* reused: their op arrays grow once */
     static uint8_t dec[14 + MAX_TAIL_BYTES];
+    static uint8_t *flat; /* the image with its PUT sections applied */
     static const uint8_t empty[1];
-    const uint8_t *sec[2] = {NULL, NULL}; /* OPS, BACKING */
+    const uint8_t *sec[2] = {NULL, NULL}, *img = data; /* OPS, BACKING */
     size_t seclen[2] = {0, 0}, img_len = next_tag(data, size, 0), tail_len;
+    bool puts = false;
     uint64_t vsize = 64 << 10, cs = 64 << 10, nsweep, base;
     struct blkv_run_opts o = {0};
     struct blkv_run_result res;
@@ -139,18 +149,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the sections */
     for (size_t pos = img_len; pos < size;) {
         size_t end = next_tag(data, size, pos + TAG_LEN);
-        int k = !memcmp(data + pos, tag_ops, TAG_LEN) ? 0 : 1;
-        if (!sec[k]) {
+        int k = !memcmp(data + pos, tag_ops, TAG_LEN) ? 0 :
+                !memcmp(data + pos, tag_bak, TAG_LEN) ? 1 : 2;
+        if (k < 2 && !sec[k]) {
             sec[k] = data + pos + TAG_LEN;
             seclen[k] = end - pos - TAG_LEN;
         }
+        puts |= k == 2;
         pos = end;
+    }
+    if (puts) { /* lay the image out flat, the PUT sections over it */
+        size_t span = img_len;
+        if (!flat && !(flat = malloc(MAX_SPAN)))
+            abort();
+        memcpy(flat, data, img_len);
+        for (size_t pos = img_len; pos < size;) {
+            size_t end = next_tag(data, size, pos + TAG_LEN);
+            if (!memcmp(data + pos, tag_put, TAG_LEN) && end - pos >= TAG_LEN + 8) {
+                uint64_t off = be_read(data + pos + TAG_LEN, 8) % MAX_SPAN;
+                size_t n = end - pos - TAG_LEN - 8;
+                if (n > MAX_SPAN - off)
+                    n = MAX_SPAN - off;
+                if (off > span)
+                    memset(flat + span, 0, off - span);
+                memcpy(flat + off, data + pos + TAG_LEN + 8, n);
+                if (off + n > span)
+                    span = off + n;
+            }
+            pos = end;
+        }
+        img = flat;
+        img_len = span;
     }
 
     /* the device as the header describes it (if it is wrong, open fails) */
     if (img_len >= 32) {
-        uint64_t bits = be_read(data + 20, 4);
-        vsize = be_read(data + 24, 8);
+        uint64_t bits = be_read(img + 20, 4);
+        vsize = be_read(img + 24, 8);
         if (bits >= 9 && bits <= 21)
             cs = UINT64_C(1) << bits;
     }
@@ -206,7 +241,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              2 + (unsigned)(p.cfg.seed & 3), 2 + (unsigned)((p.cfg.seed >> 2) & 3));
     o.driver = env_driver && *env_driver ? env_driver : spec;
     o.untrusted = true;
-    o.lower[0] = img_len ? data : empty;
+    o.lower[0] = img_len ? img : empty;
     o.lower_len[0] = img_len;
     o.lower[1] = sec[1];
     o.lower_len[1] = seclen[1];
