@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -498,6 +499,63 @@ static void test_image_aliases(void)
     free(im.bytes);
 }
 
+/*
+ * A data cluster far beyond the end of the file (an L2 entry of a corrupt
+ * image, written in place) makes the file reach that far; when the
+ * refcount table then has to grow, the new table would have to cover all
+ * of it.  Growing used to work out that size by scanning the refcount
+ * table over the whole range first (billions of entries: minutes, per
+ * allocation) before refusing; it now refuses at once.  512-byte clusters
+ * and 64-bit refcounts: one refcount table cluster covers 2 MiB of file.
+ */
+static void test_image_far_write(void)
+{
+    enum { C = 512 };
+    uint8_t img[6 * C];
+    struct blkv_program p;
+    struct blkv_run_opts o = {.driver = "qcow2", .quiet = true, .untrusted = true};
+    struct blkv_run_result res;
+    struct blkv_pop far = {.code = BLKV_P_WRITE, .offset = 0, .len = 4096};
+    time_t t0;
+    int st;
+
+    memset(img, 0, sizeof(img));
+    /* header, refcount table, refcount block, L2 table, L1 table (2 clusters) */
+    be32(img, 0x514649fb);
+    be32(img + 4, 3);
+    be32(img + 20, 9);
+    be64(img + 24, 4 << 20);
+    be32(img + 36, 128);
+    be64(img + 40, 4 * C);
+    be64(img + 48, 1 * C);
+    be32(img + 56, 1);
+    be32(img + 96, 6);
+    be32(img + 100, 104);
+    be64(img + C, 2 * C);
+    for (unsigned c = 0; c < 6; c++)
+        be64(img + 2 * C + 8 * c, 1);
+    be64(img + 3 * C, UINT64_C(1) << 63 | UINT64_C(1) << 55); /* guest cluster 0 */
+    be64(img + 4 * C, UINT64_C(1) << 63 | 3 * C);
+    blkv_program_init(&p);
+    p.cfg.size = 4 << 20;
+    p.cfg.sched = BLKV_SCHED_FIFO;
+    REQUIRE(blkv_program_push(&p, &far) == 0);
+    for (uint64_t i = 1; i < 13; i++) { /* 3 MiB of new clusters */
+        struct blkv_pop w = {.code = BLKV_P_WRITE, .offset = i << 18, .len = 1 << 18};
+        REQUIRE(blkv_program_push(&p, &w) == 0);
+    }
+    o.lower[0] = img;
+    o.lower_len[0] = sizeof(img);
+    t0 = time(NULL);
+    st = blkv_run(&p, &o, &res);
+    CHECK(st == BLKV_RUN_OK);
+    CHECK(time(NULL) - t0 < 5); /* it took 16 s */
+    if (st != BLKV_RUN_OK)
+        fprintf(stderr, "%s\n%s", res.message, res.report ? res.report : "");
+    blkv_run_result_free(&res);
+    blkv_program_free(&p);
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("BLKV_QCOW2_RUNS");
@@ -511,6 +569,7 @@ int main(int argc, char **argv)
         RUN(test_image_dirty);
         RUN(test_image_refused);
         RUN(test_image_aliases);
+        RUN(test_image_far_write);
         RUN(test_image_flips);
     } else {
         fprintf(stderr, "usage: test_qcow2 matrix VERSION CLUSTER | images\n");

@@ -192,6 +192,11 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
     for (int iter = 0; iter < 64 && !done; iter++) {
         uint64_t cnt = 0, want;
         k = (newn * 8 + cs - 1) >> cb;
+        /* too big already: give up before scanning the blocks it would
+         * need (a file that reaches far, through a write to a corrupt
+         * L2 entry, makes that a range of billions) */
+        if ((k << cb) > QCOW2_MAX_RT_BYTES || nb > 64)
+            break;
         lo = p >> s->rb_bits;
         hi = (p + k + nb - 1) >> s->rb_bits;
         for (uint64_t r = lo; r <= hi; r++)
