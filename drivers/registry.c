@@ -14,11 +14,17 @@ extern const struct blkv_driver blkv_driver_nbd;
 #endif
 extern const struct blkv_driver blkv_driver_file;
 extern const struct blkv_driver blkv_driver_qcow2;
+#if BLKV_HAVE_LIBQCOW
+extern const struct blkv_driver blkv_driver_libqcow;
+#endif
 
 const struct blkv_driver *const blkv_drivers[] = {
     &blkv_driver_raw,
     &blkv_driver_buggy,
     &blkv_driver_qcow2,
+#if BLKV_HAVE_LIBQCOW
+    &blkv_driver_libqcow,
+#endif
 #if BLKV_HAVE_NBD
     &blkv_driver_nbd,
 #endif

@@ -22,7 +22,8 @@
 /* Largest write into the backing file while filling it at open(create). */
 #define QCOW2_FILL_CHUNK (UINT64_C(1) << 20)
 
-static const struct blkv_option qcow2_options[] = {
+/* Also the options of the libqcow driver, which writes through this one. */
+const struct blkv_option blkv_qcow2_options[] = {
     {"version", "3", "qcow2 version of a new image: 2 or 3"},
     {"cluster-size", "64K", "cluster size of a new image: a power of two, 512 to 2M"},
     {"refcount-bits", "16", "refcount width of a new image: 1, 2, 4, ... 64 (not 16: version 3)"},
@@ -402,7 +403,7 @@ const struct blkv_driver blkv_driver_qcow2 = {
     BLKV_DRIVER_HEADER,
     .name = "qcow2",
     .description = "blkv's own read/write qcow2 implementation (backing file in lower file 1)",
-    .options = qcow2_options,
+    .options = blkv_qcow2_options,
     .state_size = sizeof(struct qcow2_state),
     .in_process = true,
     .open = qcow2_drv_open,
