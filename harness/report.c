@@ -303,6 +303,11 @@ static const char *classify(struct blkv_run *run, struct blkv_core_req *r,
     }
     if (mask == 0xff && !known_word(run, v, &src, &k, &si) &&
         !mixed_word(run, off, v, mask, &src, &k, &si)) {
+        if (buf[rel] == 0 && zeros_were_here(run, r, off)) {
+            /* a word mixing older zeros with bytes of some write */
+            fprintf(f, "  found: zeros, older data here\n");
+            return stale_class(run, r, off, f);
+        }
         fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
         return "garbage";
     }
