@@ -124,14 +124,14 @@ static int qcow2_check_walk(struct qcow2_check *c)
     qcow2_check_ref(c, 0, cs, "header");
     qcow2_check_ref(c, s->l1_offset, (uint64_t)s->l1_size * 8, "L1 table");
     qcow2_check_ref(c, s->rt_offset, (uint64_t)s->rt_clusters * cs, "refcount table");
-    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); i < s->rt_size;
-         i = qcow2_next_used(s->rt, i + 1, s->rt_size)) {
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_used); i < s->rt_used;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_used)) {
         qcow2_check_ref(c, s->rt[i], cs, "refcount block");
         if ((s->rt[i] >> s->cluster_bits) < c->n && c->ref[s->rt[i] >> s->cluster_bits] > 1)
             qcow2_check_corrupt(c, "refcount block at %" PRIu64 " used twice", s->rt[i]);
     }
-    for (uint64_t i = qcow2_next_used(s->l1, 0, s->l1_size); i < s->l1_size && !ret;
-         i = qcow2_next_used(s->l1, i + 1, s->l1_size)) {
+    for (uint64_t i = qcow2_next_used(s->l1, 0, s->l1_used); i < s->l1_used && !ret;
+         i = qcow2_next_used(s->l1, i + 1, s->l1_used)) {
         uint64_t e = s->l1[i], off = e & QCOW2_OFFSET_MASK;
         struct qcow2_cache_entry *ce;
 

@@ -123,6 +123,7 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t gc)
         ret = blkv_lower_pwrite(s->file, e->data, s->cluster_size, noff);
     if (!ret) {
         s->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
+        s->l1_used = qcow2_max(s->l1_used, l1i + 1);
         qcow2_put_be64(be, s->l1[l1i]);
         ret = blkv_lower_pwrite(s->file, be, 8, s->l1_offset + l1i * 8);
         if (ret < 0)

@@ -342,10 +342,15 @@ __attribute__((noinline)) uint64_t qcow2_next_used(const void *t, uint64_t i, ui
     return i;
 }
 
-__attribute__((noinline)) void qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n)
+__attribute__((noinline)) uint64_t qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n)
 {
-    for (uint64_t i = 0; i < n; i++) /* dst may be src: each entry is read before written */
+    uint64_t used = 0;
+    for (uint64_t i = 0; i < n; i++) { /* dst may be src: each entry is read before written */
         dst[i] = qcow2_be64(src + i * 8);
+        if (dst[i])
+            used = i + 1;
+    }
+    return used;
 }
 
 static int qcow2_cmp_u64(const void *a, const void *b)
@@ -364,8 +369,8 @@ static int qcow2_check_rt_blocks(struct qcow2_state *s)
     uint64_t n = 0, *blk;
     int ret = 0;
 
-    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); i < s->rt_size;
-         i = qcow2_next_used(s->rt, i + 1, s->rt_size)) {
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_used); i < s->rt_used;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_used)) {
         if (qcow2_fixed_meta(s, s->rt[i], s->cluster_size)) {
             blkv_error(s->ctx, "qcow2: refcount block %" PRIu64 " at %" PRIu64 " overlaps the "
                        "header, the L1 table or the refcount table", i, s->rt[i]);
@@ -378,8 +383,8 @@ static int qcow2_check_rt_blocks(struct qcow2_state *s)
     if (!(blk = malloc(n * sizeof(*blk))))
         return -ENOMEM;
     n = 0;
-    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); i < s->rt_size;
-         i = qcow2_next_used(s->rt, i + 1, s->rt_size))
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_used); i < s->rt_used;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_used))
         blk[n++] = s->rt[i];
     qsort(blk, n, sizeof(*blk), qcow2_cmp_u64);
     for (uint64_t i = 1; i < n && !ret; i++) {
@@ -408,11 +413,11 @@ static int qcow2_load_tables(struct qcow2_state *s)
     /* read in place, then to host order */
     ret = blkv_lower_pread(s->file, s->l1, (uint64_t)s->l1_size * 8, s->l1_offset);
     if (!ret)
-        qcow2_load_be64s(s->l1, (const uint8_t *)s->l1, s->l1_size);
+        s->l1_used = qcow2_load_be64s(s->l1, (const uint8_t *)s->l1, s->l1_size);
     if (!ret && !(ret = blkv_lower_pread(s->file, s->rt, rtb, s->rt_offset)))
-        qcow2_load_be64s(s->rt, (const uint8_t *)s->rt, s->rt_size);
-    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_size); !ret && i < s->rt_size;
-         i = qcow2_next_used(s->rt, i + 1, s->rt_size)) {
+        s->rt_used = qcow2_load_be64s(s->rt, (const uint8_t *)s->rt, s->rt_size);
+    for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_used); !ret && i < s->rt_used;
+         i = qcow2_next_used(s->rt, i + 1, s->rt_used)) {
         if ((s->rt[i] & QCOW2_RT_RESERVED) || s->rt[i] % s->cluster_size ||
             s->rt[i] >= QCOW2_MAX_HOST_OFFSET || (s->rt[i] && s->rt[i] < s->cluster_size)) {
             blkv_error(s->ctx, "qcow2: corrupt refcount table entry %" PRIu64 ": 0x%016" PRIx64,

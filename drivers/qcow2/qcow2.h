@@ -144,8 +144,10 @@ struct qcow2_state {
 
     /* tables */
     uint64_t *l1;           /* host byte order */
+    uint64_t l1_used;       /* entries from here on are 0 (a bound for scans) */
     uint64_t *rt;           /* host byte order */
     uint64_t rt_size;       /* entries */
+    uint64_t rt_used;       /* entries from here on are 0 (a bound for scans) */
     struct qcow2_cache l2c, rbc;
     struct blkv_co_mutex lock;
     uint64_t free_hint;     /* no free cluster below this index */
@@ -334,6 +336,7 @@ extern uint8_t qcow2_zero_cluster[UINT32_C(1) << QCOW2_MAX_CLUSTER_BITS];
 /* Index of the first nonzero 8-byte entry of t[i..n), or n. */
 uint64_t qcow2_next_used(const void *t, uint64_t i, uint64_t n);
 /* dst[i] = the big-endian entry i of src, for i < n. */
-void qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n);
+/* ...and returns one past the last entry that is not zero. */
+uint64_t qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n);
 
 #endif

@@ -161,6 +161,7 @@ static int qcow2_rb_ensure(struct qcow2_state *s, uint64_t ti)
     ret = blkv_lower_pwrite(s->file, e->data, s->cluster_size, off);
     if (ret == 0) {
         s->rt[ti] = off;
+        s->rt_used = qcow2_max(s->rt_used, ti + 1);
         qcow2_put_be64(be, off);
         ret = blkv_lower_pwrite(s->file, be, 8, s->rt_offset + ti * 8);
         if (ret < 0)
@@ -253,8 +254,7 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
         free(nrt);
         goto out;
     }
-    for (uint64_t i = 0; i < (k << cb) / 8; i++)
-        nrt[i] = qcow2_be64(table + i * 8);
+    s->rt_used = qcow2_load_be64s(nrt, table, (k << cb) / 8);
     free(s->rt);
     s->rt = nrt;
     s->rt_size = (k << cb) / 8;
