@@ -20,6 +20,7 @@
 struct qcow2_check {
     struct qcow2_state *s;
     uint32_t *ref;      /* references per cluster (saturating) */
+    uint8_t *touched;   /* per QCOW2_CHECK_CHUNK clusters: any reference there */
     uint64_t n;         /* clusters counted */
     uint64_t fsize;
     uint64_t corruptions, leaks;
@@ -27,8 +28,28 @@ struct qcow2_check {
     char msg[300];      /* the first corruption */
 };
 
+/* Clusters per bit of `touched` (16 KiB of ref): a file that reaches far
+ * (a write through a corrupt L2 entry) has a long ref array of which the
+ * comparison reads only the chunks with references, so that the pages of
+ * the rest are never touched. */
+#define QCOW2_CHECK_CHUNK_BITS 12
+
 static void qcow2_check_corrupt(struct qcow2_check *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* References counted to cluster x (< c->n). */
+static uint32_t qcow2_check_refs(const struct qcow2_check *c, uint64_t x)
+{
+    return c->touched[x >> QCOW2_CHECK_CHUNK_BITS] ? c->ref[x] : 0;
+}
+
+/* The first cluster from x (up to end) in a chunk with references, or end. */
+static uint64_t qcow2_check_next_touched(const struct qcow2_check *c, uint64_t x, uint64_t end)
+{
+    while (x < end && !c->touched[x >> QCOW2_CHECK_CHUNK_BITS])
+        x = ((x >> QCOW2_CHECK_CHUNK_BITS) + 1) << QCOW2_CHECK_CHUNK_BITS;
+    return x < end ? x : end;
+}
 
 /* Record a corruption (the first one's message is kept). */
 static void qcow2_check_corrupt(struct qcow2_check *c, const char *fmt, ...)
@@ -53,9 +74,11 @@ static void qcow2_check_ref(struct qcow2_check *c, uint64_t off, uint64_t len, c
                             "%" PRIu64 "-byte file", what, off, len, c->fsize);
         return;
     }
-    for (uint64_t x = off >> cb; x <= (off + len - 1) >> cb && x < c->n; x++)
+    for (uint64_t x = off >> cb; x <= (off + len - 1) >> cb && x < c->n; x++) {
+        c->touched[x >> QCOW2_CHECK_CHUNK_BITS] = 1;
         if (c->ref[x] != UINT32_MAX)
             c->ref[x]++;
+    }
 }
 
 /* Check that an entry's copied flag says whether its refcount is 1. */
@@ -173,7 +196,9 @@ static int qcow2_check_compare(struct qcow2_check *c, bool fix)
         if (base >= c->n)
             break; /* nothing counted from here on */
         if (!s->rt[ti]) {
-            for (uint64_t x = base; x < c->n && x < base + s->rb_entries; x++)
+            uint64_t end = qcow2_min(c->n, base + s->rb_entries);
+            for (uint64_t x = qcow2_check_next_touched(c, base, end); x < end;
+                 x = qcow2_check_next_touched(c, x + 1, end))
                 if (c->ref[x])
                     qcow2_check_corrupt(c, "cluster %" PRIu64 " is used but has no refcount "
                                         "block", x);
@@ -184,7 +209,7 @@ static int qcow2_check_compare(struct qcow2_check *c, bool fix)
         /* past the counted clusters only leaks can hide (left alone) */
         uint64_t stop = qcow2_min(s->rb_entries, c->n - base);
         for (uint64_t i = 0; i < stop; i++) {
-            uint64_t x = base + i, want = x < c->n ? c->ref[x] : 0;
+            uint64_t x = base + i, want = x < c->n ? qcow2_check_refs(c, x) : 0;
             uint64_t have = qcow2_rc_read(s, e->data, i);
             if (have == want)
                 continue;
@@ -211,7 +236,8 @@ static int qcow2_check_compare(struct qcow2_check *c, bool fix)
         }
         qcow2_cache_put(e);
     }
-    for (uint64_t x = s->rt_size << s->rb_bits; x < c->n; x++)
+    for (uint64_t x = qcow2_check_next_touched(c, s->rt_size << s->rb_bits, c->n); x < c->n;
+         x = qcow2_check_next_touched(c, x + 1, c->n))
         if (c->ref[x])
             qcow2_check_corrupt(c, "cluster %" PRIu64 " is used but lies beyond the refcount "
                                 "table", x);
@@ -235,12 +261,17 @@ int qcow2_check_image(struct qcow2_state *s, bool fix)
         return -EFBIG;
     }
     c.ref = calloc(c.n ? c.n : 1, sizeof(*c.ref));
-    if (!c.ref)
+    c.touched = calloc((c.n >> QCOW2_CHECK_CHUNK_BITS) + 1, 1);
+    if (!c.ref || !c.touched) {
+        free(c.ref);
+        free(c.touched);
         return -ENOMEM;
+    }
     ret = qcow2_check_walk(&c);
     if (!ret)
         ret = qcow2_check_compare(&c, fix);
     free(c.ref);
+    free(c.touched);
     if (ret < 0)
         return ret;
     if (fix)
