@@ -14,9 +14,12 @@
  * request with -EIO and libqcow's message, which the verifier reports as a
  * return value mismatch.
  *
- * Left out: backing files (libqcow would need the parent image opened
- * separately; libqcow_file_set_parent_file takes an open libqcow file) and
- * cancellation (qcow2 has none).
+ * Backing files: backing=qcow2 (lower file 1 holds the backing image, which
+ * qcow2 writes once, at open(create)) is copied into a second memfd at the
+ * first read after an open, opened with libqcow, and set as the parent of
+ * every snapshot (libqcow_file_set_parent_file).  backing=raw is refused:
+ * libqcow's parent is a libqcow file, so it has no raw backing file.
+ * Cancellation is left out (qcow2 has none).
  */
 #define _GNU_SOURCE
 #include "blkv.h"
@@ -39,11 +42,14 @@ extern const struct blkv_driver blkv_driver_qcow2;
 
 struct libqcow_state {
     struct blkv_ctx *ctx;
-    void *q;                  /* the qcow2 driver's state */
+    struct qcow2_state *q;    /* the qcow2 driver's state */
     struct blkv_lower *f;     /* lower file 0: the image qcow2 writes */
+    struct blkv_lower *bf;    /* lower file 1 when the image has a qcow2 backing file */
     uint64_t size;            /* device size */
     int memfd;                /* the snapshot of lower file 0; -1: none yet */
     libqcow_file_t *lf;       /* libqcow's view of the snapshot, or NULL */
+    int pmemfd;               /* the copy of lower file 1; -1: none yet */
+    libqcow_file_t *plf;      /* libqcow's view of it (lf's parent), or NULL */
     uint64_t gen;             /* bumped by each write-like completion and flush */
     uint64_t snap_gen;        /* gen of the snapshot lf shows */
     bool snap_valid;
@@ -75,29 +81,40 @@ static void libqcow_report(struct libqcow_state *s, libqcow_error_t *err, const 
     blkv_error(s->ctx, "libqcow: %s%s%s", what, msg[0] ? ": " : "", msg);
 }
 
-/* Close and free libqcow's file. */
-static void libqcow_drop_file(struct libqcow_state *s)
+/* Close and free a libqcow file. */
+static void libqcow_free_file(libqcow_file_t **lf)
 {
     libqcow_error_t *err = NULL;
 
-    if (!s->lf)
+    if (!*lf)
         return;
-    if (libqcow_file_close(s->lf, &err) != 0)
+    if (libqcow_file_close(*lf, &err) != 0)
         libqcow_error_free(&err);
     err = NULL;
-    if (libqcow_file_free(&s->lf, &err) != 1)
+    if (libqcow_file_free(lf, &err) != 1)
         libqcow_error_free(&err);
-    s->lf = NULL;
+    *lf = NULL;
+}
+
+/* Close and free libqcow's view of the snapshot. */
+static void libqcow_drop_file(struct libqcow_state *s)
+{
+    libqcow_free_file(&s->lf);
     s->snap_valid = false;
 }
 
-/* Release everything: libqcow's file, the memfd, the qcow2 state. */
+/* Release everything: libqcow's files (the child before its parent), the
+ * memfds, the qcow2 state. */
 static void libqcow_release(struct libqcow_state *s)
 {
     libqcow_drop_file(s);
+    libqcow_free_file(&s->plf);
     if (s->memfd >= 0)
         close(s->memfd);
     s->memfd = -1;
+    if (s->pmemfd >= 0)
+        close(s->pmemfd);
+    s->pmemfd = -1;
     free(s->q);
     s->q = NULL;
 }
@@ -115,10 +132,13 @@ static int libqcow_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
         libqcow_release(s);
     memset(s, 0, sizeof(*s));
     s->ctx = ctx;
-    s->memfd = -1;
-    if (b && strcmp(b, "none")) {
-        blkv_error(ctx, "libqcow: backing=%s: not supported (libqcow would need the parent "
-                        "image opened separately); use backing=none", b);
+    s->memfd = s->pmemfd = -1;
+    /* messages come back as libqcow_error_t, to the run's context: libqcow
+     * itself prints nothing (verbose is off by default; say so) */
+    libqcow_notify_set_verbose(0);
+    if (b && !strcmp(b, "raw")) {
+        blkv_error(ctx, "libqcow: backing=raw: not supported (libqcow's parent file is a "
+                        "libqcow file: it has no raw backing file); use none or qcow2");
         return -ENOTSUP;
     }
     s->f = blkv_lower_get(ctx, 0);
@@ -134,6 +154,17 @@ static int libqcow_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
         s->q = NULL;
         return ret;
     }
+    /* an image given to open (a lower image) may name a raw backing file */
+    if (s->q->backing == QCOW2_BACKING_RAW) {
+        blkv_driver_qcow2.close(s->q);
+        free(s->q);
+        s->q = NULL;
+        blkv_error(ctx, "libqcow: the image has a raw backing file: not supported (libqcow's "
+                        "parent file is a libqcow file)");
+        return -ENOTSUP;
+    }
+    if (s->q->backing == QCOW2_BACKING_QCOW2)
+        s->bf = s->q->bfile;
     s->size = caps->size;
     return 0;
 }
@@ -148,22 +179,21 @@ static void libqcow_close(void *state)
     s->ctx = NULL;
 }
 
-/* Copy lower file 0 into the memfd and open it with libqcow. */
-static int libqcow_snapshot(struct libqcow_state *s)
+/* Copy lower file f into *memfd (made on first use). */
+static int libqcow_copy(struct libqcow_state *s, const struct blkv_lower *f, int *memfd,
+                        uint64_t *lenp)
 {
-    uint64_t len = blkv_lower_size(s->f), msize = 0;
-    libqcow_error_t *err = NULL;
-    char path[64];
+    uint64_t len = blkv_lower_size(f);
     uint8_t *buf;
     int ret = 0;
 
-    libqcow_drop_file(s);
-    if (s->memfd < 0 && (s->memfd = memfd_create("blkv-libqcow", MFD_CLOEXEC)) < 0) {
+    *lenp = len;
+    if (*memfd < 0 && (*memfd = memfd_create("blkv-libqcow", MFD_CLOEXEC)) < 0) {
         ret = -errno;
         blkv_error(s->ctx, "libqcow: memfd_create: %s", strerror(-ret));
         return ret;
     }
-    if (ftruncate(s->memfd, 0) < 0 || ftruncate(s->memfd, (off_t)len) < 0) {
+    if (ftruncate(*memfd, 0) < 0 || ftruncate(*memfd, (off_t)len) < 0) {
         ret = -errno;
         blkv_error(s->ctx, "libqcow: cannot size the snapshot: %s", strerror(-ret));
         return ret;
@@ -172,37 +202,68 @@ static int libqcow_snapshot(struct libqcow_state *s)
         return -ENOMEM;
     for (uint64_t off = 0; off < len && !ret; off += LIBQCOW_COPY_CHUNK) {
         uint64_t n = len - off < LIBQCOW_COPY_CHUNK ? len - off : LIBQCOW_COPY_CHUNK;
-        blkv_lower_peek(s->f, buf, n, off);
-        if (pwrite(s->memfd, buf, n, (off_t)off) != (ssize_t)n) {
+        blkv_lower_peek(f, buf, n, off);
+        if (pwrite(*memfd, buf, n, (off_t)off) != (ssize_t)n) {
             ret = -EIO;
             blkv_error(s->ctx, "libqcow: cannot write the snapshot");
         }
     }
     free(buf);
-    if (ret)
-        return ret;
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", s->memfd);
-    if (libqcow_file_initialize(&s->lf, &err) != 1) {
+    return ret;
+}
+
+/* Open memfd with libqcow into *lf and check its media size. */
+static int libqcow_open_memfd(struct libqcow_state *s, int memfd, uint64_t len,
+                              const char *what, libqcow_file_t **lf)
+{
+    libqcow_error_t *err = NULL;
+    uint64_t msize = 0;
+    char path[64];
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+    if (libqcow_file_initialize(lf, &err) != 1) {
         libqcow_report(s, err, "cannot initialise a file");
-        s->lf = NULL;
+        *lf = NULL;
         return -ENOMEM;
     }
-    if (libqcow_file_open(s->lf, path, libqcow_get_access_flags_read(), &err) != 1) {
-        libqcow_report(s, err, "cannot open the image (%" PRIu64 " bytes)", len);
-        err = NULL;
-        if (libqcow_file_free(&s->lf, &err) != 1)
-            libqcow_error_free(&err);
-        s->lf = NULL;
+    if (libqcow_file_open(*lf, path, libqcow_get_access_flags_read(), &err) != 1) {
+        libqcow_report(s, err, "cannot open the %s (%" PRIu64 " bytes)", what, len);
+        libqcow_free_file(lf);
         return -EIO;
     }
-    if (libqcow_file_get_media_size(s->lf, &msize, &err) != 1) {
-        libqcow_report(s, err, "cannot get the media size");
-        libqcow_drop_file(s);
+    if (libqcow_file_get_media_size(*lf, &msize, &err) != 1) {
+        libqcow_report(s, err, "cannot get the media size of the %s", what);
+        libqcow_free_file(lf);
         return -EIO;
     }
-    if (msize != s->size) {
-        blkv_error(s->ctx, "libqcow: media size %" PRIu64 ", the image's is %" PRIu64, msize,
-                   s->size);
+    if (lf == &s->lf && msize != s->size) { /* a backing file may be smaller */
+        blkv_error(s->ctx, "libqcow: media size of the %s %" PRIu64 ", the device's is %" PRIu64,
+                   what, msize, s->size);
+        libqcow_free_file(lf);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Copy lower file 0 into the memfd and open it with libqcow; the first time
+ * after an open, the backing file too (it does not change after that). */
+static int libqcow_snapshot(struct libqcow_state *s)
+{
+    libqcow_error_t *err = NULL;
+    uint64_t len;
+    int ret;
+
+    libqcow_drop_file(s);
+    if (s->bf && !s->plf) {
+        if ((ret = libqcow_copy(s, s->bf, &s->pmemfd, &len)) < 0 ||
+            (ret = libqcow_open_memfd(s, s->pmemfd, len, "backing file", &s->plf)) < 0)
+            return ret;
+    }
+    if ((ret = libqcow_copy(s, s->f, &s->memfd, &len)) < 0 ||
+        (ret = libqcow_open_memfd(s, s->memfd, len, "image", &s->lf)) < 0)
+        return ret;
+    if (s->plf && libqcow_file_set_parent_file(s->lf, s->plf, &err) != 1) {
+        libqcow_report(s, err, "cannot set the backing file as the image's parent");
         libqcow_drop_file(s);
         return -EIO;
     }
@@ -278,7 +339,7 @@ const struct blkv_driver blkv_driver_libqcow = {
     BLKV_DRIVER_HEADER,
     .name = "libqcow",
     .description = "differential reader: images written by qcow2, read through libqcow "
-                   "(no backing files)",
+                   "(backing file: none or qcow2)",
     .options = blkv_qcow2_options,
     .state_size = sizeof(struct libqcow_state),
     .in_process = true,

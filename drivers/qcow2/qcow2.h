@@ -323,11 +323,11 @@ void qcow2_wait_readers(struct qcow2_state *s, uint64_t off, uint64_t len);
  * dirty image).  Returns 0 or -EUCLEAN with a message (lock held). */
 int qcow2_check_image(struct qcow2_state *s, bool fix);
 
-/* A largest cluster of zeros, never written (header.c; in .bss, so it costs
- * no memory). */
 /* The driver's options (qcow2.c); the libqcow driver takes the same. */
 extern const struct blkv_option blkv_qcow2_options[];
 
+/* A largest cluster of zeros, never written (header.c; in .bss, so it costs
+ * no memory). */
 extern uint8_t qcow2_zero_cluster[UINT32_C(1) << QCOW2_MAX_CLUSTER_BITS];
 
 /* Table scans (header.c).  Kept out of line and out of the fuzzers' coverage
