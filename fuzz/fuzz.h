@@ -6,6 +6,7 @@
 #ifndef BLKV_FUZZ_H
 #define BLKV_FUZZ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,16 @@ struct blkv_program;
 typedef void (*blkv_fuzz_spec_fn)(const struct blkv_program *p, char *buf, size_t len);
 int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_t *data,
                        size_t size);
+
+/*
+ * qcow2 image options drawn from program p, for targets whose driver takes
+ * qcow2's options: the cluster size is the config's grain, and bits of its
+ * seed choose the version (2 unless allow_v3), refcount width, lazy
+ * refcounts, cache sizes and the backing file, backing[(seed >> 5) & 3].
+ * Writes "DRIVER version=... ..." into buf.
+ */
+void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool allow_v3,
+                          const char *const backing[4], char *buf, size_t len);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

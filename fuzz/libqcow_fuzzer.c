@@ -24,9 +24,7 @@
 
 #include "program.h"
 
-#include <inttypes.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,27 +35,17 @@ static bool env_on(const char *name)
     return v && !strcmp(v, "1");
 }
 
-/* Image options for program p: a libqcow driver spec in buf. */
+/* Image options for program p: a libqcow driver spec in buf.  The
+ * environment is read once: this runs for every input. */
 static void libqcow_fuzz_spec(const struct blkv_program *p, char *buf, size_t len)
 {
-    uint64_t s = p->cfg.seed;
-    unsigned version = s & 1 || !env_on("BLKV_LIBQCOW_V3") ? 2 : 3;
-    unsigned refbits = 1u << ((s >> 1) % 7);
-    bool backing = (s >> 5 & 1) && env_on("BLKV_LIBQCOW_BACKING");
-    uint32_t cluster = p->cfg.grain;
+    static const char *const with_backing[] = {"none", "qcow2", "none", "qcow2"};
+    static const char *const none[] = {"none", "none", "none", "none"};
+    static int v3 = -1, backing = -1;
 
-    if (cluster < 512)
-        cluster = 512;
-    if (cluster > (2u << 20))
-        cluster = 2u << 20;
-    if (version == 2)
-        refbits = 16; /* version 2 has 16-bit refcounts only */
-    snprintf(buf, len,
-             "libqcow version=%u cluster-size=%" PRIu32 " refcount-bits=%u lazy-refcounts=%s "
-             "backing=%s l2-cache=%u refcount-cache=%u",
-             version, cluster, refbits, version == 3 && (s >> 4 & 1) ? "on" : "off",
-             backing ? "qcow2" : "none", 2 + (unsigned)((s >> 7) & 3),
-             2 + (unsigned)((s >> 9) & 3));
+    if (v3 < 0)
+        v3 = env_on("BLKV_LIBQCOW_V3"), backing = env_on("BLKV_LIBQCOW_BACKING");
+    blkv_fuzz_qcow2_spec(p, "libqcow", v3, backing ? with_backing : none, buf, len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,16 +1,10 @@
 /* bufpool.c - reusable request data buffers (see bufpool.h). */
 #include "bufpool.h"
+#include "util.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define BLKV_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BLKV_ASAN 1
-#endif
-#endif
 #ifdef BLKV_ASAN
 #include <sanitizer/asan_interface.h>
 #define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)

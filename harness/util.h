@@ -6,6 +6,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* BLKV_ASAN: built with AddressSanitizer (gcc or clang). */
+#if defined(__SANITIZE_ADDRESS__)
+#define BLKV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BLKV_ASAN 1
+#endif
+#endif
+
 /* splitmix64: a tiny, good-enough seeded generator.  Deterministic. */
 struct blkv_rng {
     uint64_t s;

@@ -1,18 +1,12 @@
 /* test_bufpool.c - request buffers: sizes, reuse only after a run, ASan poison. */
 #include "bufpool.h"
 #include "test.h"
+#include "util.h"
 
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define HAVE_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HAVE_ASAN 1
-#endif
-#endif
-#ifdef HAVE_ASAN
+#ifdef BLKV_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
 
@@ -36,7 +30,7 @@ int main(void)
         blkv_buf_put(a, 100000);
         b = blkv_buf_get(100000);
         CHECK(b != a);
-#ifdef HAVE_ASAN
+#ifdef BLKV_ASAN
         /* and while pooled it is poisoned: a late access would be reported */
         CHECK(__asan_address_is_poisoned(a));
         CHECK(__asan_address_is_poisoned((char *)a + 99999));
@@ -60,7 +54,7 @@ int main(void)
         b = blkv_buf_get(70000);
         CHECK(b == a);
         memset(b, 1, 70000);
-#ifdef HAVE_ASAN
+#ifdef BLKV_ASAN
         CHECK(__asan_address_is_poisoned(b + 70000));
 #endif
         blkv_buf_put(b, 70000);

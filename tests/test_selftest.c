@@ -27,14 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SELFTEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SELFTEST_ASAN 1
-#endif
-#endif
-
 #ifndef BLKV_TRACES_DIR
 #define BLKV_TRACES_DIR "tests/traces"
 #endif
@@ -102,7 +94,7 @@ static void test_traces(void)
             continue;
         }
         sscanf(e + 10, "%95s", expect);
-#ifdef SELFTEST_ASAN
+#ifdef BLKV_ASAN
         /* a finding in a library that AddressSanitizer stops in the library
          * itself, before the verifier sees the read */
         if (strstr(text, "# asan: skip")) {
