@@ -191,9 +191,19 @@ struct blkv_lower;
 struct blkv_lower *blkv_lower_get(struct blkv_ctx *ctx, unsigned idx);
 int blkv_lower_pread(struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
 int blkv_lower_pwrite(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
+/* Write len zero bytes at off (a write like any other, without a buffer;
+ * the store keeps holes as holes). */
+int blkv_lower_pwrite_zeroes(struct blkv_lower *f, uint64_t len, uint64_t off);
 int blkv_lower_flush(struct blkv_lower *f);
 int blkv_lower_truncate(struct blkv_lower *f, uint64_t size);
 uint64_t blkv_lower_size(const struct blkv_lower *f);
+/* Where data may be, like lseek's SEEK_DATA and SEEK_HOLE, at the store's
+ * page granularity: the first offset in [off, end) that may hold non-zero
+ * bytes, or that surely reads as zeros; end if there is none.  Immediate (a
+ * metadata query, not an I/O): it sees completed writes only.  Drivers use
+ * it to skip reading tables that are mostly holes. */
+uint64_t blkv_lower_next_data(const struct blkv_lower *f, uint64_t off, uint64_t end);
+uint64_t blkv_lower_next_hole(const struct blkv_lower *f, uint64_t off, uint64_t end);
 /* Immediate, unscheduled access (no yield, no faults), for test drivers
  * and setup code.  Reads past the end return zeros. */
 void blkv_lower_peek(const struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);

@@ -1006,9 +1006,10 @@ static uint64_t store_write_cost(const struct blkv_lower *f, const void *buf, ui
     while (len) {
         size_t in = (size_t)(off % LOWER_PAGE);
         size_t n = LOWER_PAGE - in < len ? LOWER_PAGE - in : (size_t)len;
-        if (!page_find(f, off / LOWER_PAGE) && !all_zero(b, n))
+        if (b && !page_find(f, off / LOWER_PAGE) && !all_zero(b, n))
             cost += LOWER_PAGE;
-        b += n;
+        if (b)
+            b += n;
         off += n;
         len -= n;
     }
@@ -1027,8 +1028,9 @@ static bool store_write_fits(const struct blkv_lower *f, const void *buf, uint64
     return rt->lower_held + store_write_cost(f, buf, len, off) <= rt->lower_cap;
 }
 
-/* Write buf at off, extending the size; zeros into holes allocate nothing
- * and whole pages of zeros are freed.  0 or -ENOMEM (partly written). */
+/* Write buf (NULL: zeros) at off, extending the size; zeros into holes
+ * allocate nothing and whole pages of zeros are freed.  0 or -ENOMEM
+ * (partly written). */
 static int store_write(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off)
 {
     const unsigned char *b = buf;
@@ -1039,7 +1041,7 @@ static int store_write(struct blkv_lower *f, const void *buf, uint64_t len, uint
         size_t in = (size_t)(off % LOWER_PAGE);
         size_t n = LOWER_PAGE - in < len ? LOWER_PAGE - in : (size_t)len;
         struct lower_page *p = page_find(f, pgno);
-        bool zero = all_zero(b, n);
+        bool zero = !b || all_zero(b, n);
 
         if (zero && n == LOWER_PAGE) {
             if (p)
@@ -1047,9 +1049,13 @@ static int store_write(struct blkv_lower *f, const void *buf, uint64_t len, uint
         } else if (p || !zero) {
             if (!p && !(p = page_add(f, pgno, n < LOWER_PAGE)))
                 return -ENOMEM;
-            memcpy(p->data + in, b, n);
+            if (b)
+                memcpy(p->data + in, b, n);
+            else
+                memset(p->data + in, 0, n);
         }
-        b += n;
+        if (b)
+            b += n;
         off += n;
         len -= n;
     }
@@ -1183,6 +1189,20 @@ int blkv_lower_pwrite(struct blkv_lower *f, const void *buf, uint64_t len, uint6
     return lower_submit("blkv_lower_pwrite", &io);
 }
 
+int blkv_lower_pwrite_zeroes(struct blkv_lower *f, uint64_t len, uint64_t off)
+{
+    struct lower_io io = {.kind = IO_WRITE, .f = f, .wbuf = NULL, .len = len, .off = off};
+
+    need_co("blkv_lower_pwrite_zeroes");
+    if (!f || off + len < off)
+        return -EINVAL;
+    if (off + len > LOWER_MAX_SIZE)
+        return -EFBIG;
+    if (!len)
+        return 0;
+    return lower_submit("blkv_lower_pwrite_zeroes", &io);
+}
+
 int blkv_lower_flush(struct blkv_lower *f)
 {
     struct lower_io io = {.kind = IO_FLUSH, .f = f};
@@ -1208,6 +1228,27 @@ int blkv_lower_truncate(struct blkv_lower *f, uint64_t size)
 uint64_t blkv_lower_size(const struct blkv_lower *f)
 {
     return f ? f->size : 0;
+}
+
+/* The first offset in [off, end) on a page that exists (data) or not; end
+ * if none.  Pages past the size do not exist.  Requires off < end. */
+static uint64_t store_seek(const struct blkv_lower *f, uint64_t off, uint64_t end, bool data)
+{
+    uint64_t stop = end < f->size ? end : f->size;
+    for (uint64_t pos = off; pos < stop; pos = (pos / LOWER_PAGE + 1) * LOWER_PAGE)
+        if ((page_find(f, pos / LOWER_PAGE) != NULL) == data)
+            return pos;
+    return data ? end : off > stop ? off : stop;
+}
+
+uint64_t blkv_lower_next_data(const struct blkv_lower *f, uint64_t off, uint64_t end)
+{
+    return f && off < end ? store_seek(f, off, end, true) : end;
+}
+
+uint64_t blkv_lower_next_hole(const struct blkv_lower *f, uint64_t off, uint64_t end)
+{
+    return f && off < end ? store_seek(f, off, end, false) : end;
 }
 
 void blkv_lower_peek(const struct blkv_lower *f, void *buf, uint64_t len, uint64_t off)

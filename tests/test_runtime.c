@@ -20,7 +20,7 @@
 /* A lower I/O as a coroutine job; `ret` is set when it returns. */
 struct job {
     struct blkv_lower *f;
-    enum { J_READ, J_WRITE, J_FLUSH, J_TRUNC } kind;
+    enum { J_READ, J_WRITE, J_FLUSH, J_TRUNC, J_ZERO } kind;
     void *buf;
     uint64_t len, off;
     int ret;
@@ -43,6 +43,9 @@ static void job_fn(void *arg)
         break;
     case J_TRUNC:
         j->ret = blkv_lower_truncate(j->f, j->len);
+        break;
+    case J_ZERO:
+        j->ret = blkv_lower_pwrite_zeroes(j->f, j->len, j->off);
         break;
     }
     j->saw_cancel = blkv_co_cancelled();
@@ -581,6 +584,50 @@ static void test_truncate(void)
     blkv_rt_free(rt);
 }
 
+/* Zero writes are writes without a buffer: scheduled, faultable, extending
+ * the size, giving back whole pages; the data and hole queries see them. */
+static void test_zeroes(void)
+{
+    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 3 * 4096);
+    struct blkv_lower *f = blkv_rt_lower(rt, 0);
+    static unsigned char buf[3 * 4096], r[4 * 4096];
+    struct job z = {.f = f, .kind = J_ZERO, .len = 100, .off = 4000};
+
+    memset(buf, 0x77, sizeof buf);
+    blkv_lower_poke(f, buf, sizeof buf, 0); /* pages 0-2: the cap */
+    CHECK(blkv_lower_next_data(f, 0, 1 << 20) == 0);
+    CHECK(blkv_lower_next_hole(f, 0, 1 << 20) == 3 * 4096);
+    CHECK(blkv_lower_next_hole(f, 5, 100) == 100);
+    blkv_rt_spawn(rt, job_fn, &z, NULL);
+    blkv_lower_peek(f, r, 1, 4050);
+    CHECK(r[0] == 0x77); /* pending until completed */
+    CHECK(blkv_rt_step(rt, 0, 0) && z.ret == 0);
+    blkv_lower_peek(f, r, sizeof buf, 0);
+    CHECK(r[3999] == 0x77 && is_zero(r + 4000, 100) && r[4100] == 0x77);
+    /* a failed one writes nothing */
+    z = (struct job){.f = f, .kind = J_ZERO, .len = 8192, .off = 0};
+    blkv_rt_spawn(rt, job_fn, &z, NULL);
+    CHECK(blkv_rt_step(rt, 0, EIO) && z.ret == -EIO);
+    blkv_lower_peek(f, r, 1, 0);
+    CHECK(r[0] == 0x77);
+    /* a whole page of zeros is a hole again; far zeros extend the size at
+     * no cost (the store is at its cap) */
+    CHECK(io(rt, (struct job){.f = f, .kind = J_ZERO, .len = 4096, .off = 4096}) == 0);
+    CHECK(blkv_lower_next_hole(f, 0, 1 << 20) == 4096);
+    CHECK(blkv_lower_next_data(f, 4096, 1 << 20) == 8192);
+    CHECK(io(rt, (struct job){.f = f, .kind = J_ZERO, .len = 1 << 20, .off = 1 << 20}) == 0);
+    CHECK(blkv_lower_size(f) == 2 << 20);
+    CHECK(blkv_lower_next_data(f, 3 * 4096, 2 << 20) == 2 << 20);
+    CHECK(blkv_lower_next_hole(f, 3 * 4096, 3 << 20) == 3 * 4096);
+    memset(r, 0xff, sizeof r);
+    CHECK(io(rt, (struct job){.f = f, .kind = J_READ, .buf = r, .len = sizeof r,
+                              .off = (1 << 20) - 4096}) == 0);
+    CHECK(is_zero(r, sizeof r));
+    CHECK(io(rt, (struct job){.f = f, .kind = J_ZERO, .len = 2, .off = UINT64_MAX}) == -EINVAL);
+    CHECK(io(rt, (struct job){.f = NULL, .kind = J_ZERO, .len = 1, .off = 0}) == -EINVAL);
+    blkv_rt_free(rt);
+}
+
 static void test_load_save(void)
 {
     char path[] = "/tmp/blkv-test-runtime-XXXXXX";
@@ -752,6 +799,7 @@ int main(void)
     RUN(test_sparse);
     RUN(test_zero_len);
     RUN(test_truncate);
+    RUN(test_zeroes);
     RUN(test_load_save);
     RUN(test_scale);
     RUN(test_many_in_one);
