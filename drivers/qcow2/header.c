@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* Size of the fixed header part we read before knowing the cluster size. */
 #define QCOW2_HDR_PEEK 512
@@ -328,8 +330,6 @@ static void qcow2_derive(struct qcow2_state *s)
     s->coffset_mask = (UINT64_C(1) << s->csize_shift) - 1;
 }
 
-uint8_t qcow2_zero_cluster[UINT32_C(1) << QCOW2_MAX_CLUSTER_BITS];
-
 __attribute__((noinline)) uint64_t qcow2_next_used(const void *t, uint64_t i, uint64_t n)
 {
     const uint8_t *p = t;
@@ -351,6 +351,72 @@ __attribute__((noinline)) uint64_t qcow2_load_be64s(uint64_t *dst, const uint8_t
             used = i + 1;
     }
     return used;
+}
+
+/* Tables of this many bytes or more are mapped rather than allocated. */
+#define QCOW2_TABLE_MAP (UINT64_C(128) << 10)
+
+/* A zeroed table of n entries (n > 0).  Large ones (an L1 table for a
+ * device of terabytes is megabytes, nearly all zero) are anonymous
+ * mappings, so the zeros cost nothing until written; the table ends where
+ * an inaccessible page begins, so an overrun faults at once. */
+uint64_t *qcow2_table_new(uint64_t n)
+{
+    uint64_t bytes = n * sizeof(uint64_t), pg = (uint64_t)sysconf(_SC_PAGESIZE), len;
+    uint8_t *m;
+
+    if (bytes < QCOW2_TABLE_MAP)
+        return calloc(n, sizeof(uint64_t));
+    len = (bytes + pg - 1) / pg * pg + pg;
+    m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return NULL;
+    if (mprotect(m + len - pg, pg, PROT_NONE) < 0) {
+        munmap(m, len);
+        return NULL;
+    }
+    return (uint64_t *)(m + len - pg - bytes);
+}
+
+void qcow2_table_free(uint64_t *t, uint64_t n)
+{
+    uint64_t bytes = n * sizeof(uint64_t), pg = (uint64_t)sysconf(_SC_PAGESIZE), len;
+    uint8_t *end;
+
+    if (!t || bytes < QCOW2_TABLE_MAP) {
+        free(t);
+        return;
+    }
+    len = (bytes + pg - 1) / pg * pg + pg;
+    end = (uint8_t *)t + bytes + pg;
+    munmap(end - len, len);
+}
+
+/* Read the n-entry table at off into t (zeroed by the caller) in host
+ * order; *used is one past its last entry that is not zero.  Only the
+ * parts of the file that hold data are read: an L1 table for terabytes
+ * is megabytes of mostly holes. */
+static int qcow2_read_table(struct qcow2_state *s, uint64_t *t, uint64_t n, uint64_t off,
+                            uint64_t *used)
+{
+    uint64_t end = off + n * 8, pos = off;
+    int ret;
+
+    *used = 0;
+    while ((pos = blkv_lower_next_data(s->file, pos, end)) < end) {
+        uint64_t stop = blkv_lower_next_hole(s->file, pos, end), i, u;
+
+        pos -= (pos - off) % 8; /* pages are 8-byte aligned, off may not be */
+        stop += (end - stop) % 8;
+        i = (pos - off) / 8;
+        /* read in place, then to host order */
+        if ((ret = blkv_lower_pread(s->file, t + i, stop - pos, pos)) < 0)
+            return ret;
+        if ((u = qcow2_load_be64s(t + i, (const uint8_t *)(t + i), (stop - pos) / 8)))
+            *used = i + u;
+        pos = stop;
+    }
+    return 0;
 }
 
 static int qcow2_cmp_u64(const void *a, const void *b)
@@ -404,18 +470,14 @@ static int qcow2_load_tables(struct qcow2_state *s)
     uint64_t l1n = s->l1_size ? s->l1_size : 1, rtb = (uint64_t)s->rt_clusters << s->cluster_bits;
     int ret;
 
-    s->l1 = malloc(l1n * sizeof(uint64_t));
+    s->l1 = qcow2_table_new(l1n);
     s->rt_size = rtb / 8;
-    s->rt = malloc(rtb);
+    s->rt = qcow2_table_new(s->rt_size);
     if (!s->l1 || !s->rt)
         return -ENOMEM;
-    s->l1[0] = 0;
-    /* read in place, then to host order */
-    ret = blkv_lower_pread(s->file, s->l1, (uint64_t)s->l1_size * 8, s->l1_offset);
+    ret = qcow2_read_table(s, s->l1, s->l1_size, s->l1_offset, &s->l1_used);
     if (!ret)
-        s->l1_used = qcow2_load_be64s(s->l1, (const uint8_t *)s->l1, s->l1_size);
-    if (!ret && !(ret = blkv_lower_pread(s->file, s->rt, rtb, s->rt_offset)))
-        s->rt_used = qcow2_load_be64s(s->rt, (const uint8_t *)s->rt, s->rt_size);
+        ret = qcow2_read_table(s, s->rt, s->rt_size, s->rt_offset, &s->rt_used);
     for (uint64_t i = qcow2_next_used(s->rt, 0, s->rt_used); !ret && i < s->rt_used;
          i = qcow2_next_used(s->rt, i + 1, s->rt_used)) {
         if ((s->rt[i] & QCOW2_RT_RESERVED) || s->rt[i] % s->cluster_size ||
@@ -501,8 +563,8 @@ int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)
 
 void qcow2_free_image(struct qcow2_state *s)
 {
-    free(s->l1);
-    free(s->rt);
+    qcow2_table_free(s->l1, s->l1_size ? s->l1_size : 1);
+    qcow2_table_free(s->rt, s->rt_size);
     qcow2_cache_destroy(&s->l2c);
     qcow2_cache_destroy(&s->rbc);
     s->l1 = s->rt = NULL;

@@ -251,27 +251,45 @@ static int qcow2_co_read_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e,
 static int qcow2_co_pwrite_data(struct qcow2_state *s, uint64_t host, uint64_t len,
                                 const uint8_t *buf)
 {
-    if (buf)
-        return blkv_lower_pwrite(s->file, buf, len, host);
-    while (len) {
-        uint64_t n = qcow2_min(len, s->cluster_size);
-        int ret = blkv_lower_pwrite(s->file, qcow2_zero_cluster, n, host);
-        if (ret < 0)
-            return ret;
-        host += n, len -= n;
+    return buf ? blkv_lower_pwrite(s->file, buf, len, host)
+               : blkv_lower_pwrite_zeroes(s->file, len, host);
+}
+
+/* Whether guest cluster gc, whose entry is e, reads as zeros throughout
+ * without looking at any data. */
+static bool qcow2_cluster_reads_zero(const struct qcow2_state *s, uint64_t gc, uint64_t e)
+{
+    switch (qcow2_entry_type(s, e)) {
+    case QCOW2_UNALLOC:
+        return s->backing == QCOW2_BACKING_NONE || (gc << s->cluster_bits) >= s->backing_size;
+    case QCOW2_ZERO_PLAIN:
+    case QCOW2_ZERO_ALLOC:
+        return true;
+    default:
+        return false;
     }
-    return 0;
 }
 
 /* Write cluster i of an allocation run at host: the old content of guest
- * cluster gc+i (entry e) with the data of [a, b) of it laid over. */
+ * cluster gc+i (entry e) with the data of [a, b) of it laid over.  Old
+ * content that is all zeros is not read: the rest is zeroed around the data. */
 static int qcow2_co_cow_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e, uint64_t host,
                                 uint64_t a, uint64_t b, const uint8_t *data)
 {
-    uint8_t *cbuf = malloc(s->cluster_size);
+    uint8_t *cbuf;
     int ret;
 
-    if (!cbuf)
+    if (qcow2_cluster_reads_zero(s, gc, e)) {
+        if (!data)
+            return blkv_lower_pwrite_zeroes(s->file, s->cluster_size, host);
+        ret = blkv_lower_pwrite_zeroes(s->file, a, host);
+        if (!ret)
+            ret = blkv_lower_pwrite(s->file, data, b - a, host + a);
+        if (!ret)
+            ret = blkv_lower_pwrite_zeroes(s->file, s->cluster_size - b, host + b);
+        return ret;
+    }
+    if (!(cbuf = malloc(s->cluster_size)))
         return -ENOMEM;
     ret = qcow2_co_read_cluster(s, gc, e, cbuf);
     if (!ret) {

@@ -326,10 +326,6 @@ int qcow2_check_image(struct qcow2_state *s, bool fix);
 /* The driver's options (qcow2.c); the libqcow driver takes the same. */
 extern const struct blkv_option blkv_qcow2_options[];
 
-/* A largest cluster of zeros, never written (header.c; in .bss, so it costs
- * no memory). */
-extern uint8_t qcow2_zero_cluster[UINT32_C(1) << QCOW2_MAX_CLUSTER_BITS];
-
 /* Table scans (header.c).  Kept out of line and out of the fuzzers' coverage
  * (fuzz/coverage-ignore.txt): they run over whole tables on every open and
  * check, and only the entries they lead to matter. */
@@ -338,5 +334,8 @@ uint64_t qcow2_next_used(const void *t, uint64_t i, uint64_t n);
 /* dst[i] = the big-endian entry i of src, for i < n. */
 /* ...and returns one past the last entry that is not zero. */
 uint64_t qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n);
+/* A zeroed table of n > 0 entries (NULL on ENOMEM), and its release. */
+uint64_t *qcow2_table_new(uint64_t n);
+void qcow2_table_free(uint64_t *t, uint64_t n);
 
 #endif

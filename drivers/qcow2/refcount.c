@@ -243,7 +243,7 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
         ret = blkv_lower_pwrite(s->file, table, k << cb, p << cb);
     if (ret)
         goto out;
-    nrt = malloc((k << cb) / 8 * sizeof(uint64_t));
+    nrt = qcow2_table_new((k << cb) / 8);
     if (!nrt) {
         ret = -ENOMEM;
         goto out;
@@ -251,11 +251,11 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
     qcow2_put_be64(hdr, p << cb);
     qcow2_put_be32(hdr + 8, (uint32_t)k);
     if ((ret = blkv_lower_pwrite(s->file, hdr, sizeof(hdr), QCOW2_HDR_RT_OFFSET)) < 0) {
-        free(nrt);
+        qcow2_table_free(nrt, (k << cb) / 8);
         goto out;
     }
     s->rt_used = qcow2_load_be64s(nrt, table, (k << cb) / 8);
-    free(s->rt);
+    qcow2_table_free(s->rt, s->rt_size);
     s->rt = nrt;
     s->rt_size = (k << cb) / 8;
     s->rt_offset = p << cb;
