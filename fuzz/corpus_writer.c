@@ -13,6 +13,8 @@
  * and on buggy with mode=none.  qcow2_open, whose input is an image, gets
  * qcow2 images instead (built byte by byte: see "qcow2 images" below).
  */
+#include "fuzz.h"
+
 #include "program.h"
 
 #include <errno.h>
@@ -259,7 +261,7 @@ static void seed_reopen(uint64_t pa, uint64_t pb)
     bare(BLKV_P_CHECK);
     rd(1 * MiB, 16 * KiB);
     bare(BLKV_P_REOPEN);
-    rd(0, 2 * MiB);
+    rd(0, 1 * MiB + 64 * KiB);
 }
 
 /* Requests at the device end: ending there, crossing it, starting there. */
@@ -292,10 +294,8 @@ static void seed_grain(uint64_t grain, uint64_t b)
     wr(l2 - 512, 1024);
     sub(BLKV_P_WZERO, BLKV_P_UNMAP, grain, grain);
     sub(BLKV_P_DISCARD, 0, l2 - grain, 2 * grain);
-    rd(0, 4 * grain);
-    rd(l2 - grain, 2 * grain);
+    rd(grain - 4096, 2 * grain + 8192);
     bare(BLKV_P_DRAIN);
-    rd(0, 4 * grain);
     rd(l2 - 4096, 8192);
 }
 
@@ -337,13 +337,13 @@ static void seed_big(uint64_t pa, uint64_t pb)
     begin();
     P.cfg.size = 4 * TiB;
     P.cfg.seed = UINT64_C(0x0123456789abcdef);
-    wr(0, 8 * MiB);
+    wr(0, 512 * KiB);
     wr(2 * TiB - 4 * KiB, 8 * KiB);
     rd(2 * TiB - 8 * KiB, 16 * KiB);
     wr(4 * TiB - 64 * KiB, 64 * KiB);
     bare(BLKV_P_DRAIN);
-    rd(0, 8 * MiB);
-    rd(4 * TiB - 1 * MiB, 1 * MiB);
+    rd(0, 512 * KiB);
+    rd(4 * TiB - 512 * KiB, 512 * KiB);
 }
 
 /* The smallest device, fully written, zeroed and discarded. */
@@ -538,6 +538,12 @@ static int write_seed(const char *path)
 
     if (!b) {
         fprintf(stderr, "corpus_writer: out of memory\n");
+        return -1;
+    }
+    if (blkv_fuzz_over_budget(&P) < P.nops) { /* the targets would set it aside */
+        fprintf(stderr, "corpus_writer: %s: op %zu goes over the data budget\n", path,
+                blkv_fuzz_over_budget(&P));
+        free(b);
         return -1;
     }
     f = fopen(path, "wb");

@@ -14,7 +14,8 @@
  * Run one fuzz input against the driver `spec` (overridden by the
  * environment variable BLKV_DRIVER when set).  Reproducers go to
  * $BLKV_REPRO_DIR (default: the current directory; "-": not saved).
- * Returns 0; a violation aborts.
+ * Returns 0, or -1 for an input over the data budget (below), which is
+ * not run; a violation aborts.
  */
 int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size);
 
@@ -37,6 +38,24 @@ int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_
  */
 void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool allow_v3,
                           const char *const backing[4], char *buf, size_t len);
+
+/*
+ * The data budget.  A fuzz target sets aside (returns -1 for: libFuzzer
+ * keeps it out of the corpus) a program that reads and writes more bytes
+ * than its budget: max(4 x grain, min(256 x grain, 2 MiB)) in all, past
+ * which each read or write may span at most BLKV_FUZZ_PAST_BUDGET bytes
+ * (write-zeroes and discards move no data and do not count).  Fuzzers
+ * otherwise drift toward multi-megabyte requests, whose cost is in moving
+ * and checking bytes, not in reaching code: boundaries are reached by
+ * offsets.  `blkv run` replays any program whole.
+ */
+#define BLKV_FUZZ_PAST_BUDGET 4096u
+struct blkv_config;
+uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
+/* The index of p's first op over the budget, or p->nops. */
+size_t blkv_fuzz_over_budget(const struct blkv_program *p);
+/* Cut the requests of p that go over the budget, so that none does. */
+void blkv_fuzz_fit_budget(struct blkv_program *p);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

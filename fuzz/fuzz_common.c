@@ -9,6 +9,55 @@
 #include <stdlib.h>
 #include <string.h>
 
+uint64_t blkv_fuzz_budget(const struct blkv_config *cfg)
+{
+    uint64_t g = cfg->grain, cap = UINT64_C(2) << 20;
+    uint64_t b = 256 * g < cap ? 256 * g : cap;
+    return b > 4 * g ? b : 4 * g;
+}
+
+/* Whether op moves data (counts against the budget). */
+static bool moves_data(const struct blkv_pop *op)
+{
+    return op->code == BLKV_P_READ || op->code == BLKV_P_WRITE;
+}
+
+/* The most bytes the next read or write may span, `moved` bytes in. */
+static uint64_t budget_left(uint64_t budget, uint64_t moved)
+{
+    uint64_t left = moved < budget ? budget - moved : 0;
+    return left > BLKV_FUZZ_PAST_BUDGET ? left : BLKV_FUZZ_PAST_BUDGET;
+}
+
+size_t blkv_fuzz_over_budget(const struct blkv_program *p)
+{
+    uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+
+    for (size_t i = 0; i < p->nops; i++) {
+        const struct blkv_pop *op = &p->ops[i];
+        if (!moves_data(op))
+            continue;
+        if (op->len > budget_left(budget, moved))
+            return i;
+        moved += op->len;
+    }
+    return p->nops;
+}
+
+void blkv_fuzz_fit_budget(struct blkv_program *p)
+{
+    uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+
+    for (size_t i = 0; i < p->nops; i++) {
+        struct blkv_pop *op = &p->ops[i];
+        if (!moves_data(op))
+            continue;
+        if (op->len > budget_left(budget, moved))
+            op->len = budget_left(budget, moved);
+        moved += op->len;
+    }
+}
+
 int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
 {
     return blkv_fuzz_one_with(NULL, spec, data, size);
@@ -28,6 +77,12 @@ int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_
         blkv_program_init(&p);
     if (blkv_program_decode(data, size, &p))
         return 0;
+    if (blkv_fuzz_over_budget(&p) < p.nops) {
+        if (getenv("BLKV_FUZZ_VERBOSE"))
+            fprintf(stderr, "blkv: input set aside: op %zu goes over the data budget of %" PRIu64
+                    " bytes\n", blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg));
+        return -1;
+    }
     if (spec_fn) {
         spec_fn(&p, built, sizeof(built));
         spec = built;

@@ -448,6 +448,7 @@ static size_t emit(uint8_t *out, size_t max)
 
     if (mp_store(&M, &P))
         return 0;
+    blkv_fuzz_fit_budget(&P); /* else the target would set it aside */
     enc = blkv_program_encode(&P, &n);
     if (!enc)
         return 0;

@@ -32,7 +32,9 @@ static int replay_file(const char *path)
     n = fread(buf, 1, MAX_FILE_BYTES, f);
     fclose(f);
     fprintf(stderr, "running %s (%zu bytes)\n", path, n);
-    LLVMFuzzerTestOneInput(buf, n);
+    if (LLVMFuzzerTestOneInput(buf, n) < 0)
+        fprintf(stderr, "%s: set aside by the target, not run (over the data budget; "
+                "'blkv run' replays it whole)\n", path);
     free(buf);
     return 0;
 }

@@ -6,6 +6,7 @@
  * replaced by a small deterministic byte mutator.
  */
 #include "fuzz.h"
+#include "blkv.h"
 #include "program.h"
 #include "prop.h"
 #include "test.h"
@@ -148,6 +149,8 @@ static void test_mutate_fits_and_decodes(void)
             structured += max >= in->n + 64;
             if (!canonical(buf, n) && bad++ < 5)
                 fprintf(stderr, "structured output is not a canonical encoding\n");
+            if (blkv_fuzz_over_budget(&p) < p.nops && bad++ < 5)
+                fprintf(stderr, "structured output goes over the data budget\n");
         }
         /* the mutated input replaces a pool slot: programs evolve */
         in = &pool[blkv_rng_below(&r, POOL)];
@@ -158,6 +161,39 @@ static void test_mutate_fits_and_decodes(void)
     printf("  %" PRIu64 " of %" PRIu64 " mutations with room to grow were op-level\n",
            structured, calls);
     CHECK(structured * 10 > calls * 6);
+    blkv_program_free(&p);
+}
+
+/* The data budget: what goes over it, and cutting a program to fit. */
+static void test_budget(void)
+{
+    struct blkv_program p;
+    struct blkv_pop w = {.code = BLKV_P_WRITE, .offset = 0, .len = 1 << 20};
+
+    blkv_program_init(&p);
+    p.cfg.grain = 65536; /* budget: 2 MiB */
+    CHECK(blkv_fuzz_budget(&p.cfg) == 2 << 20);
+    REQUIRE(blkv_program_push(&p, &w) == 0);
+    w.code = BLKV_P_READ;
+    REQUIRE(blkv_program_push(&p, &w) == 0); /* 2 MiB named: fits */
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    w = (struct blkv_pop){.code = BLKV_P_WRITE, .offset = 0, .len = BLKV_FUZZ_PAST_BUDGET};
+    REQUIRE(blkv_program_push(&p, &w) == 0); /* past it, small requests fit */
+    w = (struct blkv_pop){.code = BLKV_P_DISCARD, .offset = 0, .len = BLKV_MAX_REQUEST};
+    REQUIRE(blkv_program_push(&p, &w) == 0); /* moves no data */
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    w = (struct blkv_pop){.code = BLKV_P_READ, .offset = 0, .len = BLKV_FUZZ_PAST_BUDGET + 1};
+    REQUIRE(blkv_program_push(&p, &w) == 0);
+    CHECK(blkv_fuzz_over_budget(&p) == 4);
+    blkv_fuzz_fit_budget(&p);
+    CHECK(p.ops[4].len == BLKV_FUZZ_PAST_BUDGET && p.ops[0].len == 1 << 20);
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    /* small grains, small budgets; 2 MiB grains, four clusters */
+    p.cfg.grain = 512;
+    CHECK(blkv_fuzz_budget(&p.cfg) == 128 << 10);
+    CHECK(blkv_fuzz_over_budget(&p) == 0);
+    p.cfg.grain = 2 << 20;
+    CHECK(blkv_fuzz_budget(&p.cfg) == 8 << 20);
     blkv_program_free(&p);
 }
 
@@ -206,6 +242,7 @@ static void test_crossover(void)
             made++;
             CHECK(blkv_program_decode(out, n, &p) == 0);
             CHECK(canonical(out, n));
+            CHECK(blkv_fuzz_over_budget(&p) == p.nops);
         }
     }
     CHECK(made > 7000);
@@ -243,6 +280,7 @@ static void test_runs_clean(void)
 int main(void)
 {
     pool_init();
+    RUN(test_budget);
     RUN(test_deterministic);
     RUN(test_crossover);
     RUN(test_mutate_fits_and_decodes);
