@@ -209,6 +209,14 @@ uint64_t blkv_lower_next_hole(const struct blkv_lower *f, uint64_t off, uint64_t
 void blkv_lower_peek(const struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
 void blkv_lower_poke(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
 
+/* Scratch memory for in-process drivers (cache slots, bounce buffers):
+ * malloc and free, but recycled across runs, so that thousands of runs a
+ * second do not each fault in fresh pages.  What is given back stays out of
+ * use until the run ends (poisoned under ASan, so a late access is still
+ * caught).  Uninitialised; len as passed to blkv_scratch_get. */
+void *blkv_scratch_get(size_t len);
+void blkv_scratch_put(void *p, size_t len);
+
 /* ---- coroutine services (in-process drivers only) ----------------------- */
 
 /* Make a blocked request give up: if its coroutine waits for a lower I/O

@@ -1,5 +1,6 @@
 /* bufpool.c - reusable request data buffers (see bufpool.h). */
 #include "bufpool.h"
+#include "blkv.h"
 #include "util.h"
 
 #include <stdint.h>
@@ -14,7 +15,7 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define MIN_BITS 16                          /* pooled from 64 KiB */
+#define MIN_BITS 12                          /* pooled from 4 KiB */
 #define MAX_BITS 23                          /* to 8 MiB (BLKV_MAX_REQUEST) */
 #define NCLASS (MAX_BITS - MIN_BITS + 1)
 #define POOL_MAX_BYTES (UINT64_C(64) << 20) /* kept at most, per thread */
@@ -84,6 +85,16 @@ void blkv_buf_put(void *p, size_t len)
     h->next = pool.spent;
     pool.spent = h;
     pool.bytes += size;
+}
+
+void *blkv_scratch_get(size_t len)
+{
+    return blkv_buf_get(len);
+}
+
+void blkv_scratch_put(void *p, size_t len)
+{
+    blkv_buf_put(p, len);
 }
 
 void blkv_buf_run_end(void)

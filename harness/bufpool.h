@@ -1,7 +1,7 @@
 /*
  * bufpool.h - request data buffers.
  *
- * Large buffers (64 KiB and up) are kept for reuse by later runs instead of
+ * Buffers of 4 KiB and up are kept for reuse by later runs instead of
  * going back to malloc: a fuzzer runs thousands of programs a second, and
  * fresh multi-megabyte allocations cost a page fault per page touched
  * (under ASan, an mmap and munmap each).  A buffer freed during a run is

@@ -17,6 +17,7 @@ int qcow2_cache_init(struct qcow2_cache *c, unsigned n, uint64_t cluster_size)
     if (!c->e)
         return -ENOMEM;
     c->n = n;
+    c->size = (size_t)cluster_size;
     return 0;
 }
 
@@ -24,7 +25,7 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
 {
     if (c->e)
         for (unsigned i = 0; i < c->n; i++)
-            free(c->e[i].data);
+            blkv_scratch_put(c->e[i].data, c->size);
     free(c->e);
     memset(c, 0, sizeof(*c));
 }
@@ -79,7 +80,7 @@ int qcow2_cache_get(struct qcow2_state *s, struct qcow2_cache *c, uint64_t off, 
         return ret;
     victim->offset = 0;
     victim->dirty = false;
-    if (!victim->data && !(victim->data = malloc(s->cluster_size)))
+    if (!victim->data && !(victim->data = blkv_scratch_get(c->size)))
         return -ENOMEM;
     if (load) {
         victim->pins++; /* nobody else may take the slot while we read */

@@ -139,7 +139,7 @@ static int qcow2_check_walk(struct qcow2_check *c)
 {
     struct qcow2_state *s = c->s;
     uint64_t cs = s->cluster_size;
-    uint8_t *tbl = malloc(cs);
+    uint8_t *tbl = blkv_scratch_get(cs);
     int ret = 0;
 
     if (!tbl)
@@ -178,7 +178,7 @@ static int qcow2_check_walk(struct qcow2_check *c)
         qcow2_cache_put(ce);
         ret = qcow2_check_l2(c, i, tbl);
     }
-    free(tbl);
+    blkv_scratch_put(tbl, cs);
     return ret;
 }
 

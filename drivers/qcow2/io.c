@@ -151,13 +151,13 @@ static int qcow2_co_read_entry(struct qcow2_state *s, uint64_t gc, uint64_t e, u
     case QCOW2_NORMAL:
         return blkv_lower_pread(s->file, buf, len, (e & QCOW2_OFFSET_MASK) + in);
     case QCOW2_COMPRESSED:
-        tmp = malloc(s->cluster_size);
+        tmp = blkv_scratch_get(s->cluster_size);
         if (!tmp)
             return -ENOMEM;
         ret = qcow2_co_read_compressed(s, e, tmp);
         if (!ret)
             memcpy(buf, tmp + in, len);
-        free(tmp);
+        blkv_scratch_put(tmp, s->cluster_size);
         return ret;
     }
     return -EIO;
@@ -289,7 +289,7 @@ static int qcow2_co_cow_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e, 
             ret = blkv_lower_pwrite_zeroes(s->file, s->cluster_size - b, host + b);
         return ret;
     }
-    if (!(cbuf = malloc(s->cluster_size)))
+    if (!(cbuf = blkv_scratch_get(s->cluster_size)))
         return -ENOMEM;
     ret = qcow2_co_read_cluster(s, gc, e, cbuf);
     if (!ret) {
@@ -299,7 +299,7 @@ static int qcow2_co_cow_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e, 
             memset(cbuf + a, 0, b - a);
         ret = blkv_lower_pwrite(s->file, cbuf, s->cluster_size, host);
     }
-    free(cbuf);
+    blkv_scratch_put(cbuf, s->cluster_size);
     return ret;
 }
 

@@ -157,7 +157,7 @@ static int qcow2_make_backing(struct qcow2_state *s, uint64_t size, const struct
         if ((ret = qcow2_create(b, size, &bo)) < 0 || (ret = qcow2_open_image(b, 4, 4)) < 0)
             goto out;
     }
-    if (next && !(buf = malloc(QCOW2_FILL_CHUNK))) {
+    if (next && !(buf = blkv_scratch_get(QCOW2_FILL_CHUNK))) {
         ret = -ENOMEM;
         goto out;
     }
@@ -175,7 +175,7 @@ static int qcow2_make_backing(struct qcow2_state *s, uint64_t size, const struct
 out:
     if (!ret)
         ret = blkv_lower_flush(bf);
-    free(buf);
+    blkv_scratch_put(buf, QCOW2_FILL_CHUNK);
     if (b) {
         qcow2_free_image(b);
         free(b);

@@ -103,6 +103,7 @@ struct qcow2_cache_entry {
 struct qcow2_cache {
     struct qcow2_cache_entry *e;
     unsigned n;
+    size_t size; /* of a table */
     uint64_t tick;
 };
 
