@@ -904,12 +904,13 @@ static int setup_write_initial(struct blkv_run *run)
                                                                   : (UINT64_C(1) << 20);
     struct blkv_extent *rs = NULL;
     ssize_t m = footprint(run->prog, unit, run->caps.size, &rs);
-    uint8_t *buf = malloc(chunk);
+    size_t bufsize = (size_t)chunk;
+    uint8_t *buf = blkv_buf_get(bufsize);
     int ret = 0;
 
     if (m < 0 || !buf) {
         free(rs);
-        free(buf);
+        blkv_buf_put(buf, bufsize);
         return run_error(run, "out of memory");
     }
     chunk -= chunk % run->caps.align;
@@ -922,7 +923,7 @@ static int setup_write_initial(struct blkv_run *run)
     for (ssize_t i = 0; i < m && !ret; i++)
         ret = write_initial_range(run, buf, chunk, rs[i].off, rs[i].off + rs[i].len);
     run->setting_up = false;
-    free(buf);
+    blkv_buf_put(buf, bufsize);
     free(rs);
     return ret;
 }
