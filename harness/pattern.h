@@ -26,7 +26,7 @@
 /* Bits of word index (offset / 8) in the key. */
 #define BLKV_PATTERN_INDEX_BITS 40
 
-static inline uint64_t blkv_pattern_mix(uint64_t x)
+static inline __attribute__((always_inline)) uint64_t blkv_pattern_mix(uint64_t x)
 {
     x *= UINT64_C(0x9e3779b97f4a7c15);
     x ^= x >> 32;
@@ -36,7 +36,7 @@ static inline uint64_t blkv_pattern_mix(uint64_t x)
 }
 
 /* The word source `src` writes at word index `k` (device offset 8*k). */
-static inline uint64_t blkv_pattern_word(uint32_t src, uint64_t k)
+static inline __attribute__((always_inline)) uint64_t blkv_pattern_word(uint32_t src, uint64_t k)
 {
     return blkv_pattern_mix(((uint64_t)src << BLKV_PATTERN_INDEX_BITS) | k);
 }
