@@ -541,7 +541,7 @@ static int write_seed(const char *path)
         return -1;
     }
     if (blkv_fuzz_over_budget(&P) < P.nops) { /* the targets would set it aside */
-        fprintf(stderr, "corpus_writer: %s: op %zu goes over the data budget\n", path,
+        fprintf(stderr, "corpus_writer: %s: op %zu goes over the fuzz budget\n", path,
                 blkv_fuzz_over_budget(&P));
         free(b);
         return -1;

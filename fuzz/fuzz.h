@@ -47,9 +47,14 @@ void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool
  * (write-zeroes and discards move no data and do not count).  Fuzzers
  * otherwise drift toward multi-megabyte requests, whose cost is in moving
  * and checking bytes, not in reaching code: boundaries are reached by
- * offsets.  `blkv run` replays any program whole.
+ * offsets.  Likewise a program may reopen and check the image at most
+ * BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times: each costs a
+ * close, open and full image check, and libFuzzer's hit-count buckets
+ * reward doing it hundreds of times.  `blkv run` replays any program whole.
  */
 #define BLKV_FUZZ_PAST_BUDGET 4096u
+#define BLKV_FUZZ_MAX_REOPENS 8u
+#define BLKV_FUZZ_MAX_CHECKS 8u
 struct blkv_config;
 uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
 /* The index of p's first op over the budget, or p->nops. */

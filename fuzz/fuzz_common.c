@@ -16,12 +16,6 @@ uint64_t blkv_fuzz_budget(const struct blkv_config *cfg)
     return b > 4 * g ? b : 4 * g;
 }
 
-/* Whether op moves data (counts against the budget). */
-static bool moves_data(const struct blkv_pop *op)
-{
-    return op->code == BLKV_P_READ || op->code == BLKV_P_WRITE;
-}
-
 /* The most bytes the next read or write may span, `moved` bytes in. */
 static uint64_t budget_left(uint64_t budget, uint64_t moved)
 {
@@ -29,33 +23,57 @@ static uint64_t budget_left(uint64_t budget, uint64_t moved)
     return left > BLKV_FUZZ_PAST_BUDGET ? left : BLKV_FUZZ_PAST_BUDGET;
 }
 
+/* Whether op goes over the budget after the ops before it (whose counts
+ * are in *moved, *reopens, *checks); counts it in if not. */
+static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
+                    unsigned *reopens, unsigned *checks)
+{
+    switch (op->code) {
+    case BLKV_P_READ:
+    case BLKV_P_WRITE:
+        if (op->len > budget_left(budget, *moved))
+            return true;
+        *moved += op->len;
+        return false;
+    case BLKV_P_REOPEN:
+        return ++*reopens > BLKV_FUZZ_MAX_REOPENS;
+    case BLKV_P_CHECK:
+        return ++*checks > BLKV_FUZZ_MAX_CHECKS;
+    default:
+        return false;
+    }
+}
+
 size_t blkv_fuzz_over_budget(const struct blkv_program *p)
 {
     uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+    unsigned reopens = 0, checks = 0;
 
-    for (size_t i = 0; i < p->nops; i++) {
-        const struct blkv_pop *op = &p->ops[i];
-        if (!moves_data(op))
-            continue;
-        if (op->len > budget_left(budget, moved))
+    for (size_t i = 0; i < p->nops; i++)
+        if (op_over(&p->ops[i], budget, &moved, &reopens, &checks))
             return i;
-        moved += op->len;
-    }
     return p->nops;
 }
 
+/* Reads and writes over the budget are cut; reopens and checks over it are
+ * dropped (they submit nothing, so request numbers stay). */
 void blkv_fuzz_fit_budget(struct blkv_program *p)
 {
     uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+    unsigned reopens = 0, checks = 0;
+    size_t n = 0;
 
     for (size_t i = 0; i < p->nops; i++) {
-        struct blkv_pop *op = &p->ops[i];
-        if (!moves_data(op))
-            continue;
-        if (op->len > budget_left(budget, moved))
-            op->len = budget_left(budget, moved);
-        moved += op->len;
+        struct blkv_pop op = p->ops[i];
+        if (op_over(&op, budget, &moved, &reopens, &checks)) {
+            if (op.code != BLKV_P_READ && op.code != BLKV_P_WRITE)
+                continue;
+            op.len = budget_left(budget, moved);
+            moved += op.len;
+        }
+        p->ops[n++] = op;
     }
+    p->nops = n;
 }
 
 int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
@@ -79,8 +97,9 @@ int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_
         return 0;
     if (blkv_fuzz_over_budget(&p) < p.nops) {
         if (getenv("BLKV_FUZZ_VERBOSE"))
-            fprintf(stderr, "blkv: input set aside: op %zu goes over the data budget of %" PRIu64
-                    " bytes\n", blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg));
+            fprintf(stderr, "blkv: input set aside: op %zu goes over the budget (%" PRIu64
+                    " bytes of data, %u reopens, %u checks)\n", blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg),
+                    BLKV_FUZZ_MAX_REOPENS, BLKV_FUZZ_MAX_CHECKS);
         return -1;
     }
     if (spec_fn) {

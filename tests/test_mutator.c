@@ -195,6 +195,26 @@ static void test_budget(void)
     p.cfg.grain = 2 << 20;
     CHECK(blkv_fuzz_budget(&p.cfg) == 8 << 20);
     blkv_program_free(&p);
+
+    /* reopens and checks: BLKV_FUZZ_MAX_* of each; past that the fit drops
+     * them, and the request numbering of waits is kept */
+    blkv_program_init(&p);
+    w = (struct blkv_pop){.code = BLKV_P_WRITE, .offset = 0, .len = 512};
+    REQUIRE(blkv_program_push(&p, &w) == 0);
+    for (unsigned i = 0; i < BLKV_FUZZ_MAX_REOPENS + 2; i++) {
+        w = (struct blkv_pop){.code = BLKV_P_REOPEN};
+        REQUIRE(blkv_program_push(&p, &w) == 0);
+        w = (struct blkv_pop){.code = BLKV_P_CHECK};
+        REQUIRE(blkv_program_push(&p, &w) == 0);
+    }
+    w = (struct blkv_pop){.code = BLKV_P_WAIT, .arg = 0};
+    REQUIRE(blkv_program_push(&p, &w) == 0);
+    CHECK(blkv_fuzz_over_budget(&p) == 1 + 2 * BLKV_FUZZ_MAX_REOPENS);
+    blkv_fuzz_fit_budget(&p);
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    CHECK(p.nops == 2 + BLKV_FUZZ_MAX_REOPENS + BLKV_FUZZ_MAX_CHECKS);
+    CHECK(p.ops[p.nops - 1].code == BLKV_P_WAIT && p.ops[p.nops - 1].arg == 0);
+    blkv_program_free(&p);
 }
 
 /* Same input and seed, same output; different seeds, mostly different. */
