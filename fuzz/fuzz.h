@@ -41,13 +41,14 @@ void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool
 
 /*
  * The data budget.  A fuzz target sets aside (returns -1 for: libFuzzer
- * keeps it out of the corpus) a program that reads and writes more bytes
- * than its budget: max(4 x grain, min(256 x grain, 2 MiB)) in all, past
- * which each read or write may span at most BLKV_FUZZ_PAST_BUDGET bytes
- * (write-zeroes and discards move no data and do not count).  Fuzzers
- * otherwise drift toward multi-megabyte requests, whose cost is in moving
- * and checking bytes, not in reaching code: boundaries are reached by
- * offsets.  Likewise a program may reopen and check the image at most
+ * keeps it out of the corpus) a program whose requests (reads, writes,
+ * write-zeroes, discards) span more bytes than its budget: max(8 x grain,
+ * min(256 x grain, 2 MiB)) in all, past which each request may span at
+ * most BLKV_FUZZ_PAST_BUDGET bytes.  Fuzzers otherwise drift toward
+ * multi-megabyte requests, whose cost is in moving and checking bytes and
+ * in metadata per cluster (and a pattern-initialised device is filled
+ * wherever a request reaches), not in reaching code: boundaries are
+ * reached by offsets.  Likewise a program may reopen and check the image at most
  * BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times: each costs a
  * close, open and full image check, and libFuzzer's hit-count buckets
  * reward doing it hundreds of times.  `blkv run` replays any program whole.

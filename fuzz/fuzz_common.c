@@ -13,10 +13,10 @@ uint64_t blkv_fuzz_budget(const struct blkv_config *cfg)
 {
     uint64_t g = cfg->grain, cap = UINT64_C(2) << 20;
     uint64_t b = 256 * g < cap ? 256 * g : cap;
-    return b > 4 * g ? b : 4 * g;
+    return b > 8 * g ? b : 8 * g;
 }
 
-/* The most bytes the next read or write may span, `moved` bytes in. */
+/* The most bytes the next request may span, `moved` bytes in. */
 static uint64_t budget_left(uint64_t budget, uint64_t moved)
 {
     uint64_t left = moved < budget ? budget - moved : 0;
@@ -31,6 +31,8 @@ static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
     switch (op->code) {
     case BLKV_P_READ:
     case BLKV_P_WRITE:
+    case BLKV_P_WZERO:
+    case BLKV_P_DISCARD:
         if (op->len > budget_left(budget, *moved))
             return true;
         *moved += op->len;
@@ -55,8 +57,8 @@ size_t blkv_fuzz_over_budget(const struct blkv_program *p)
     return p->nops;
 }
 
-/* Reads and writes over the budget are cut; reopens and checks over it are
- * dropped (they submit nothing, so request numbers stay). */
+/* Requests over the budget are cut; reopens and checks over it are dropped
+ * (they submit nothing, so request numbers stay). */
 void blkv_fuzz_fit_budget(struct blkv_program *p)
 {
     uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
@@ -66,7 +68,7 @@ void blkv_fuzz_fit_budget(struct blkv_program *p)
     for (size_t i = 0; i < p->nops; i++) {
         struct blkv_pop op = p->ops[i];
         if (op_over(&op, budget, &moved, &reopens, &checks)) {
-            if (op.code != BLKV_P_READ && op.code != BLKV_P_WRITE)
+            if (op.code == BLKV_P_REOPEN || op.code == BLKV_P_CHECK)
                 continue;
             op.len = budget_left(budget, moved);
             moved += op.len;
