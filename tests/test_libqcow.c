@@ -31,6 +31,7 @@
 #include "blkv.h"
 #include "program.h"
 #include "prop.h"
+#include "program_edit.h"
 #include "test.h"
 #include "verify.h"
 
@@ -61,9 +62,6 @@ static void matrix_program(uint64_t seed, uint64_t idx, bool unmap_only, struct 
 {
     static const uint64_t sizes[] = {UINT64_C(4) << 20, UINT64_C(64) << 20,
                                      UINT64_C(256) << 20};
-    struct blkv_pop reopen = {.code = BLKV_P_REOPEN}, check = {.code = BLKV_P_CHECK};
-    size_t mid;
-
     REQUIRE(blkv_program_random(seed, idx, 64, p) == 0);
     p->cfg.size = sizes[idx % 3];
     p->cfg.grain = 1u << (9 + idx % 13);
@@ -71,12 +69,7 @@ static void matrix_program(uint64_t seed, uint64_t idx, bool unmap_only, struct 
         for (size_t i = 0; i < p->nops; i++)
             if (p->ops[i].code == BLKV_P_WZERO)
                 p->ops[i].flags |= BLKV_P_UNMAP;
-    REQUIRE(blkv_program_push(p, &check) == 0);
-    REQUIRE(blkv_program_push(p, &reopen) == 0);
-    /* move the reopen to the middle (it submits nothing: numbering holds) */
-    mid = p->nops / 2;
-    memmove(&p->ops[mid + 1], &p->ops[mid], (p->nops - 1 - mid) * sizeof(p->ops[0]));
-    p->ops[mid] = reopen;
+    t_add_reopen_and_check(p);
 }
 
 static void test_matrix(const char *version, const char *cluster, uint64_t runs)

@@ -16,6 +16,7 @@
  */
 #include "program.h"
 #include "prop.h"
+#include "program_edit.h"
 #include "test.h"
 #include "verify.h"
 
@@ -51,9 +52,6 @@ static void matrix_program(uint64_t seed, uint64_t idx, struct blkv_program *p)
 {
     static const uint64_t sizes[] = {UINT64_C(64) << 20, UINT64_C(256) << 20,
                                      UINT64_C(1) << 30};
-    struct blkv_pop reopen = {.code = BLKV_P_REOPEN}, check = {.code = BLKV_P_CHECK};
-    size_t mid;
-
     REQUIRE(blkv_program_random(seed, idx, 96, p) == 0);
     p->cfg.size = sizes[idx % 3];
     p->cfg.grain = 1u << (9 + idx % 13);
@@ -61,12 +59,7 @@ static void matrix_program(uint64_t seed, uint64_t idx, struct blkv_program *p)
      * then holds it), zeros above */
     p->cfg.init = p->cfg.size <= (UINT64_C(64) << 20) && idx % 2 == 0 ? BLKV_INIT_PATTERN
                                                                         : BLKV_INIT_ZERO;
-    REQUIRE(blkv_program_push(p, &check) == 0);
-    REQUIRE(blkv_program_push(p, &reopen) == 0);
-    /* move the reopen to the middle (it submits nothing: numbering holds) */
-    mid = p->nops / 2;
-    memmove(&p->ops[mid + 1], &p->ops[mid], (p->nops - 1 - mid) * sizeof(p->ops[0]));
-    p->ops[mid] = reopen;
+    t_add_reopen_and_check(p);
 }
 
 static void test_matrix(const char *version, const char *cluster, uint64_t runs)

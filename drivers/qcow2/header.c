@@ -368,18 +368,30 @@ __attribute__((noinline)) uint64_t qcow2_load_be64s(uint64_t *dst, const uint8_t
 /* Tables of this many bytes or more are mapped rather than allocated. */
 #define QCOW2_TABLE_MAP (UINT64_C(128) << 10)
 
+static uint64_t qcow2_page(void)
+{
+    return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* The length of the mapping of a table of `bytes`: whole pages, then one
+ * inaccessible page. */
+static uint64_t qcow2_table_map_len(uint64_t bytes)
+{
+    return (bytes + qcow2_page() - 1) / qcow2_page() * qcow2_page() + qcow2_page();
+}
+
 /* A zeroed table of n entries (n > 0).  Large ones (an L1 table for a
  * device of terabytes is megabytes, nearly all zero) are anonymous
  * mappings, so the zeros cost nothing until written; the table ends where
  * an inaccessible page begins, so an overrun faults at once. */
 uint64_t *qcow2_table_new(uint64_t n)
 {
-    uint64_t bytes = n * sizeof(uint64_t), pg = (uint64_t)sysconf(_SC_PAGESIZE), len;
+    uint64_t bytes = n * sizeof(uint64_t), len, pg = qcow2_page();
     uint8_t *m;
 
     if (bytes < QCOW2_TABLE_MAP)
         return calloc(n, sizeof(uint64_t));
-    len = (bytes + pg - 1) / pg * pg + pg;
+    len = qcow2_table_map_len(bytes);
     m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED)
         return NULL;
@@ -392,16 +404,14 @@ uint64_t *qcow2_table_new(uint64_t n)
 
 void qcow2_table_free(uint64_t *t, uint64_t n)
 {
-    uint64_t bytes = n * sizeof(uint64_t), pg = (uint64_t)sysconf(_SC_PAGESIZE), len;
-    uint8_t *end;
+    uint64_t bytes = n * sizeof(uint64_t), len;
 
     if (!t || bytes < QCOW2_TABLE_MAP) {
         free(t);
         return;
     }
-    len = (bytes + pg - 1) / pg * pg + pg;
-    end = (uint8_t *)t + bytes + pg;
-    munmap(end - len, len);
+    len = qcow2_table_map_len(bytes);
+    munmap((uint8_t *)t + bytes + qcow2_page() - len, len);
 }
 
 /* Read the n-entry table at off into t (zeroed by the caller) in host
