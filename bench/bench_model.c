@@ -30,8 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model.h"
-#include "pattern.h"
+#include "model/model.h"
+#include "model/pattern.h"
 
 #define MIB (UINT64_C(1) << 20)
 

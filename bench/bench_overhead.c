@@ -20,9 +20,9 @@
  *   default specs: raw, qcow2, "qcow2 cluster-size=4096 l2-cache=2 refcount-cache=2"
  *   Part (b) runs for every spec that is not raw; -t 0 skips it.
  */
-#include "program.h"
-#include "prop.h"
-#include "verify.h"
+#include <blkv/program.h>
+#include <blkv/prop.h>
+#include <blkv/run.h>
 
 #include <getopt.h>
 #include <inttypes.h>

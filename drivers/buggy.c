@@ -29,7 +29,7 @@
  * current content at [BUGGY_CUR + off] (exact wherever it is tracked) and the
  * content each write replaced at [off].
  */
-#include "blkv.h"
+#include <blkv/driver.h>
 
 #include <errno.h>
 #include <stdlib.h>

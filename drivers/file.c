@@ -21,7 +21,7 @@
  * anchors of finished runs are closed when the next run starts.
  */
 #define _GNU_SOURCE /* O_DIRECT, fallocate modes */
-#include "blkv.h"
+#include <blkv/driver.h>
 
 #include <errno.h>
 #include <fcntl.h>

@@ -22,7 +22,7 @@
  * Cancellation is left out (qcow2 has none).
  */
 #define _GNU_SOURCE
-#include "blkv.h"
+#include <blkv/driver.h>
 #include "qcow2/qcow2.h"
 
 #include <errno.h>

@@ -26,7 +26,7 @@
  * the process exits (the core has no "end of run" callback).
  */
 #define _GNU_SOURCE /* execvpe */
-#include "blkv.h"
+#include <blkv/driver.h>
 
 #include <libnbd.h>
 

@@ -11,7 +11,7 @@
  * alignment: what is on disk is the truth (an image loaded from a host file
  * opens at its own size).
  */
-#include "blkv.h"
+#include <blkv/driver.h>
 
 #include <errno.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * registered by a constructor: static fuzz links drop objects nobody refers
  * to.  To add one: declare its struct below and put it in the table.
  */
-#include "blkv.h"
+#include <blkv/driver.h>
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* buggy_fuzzer: programs against the deliberately buggy driver; the bug mode
  * comes from $BLKV_BUGGY_MODE (default lost-write).  Proves that an engine
  * finds each bug class. */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,9 +13,10 @@
  * and on buggy with mode=none.  qcow2_open, whose input is an image, gets
  * qcow2 images instead (built byte by byte: see "qcow2 images" below).
  */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
-#include "program.h"
+#include <blkv/program.h>
+#include "util/util.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -24,10 +25,6 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-#define KiB (UINT64_C(1) << 10)
-#define MiB (UINT64_C(1) << 20)
-#define GiB (UINT64_C(1) << 30)
-#define TiB (UINT64_C(1) << 40)
 
 /* ---- building programs --------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /* file_fuzzer: programs against a host file through io_uring (or the
  * thread pool where io_uring is unavailable). */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -20,9 +20,9 @@
  * (to reproduce the findings or to fuzz a fixed libqcow); by default every
  * image is version 2 without a backing file.
  */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
-#include "program.h"
+#include <blkv/program.h>
 
 #include <stdbool.h>
 #include <stdlib.h>

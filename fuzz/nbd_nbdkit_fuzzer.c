@@ -1,6 +1,6 @@
 /* nbd_nbdkit_fuzzer: programs against nbdkit's memory plugin, started per
  * run.  Needs nbdkit; not for OSS-Fuzz, which cannot start servers. */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

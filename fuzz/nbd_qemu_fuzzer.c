@@ -1,7 +1,7 @@
 /* nbd_qemu_fuzzer: programs against QEMU's qcow2 driver through qemu-nbd,
  * started per run on a fresh image.  Needs qemu-nbd and qemu-img; not for
  * OSS-Fuzz, which cannot start servers. */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,9 +5,9 @@
  * and cache sizes.  The decoder stays total, and the custom mutator's config
  * changes explore image options too.
  */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
-#include "program.h"
+#include <blkv/program.h>
 
 /* Image options for program p: a qcow2 driver spec in buf. */
 static void qcow2_fuzz_spec(const struct blkv_program *p, char *buf, size_t len)

@@ -36,11 +36,11 @@
  * A finding prints the report and aborts; the input itself is the
  * reproducer (replay it with the standalone build of this target).
  */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
-#include "blkv.h"
-#include "program.h"
-#include "verify.h"
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/run.h>
 
 #include <inttypes.h>
 #include <stdbool.h>

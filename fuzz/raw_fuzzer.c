@@ -1,6 +1,6 @@
 /* raw_fuzzer: programs against the raw driver (a correct driver: any report
  * is a harness false positive or a runtime bug). */
-#include "fuzz.h"
+#include <blkv/fuzz.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

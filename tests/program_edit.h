@@ -2,7 +2,7 @@
 #ifndef BLKV_TEST_PROGRAM_EDIT_H
 #define BLKV_TEST_PROGRAM_EDIT_H
 
-#include "program.h"
+#include <blkv/program.h>
 #include "test.h"
 
 #include <string.h>

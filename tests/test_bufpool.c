@@ -1,7 +1,7 @@
 /* test_bufpool.c - request buffers: sizes, reuse only after a run, ASan poison. */
-#include "bufpool.h"
+#include "runtime/bufpool.h"
 #include "test.h"
-#include "util.h"
+#include "util/util.h"
 
 #include <stdint.h>
 #include <string.h>

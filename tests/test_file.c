@@ -6,11 +6,11 @@
  * forbidden, O_DIRECT unsupported by $TMPDIR's filesystem) is skipped with
  * a message; exit 77 when nothing could run.
  */
-#include "blkv.h"
-#include "program.h"
-#include "prop.h"
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/prop.h>
 #include "test.h"
-#include "verify.h"
+#include <blkv/run.h>
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -28,12 +28,12 @@
  *
  * The number of programs per configuration is BLKV_LIBQCOW_RUNS (default 150).
  */
-#include "blkv.h"
-#include "program.h"
-#include "prop.h"
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/prop.h>
 #include "program_edit.h"
 #include "test.h"
-#include "verify.h"
+#include <blkv/run.h>
 
 #include <errno.h>
 #include <inttypes.h>

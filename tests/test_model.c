@@ -8,10 +8,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "model.h"
-#include "pattern.h"
+#include "model/model.h"
+#include "model/pattern.h"
 #include "test.h"
-#include "util.h"
+#include "util/util.h"
 
 #include <stdlib.h>
 #include <sys/wait.h>

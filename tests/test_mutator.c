@@ -5,13 +5,13 @@
  * they make run clean on a correct driver.  libFuzzer's LLVMFuzzerMutate is
  * replaced by a small deterministic byte mutator.
  */
-#include "fuzz.h"
-#include "blkv.h"
-#include "program.h"
-#include "prop.h"
+#include <blkv/fuzz.h>
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/prop.h>
 #include "test.h"
-#include "util.h"
-#include "verify.h"
+#include "util/util.h"
+#include <blkv/run.h>
 
 #include <inttypes.h>
 #include <stdbool.h>

@@ -21,11 +21,11 @@
  * Exit 77 (skip) when the server is not installed.  Every run stops its
  * server (the driver does; this test checks that none is left).
  */
-#include "blkv.h"
-#include "program.h"
-#include "prop.h"
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/prop.h>
 #include "test.h"
-#include "verify.h"
+#include <blkv/run.h>
 
 #include <dirent.h>
 #include <inttypes.h>

@@ -2,10 +2,10 @@
  * test_program.c - programs: the total binary decoder, its encoder, the
  * trace text, and how the decoder biases offsets and lengths.
  */
-#include "blkv.h"
-#include "program.h"
+#include <blkv/driver.h>
+#include <blkv/program.h>
 #include "test.h"
-#include "util.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -15,8 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MiB (UINT64_C(1) << 20)
 
 /* ---- helpers ------------------------------------------------------------- */
 

@@ -14,11 +14,11 @@
  * The number of programs per configuration is BLKV_QCOW2_RUNS (default 200);
  * of damaged images BLKV_QCOW2_FLIPS (default 400), from BLKV_QCOW2_FLIP_SEED.
  */
-#include "program.h"
-#include "prop.h"
+#include <blkv/program.h>
+#include <blkv/prop.h>
 #include "program_edit.h"
 #include "test.h"
-#include "verify.h"
+#include <blkv/run.h>
 
 #include <errno.h>
 #include <inttypes.h>

@@ -3,8 +3,7 @@
  * the scheduler's completion orders, faults, cancel, mutex and queue,
  * deadlock detection, the lower-file cap, load/save.
  */
-#include "program.h"
-#include "runtime.h"
+#include "runtime/runtime.h"
 #include "test.h"
 
 #include <errno.h>
@@ -110,7 +109,7 @@ static void where_fn(void *arg)
 /* A finished coroutine's stack is reused by the next one; handles stay valid. */
 static void test_reuse(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 1, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 1, 0);
     struct blkv_co *c1 = blkv_rt_spawn(rt, where_fn, (void *)0, NULL);
     struct blkv_co *c2 = blkv_rt_spawn(rt, where_fn, (void *)1, NULL);
 
@@ -123,7 +122,7 @@ static void test_reuse(void)
     blkv_rt_free(rt);
 
     /* and across runtimes */
-    rt = blkv_rt_new(BLKV_SCHED_FIFO, 1, 0);
+    rt = blkv_rt_new(BLKV_RT_FIFO, 1, 0);
     stack_addr[0] = NULL;
     blkv_rt_spawn(rt, where_fn, (void *)0, NULL);
     CHECK(stack_addr[0] == stack_addr[1]);
@@ -135,13 +134,13 @@ static void test_orders(void)
 {
     int seen[3] = {0};
 
-    CHECK(race(BLKV_SCHED_FIFO, 0) == 2);
-    CHECK(race(BLKV_SCHED_LIFO, 0) == 1);
+    CHECK(race(BLKV_RT_FIFO, 0) == 2);
+    CHECK(race(BLKV_RT_LIFO, 0) == 1);
     for (uint64_t seed = 0; seed < 64; seed++) {
-        int w = race(BLKV_SCHED_RANDOM, seed);
+        int w = race(BLKV_RT_RANDOM, seed);
         CHECK(w == 1 || w == 2);
         seen[w]++;
-        CHECK(race(BLKV_SCHED_RANDOM, seed) == w); /* deterministic */
+        CHECK(race(BLKV_RT_RANDOM, seed) == w); /* deterministic */
     }
     CHECK(seen[1] > 0 && seen[2] > 0);
 }
@@ -149,7 +148,7 @@ static void test_orders(void)
 /* blkv_rt_step completes the chosen I/O; a read sees what completed before it. */
 static void test_step(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     struct blkv_lower *f = blkv_rt_lower(rt, 0);
     unsigned char a[16], b[16], r1[16], r2[16];
     struct job w1 = {.f = f, .kind = J_WRITE, .buf = a, .len = 16, .off = 0};
@@ -179,7 +178,7 @@ static void test_step(void)
 /* An injected fault returns the errno and transfers nothing. */
 static void test_fault(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     struct blkv_lower *f = blkv_rt_lower(rt, 0);
     unsigned char a[64], r[64], old[64];
     struct job w = {.f = f, .kind = J_WRITE, .buf = a, .len = 64, .off = 10};
@@ -211,7 +210,7 @@ static void test_fault(void)
 /* A cancelled I/O is withdrawn: it never happens and returns -ECANCELED. */
 static void test_cancel(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     struct blkv_lower *f = blkv_rt_lower(rt, 0);
     unsigned char a[8] = "abcdefg", r[8];
     struct job w1 = {.f = f, .kind = J_WRITE, .buf = a, .len = 8, .off = 0};
@@ -251,7 +250,7 @@ static void two_writes_fn(void *arg)
 
 static void test_cancel_then_io(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_LIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_LIFO, 0, 0);
     struct two_writes t = {.f = blkv_rt_lower(rt, 0)};
     struct blkv_co *co = blkv_rt_spawn(rt, two_writes_fn, &t, NULL);
     char r[2];
@@ -290,7 +289,7 @@ static void locker_fn(void *arg)
 
 static void test_mutex(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_LIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_LIFO, 0, 0);
     struct locker l[5];
 
     memset(&mtx, 0, sizeof mtx);
@@ -321,7 +320,7 @@ static void waiter_fn(void *arg)
 
 static void test_queue(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
 
     memset(&wq, 0, sizeof wq);
     norder = 0;
@@ -343,7 +342,7 @@ static void test_queue(void)
 /* A coroutine waiting for a wake-up that never comes: nothing can progress. */
 static void test_deadlock(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_RANDOM, 5, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_RANDOM, 5, 0);
 
     memset(&wq, 0, sizeof wq);
     norder = 0;
@@ -380,7 +379,7 @@ static void flag_fn(void *arg)
 /* A coroutine polling with yield does not starve the I/O it waits for. */
 static void test_yield(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     struct job j = {.f = blkv_rt_lower(rt, 0), .kind = J_FLUSH};
     struct poller p = {.flag = &j.done};
 
@@ -412,7 +411,7 @@ static void parent_fn(void *arg)
 /* A spawn from a coroutine is queued, not run at once. */
 static void test_nested_spawn(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     struct parent p = {.rt = rt, .child = {.f = blkv_rt_lower(rt, 0), .kind = J_FLUSH}};
 
     blkv_rt_spawn(rt, parent_fn, &p, NULL);
@@ -449,7 +448,7 @@ static void spawner_fn(void *arg)
 /* Many spawns from a coroutine: new fibers are made on a coroutine's stack. */
 static void test_spawn_storm(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_LIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_LIFO, 0, 0);
     static struct deep_arg kids[700];
     struct spawner s = {.rt = rt, .kids = kids, .n = 700};
 
@@ -486,7 +485,7 @@ static bool is_zero(const unsigned char *p, size_t n)
 
 static void test_sparse(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 16384);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 16384);
     struct blkv_lower *f = blkv_rt_lower(rt, 0);
     static unsigned char buf[3 * 4096], r[3 * 4096];
     const uint64_t far = UINT64_C(1) << 40;
@@ -550,7 +549,7 @@ static void zero_len_run(void *arg)
 
 static void test_zero_len(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     struct zero_len z = {.f = blkv_rt_lower(rt, 0), .r1 = 1, .r2 = 1};
     struct blkv_co *co = blkv_rt_spawn(rt, zero_len_run, &z, NULL);
 
@@ -562,7 +561,7 @@ static void test_zero_len(void)
 
 static void test_truncate(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     struct blkv_lower *f = blkv_rt_lower(rt, 0);
     unsigned char buf[10000], r[10000];
     struct job t = {.f = f, .kind = J_TRUNC, .len = 5000};
@@ -588,7 +587,7 @@ static void test_truncate(void)
  * the size, giving back whole pages; the data and hole queries see them. */
 static void test_zeroes(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 3 * 4096);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 3 * 4096);
     struct blkv_lower *f = blkv_rt_lower(rt, 0);
     static unsigned char buf[3 * 4096], r[4 * 4096];
     struct job z = {.f = f, .kind = J_ZERO, .len = 100, .off = 4000};
@@ -632,7 +631,7 @@ static void test_load_save(void)
 {
     char path[] = "/tmp/blkv-test-runtime-XXXXXX";
     int fd = mkstemp(path);
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0), *rt2;
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0), *rt2;
     struct blkv_lower *f = blkv_rt_lower(rt, 1), *g;
     static unsigned char a[20000], b[20000];
     const uint64_t size = 3 * 1048576 + 1234;
@@ -649,7 +648,7 @@ static void test_load_save(void)
     CHECK(blkv_rt_lower_save(rt, 1, path) == 0);
     CHECK(stat(path, &st) == 0 && (uint64_t)st.st_size == size);
 
-    rt2 = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    rt2 = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     g = blkv_rt_lower(rt2, 0);
     blkv_lower_poke(g, a, 10, 4096 * 100); /* replaced by the load */
     CHECK(blkv_rt_lower_load(rt2, 0, path) == 0);
@@ -664,7 +663,7 @@ static void test_load_save(void)
     CHECK(blkv_rt_lower_load(rt2, 2, path) == -EINVAL);
     /* the cap applies to loads */
     blkv_rt_free(rt2);
-    rt2 = blkv_rt_new(BLKV_SCHED_FIFO, 0, 8192);
+    rt2 = blkv_rt_new(BLKV_RT_FIFO, 0, 8192);
     CHECK(blkv_rt_lower_load(rt2, 0, path) == -ENOSPC);
     CHECK(blkv_lower_size(blkv_rt_lower(rt2, 0)) == 0);
     blkv_rt_free(rt2);
@@ -749,7 +748,7 @@ static void noop_fn(void *arg)
 
 static void test_many_in_one(void)
 {
-    struct blkv_rt *rt = blkv_rt_new(BLKV_SCHED_FIFO, 0, 0);
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
     int count = 0;
     uint64_t before = vm_pages(), after;
 

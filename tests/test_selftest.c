@@ -14,13 +14,13 @@
  *     cancels that withdraw or are ignored; injected faults; every discard
  *     semantics) run well over 100,000 random ops without a report.
  */
-#include "blkv.h"
-#include "pattern.h"
-#include "program.h"
-#include "prop.h"
+#include <blkv/driver.h>
+#include "model/pattern.h"
+#include <blkv/program.h>
+#include <blkv/prop.h>
 #include "test.h"
-#include "util.h"
-#include "verify.h"
+#include "util/util.h"
+#include <blkv/run.h>
 
 #include <dirent.h>
 #include <inttypes.h>

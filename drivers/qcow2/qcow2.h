@@ -29,7 +29,7 @@
 #ifndef BLKV_QCOW2_H
 #define BLKV_QCOW2_H
 
-#include "blkv.h"
+#include <blkv/driver.h>
 
 #include <stdbool.h>
 #include <stddef.h>

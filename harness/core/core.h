@@ -1,0 +1,85 @@
+/*
+ * core.h - the state of one run, shared by the files of the core: driver
+ * services (services.c), driver specs and loading (options.c), the dispatch
+ * layer (dispatch.c) and the run loop (run.c).  Not for drivers.
+ */
+#ifndef BLKV_CORE_H
+#define BLKV_CORE_H
+
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/run.h>
+
+#include "model/model.h"
+#include "report/history.h"
+#include "report/report.h"
+#include "runtime/runtime.h"
+
+#include <stdarg.h>
+
+#define BLKV_MAX_OPTIONS 32
+
+/* The per-run context drivers see. */
+struct blkv_ctx {
+    struct blkv_run *run;
+    const struct blkv_driver *drv;
+    const char *opt_name[BLKV_MAX_OPTIONS];
+    const char *opt_val[BLKV_MAX_OPTIONS];
+    size_t nopts;
+    char *spec_copy;      /* backing storage of the option strings */
+    char error[512];      /* first error message of the run */
+};
+
+struct blkv_run {
+    struct blkv_history h;   /* what the report reads: program, requests, model, ... */
+    struct blkv_driver drv;  /* the driver, copied to full size */
+    struct blkv_ctx ctx;
+    void *state;
+    bool opened;
+    struct blkv_rt *rt;
+    uint64_t nreqs;
+    uint64_t inflight;
+    uint64_t inflight_bytes;
+    uint64_t clock;
+    bool stuck;            /* requests can never complete: do not close */
+    bool checked;          /* the check ran, and no request or reopen since */
+    int image_fd;          /* init image, or -1 */
+    struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
+    size_t nfoot;
+};
+
+/* options.c */
+/* Split "name k=v k=v" into ctx (driver and options); 0 or -EINVAL with a
+ * message in err. */
+int blkv_core_spec_parse(const char *spec, struct blkv_ctx *ctx, char *err, size_t errlen);
+/* Copy a driver struct to full size in run->drv, zero-filling what an older
+ * driver lacks, and check it; 0 or -EINVAL with a message in err. */
+int blkv_core_driver_load(struct blkv_run *run, const struct blkv_driver *d, char *err,
+                          size_t len);
+
+/* services.c */
+/* The initial image's bytes at [off, off+len); zeros past its end. */
+void blkv_core_image_read(void *opaque, void *buf, uint64_t len, uint64_t off);
+
+/* dispatch.c */
+/* Submit the request of a read, write, wzero, discard or flush op: wait for
+ * room, check it against the contract, register it with the model, hand it
+ * to the driver. */
+void blkv_core_submit(struct blkv_run *run, const struct blkv_pop *op);
+/* Coroutine body of a co_submit request. */
+void blkv_core_co_submit_entry(void *arg);
+
+/* run.c */
+/* Make one unit of progress; false when nothing can progress (reported). */
+bool blkv_core_progress(struct blkv_run *run);
+/* Record a setup error in the result; returns BLKV_RUN_ERROR. */
+int blkv_core_run_error(struct blkv_run *run, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Whether ret is a negative errno, as callbacks must return on failure. */
+static inline bool blkv_core_is_errno(int ret)
+{
+    return ret < 0 && ret >= -4095;
+}
+
+#endif

@@ -1,0 +1,145 @@
+/* fuzz_common.c - the body shared by every LLVMFuzzerTestOneInput. */
+#include <blkv/fuzz.h>
+
+#include <blkv/program.h>
+#include <blkv/run.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t blkv_fuzz_budget(const struct blkv_config *cfg)
+{
+    uint64_t g = cfg->grain, cap = UINT64_C(2) << 20;
+    uint64_t b = 256 * g < cap ? 256 * g : cap;
+    return b > 8 * g ? b : 8 * g;
+}
+
+/* The most bytes the next request may span, `moved` bytes in. */
+static uint64_t budget_left(uint64_t budget, uint64_t moved)
+{
+    uint64_t left = moved < budget ? budget - moved : 0;
+    return left > BLKV_FUZZ_PAST_BUDGET ? left : BLKV_FUZZ_PAST_BUDGET;
+}
+
+/* Whether op goes over the budget after the ops before it (whose counts
+ * are in *moved, *reopens, *checks); counts it in if not. */
+static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
+                    unsigned *reopens, unsigned *checks)
+{
+    switch (op->code) {
+    case BLKV_P_READ:
+    case BLKV_P_WRITE:
+    case BLKV_P_WZERO:
+    case BLKV_P_DISCARD:
+        if (op->len > budget_left(budget, *moved))
+            return true;
+        *moved += op->len;
+        return false;
+    case BLKV_P_REOPEN:
+        return ++*reopens > BLKV_FUZZ_MAX_REOPENS;
+    case BLKV_P_CHECK:
+        return ++*checks > BLKV_FUZZ_MAX_CHECKS;
+    default:
+        return false;
+    }
+}
+
+size_t blkv_fuzz_over_budget(const struct blkv_program *p)
+{
+    uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+    unsigned reopens = 0, checks = 0;
+
+    for (size_t i = 0; i < p->nops; i++)
+        if (op_over(&p->ops[i], budget, &moved, &reopens, &checks))
+            return i;
+    return p->nops;
+}
+
+/* Requests over the budget are cut; reopens and checks over it are dropped
+ * (they submit nothing, so request numbers stay). */
+void blkv_fuzz_fit_budget(struct blkv_program *p)
+{
+    uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+    unsigned reopens = 0, checks = 0;
+    size_t n = 0;
+
+    for (size_t i = 0; i < p->nops; i++) {
+        struct blkv_pop op = p->ops[i];
+        if (op_over(&op, budget, &moved, &reopens, &checks)) {
+            if (op.code == BLKV_P_REOPEN || op.code == BLKV_P_CHECK)
+                continue;
+            op.len = budget_left(budget, moved);
+            moved += op.len;
+        }
+        p->ops[n++] = op;
+    }
+    p->nops = n;
+}
+
+int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
+{
+    return blkv_fuzz_one_with(NULL, spec, data, size);
+}
+
+int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_t *data,
+                       size_t size)
+{
+    static struct blkv_program p; /* reused: its op array grows once */
+    static char built[256];
+    struct blkv_run_opts o = {0};
+    struct blkv_run_result res;
+    const char *env_driver = getenv("BLKV_DRIVER");
+    const char *dir = getenv("BLKV_REPRO_DIR");
+
+    if (!p.ops)
+        blkv_program_init(&p);
+    if (blkv_program_decode(data, size, &p))
+        return 0;
+    if (blkv_fuzz_over_budget(&p) < p.nops) {
+        if (getenv("BLKV_FUZZ_VERBOSE"))
+            fprintf(stderr, "blkv: input set aside: op %zu goes over the budget (%" PRIu64
+                    " bytes of data, %u reopens, %u checks)\n", blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg),
+                    BLKV_FUZZ_MAX_REOPENS, BLKV_FUZZ_MAX_CHECKS);
+        return -1;
+    }
+    if (spec_fn) {
+        spec_fn(&p, built, sizeof(built));
+        spec = built;
+    }
+    o.driver = env_driver && *env_driver ? env_driver : spec;
+    o.abort_on_violation = true;
+    /* "-": save nothing (AFL++ campaigns replay their crashes afterwards) */
+    o.repro_dir = !dir || !*dir ? "." : strcmp(dir, "-") ? dir : NULL;
+    o.input = data;
+    o.input_len = size;
+    o.quiet = false;
+    /* a setup error (say, a config the driver refuses) is not a finding */
+    o.out = stderr;
+    if (blkv_run(&p, &o, &res) == BLKV_RUN_ERROR && getenv("BLKV_FUZZ_VERBOSE"))
+        fprintf(stderr, "blkv: input not runnable: %s\n", res.message);
+    blkv_run_result_free(&res);
+    return 0;
+}
+
+void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool allow_v3,
+                          const char *const backing[4], char *buf, size_t len)
+{
+    uint64_t s = p->cfg.seed;
+    unsigned version = s & 1 || !allow_v3 ? 2 : 3;
+    unsigned refbits = 1u << ((s >> 1) % 7);
+    uint32_t cluster = p->cfg.grain;
+
+    if (cluster < 512)
+        cluster = 512;
+    if (cluster > (2u << 20))
+        cluster = 2u << 20;
+    if (version == 2)
+        refbits = 16; /* version 2 has 16-bit refcounts only */
+    snprintf(buf, len,
+             "%s version=%u cluster-size=%" PRIu32 " refcount-bits=%u lazy-refcounts=%s "
+             "backing=%s l2-cache=%u refcount-cache=%u",
+             driver, version, cluster, refbits, version == 3 && (s >> 4 & 1) ? "on" : "off",
+             backing[(s >> 5) & 3], 2 + (unsigned)((s >> 7) & 3), 2 + (unsigned)((s >> 9) & 3));
+}

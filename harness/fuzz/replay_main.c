@@ -1,0 +1,84 @@
+/*
+ * standalone_main.c - main() for fuzz targets built without a fuzzing
+ * engine: replay every file named on the command line (directories: every
+ * file in them) through LLVMFuzzerTestOneInput.  Any compiler will do.
+ */
+#include <blkv/fuzz.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_FILE_BYTES (16u << 20)
+
+static int replay_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf;
+    size_t n;
+
+    if (!f) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    buf = malloc(MAX_FILE_BYTES);
+    if (!buf) {
+        fclose(f);
+        return -1;
+    }
+    n = fread(buf, 1, MAX_FILE_BYTES, f);
+    fclose(f);
+    fprintf(stderr, "running %s (%zu bytes)\n", path, n);
+    if (LLVMFuzzerTestOneInput(buf, n) < 0)
+        fprintf(stderr, "%s: set aside by the target, not run (over the data budget; "
+                "'blkv run' replays it whole)\n", path);
+    free(buf);
+    return 0;
+}
+
+static int replay(const char *path)
+{
+    struct stat st;
+    struct dirent **list;
+    int n, ret = 0;
+
+    if (stat(path, &st)) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return replay_file(path);
+    n = scandir(path, &list, NULL, alphasort);
+    if (n < 0) {
+        fprintf(stderr, "%s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        char sub[4096];
+        if (list[i]->d_name[0] != '.') {
+            snprintf(sub, sizeof(sub), "%s/%s", path, list[i]->d_name);
+            if (stat(sub, &st) == 0 && S_ISREG(st.st_mode) && replay_file(sub))
+                ret = -1;
+        }
+        free(list[i]);
+    }
+    free(list);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    int ret = 0;
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s FILE|DIR...\n"
+                        "Replay fuzz inputs; a finding prints a report and aborts.\n", argv[0]);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++)
+        if (replay(argv[i]))
+            ret = 2;
+    return ret;
+}

@@ -1,0 +1,128 @@
+/*
+ * program.h - a blkv program: a config and a list of ops, with a total binary
+ * decoder (every byte string is a valid program), its encoder, and the
+ * human-readable trace text that round-trips with it.
+ *
+ * Requests are numbered in the order their submit ops appear (#0, #1, ...),
+ * so cancel and wait name requests statically: the number does not depend on
+ * how a run goes.  A cancel or wait of a request that has already completed
+ * does nothing.
+ */
+#ifndef BLKV_PROGRAM_H
+#define BLKV_PROGRAM_H
+
+#include <blkv/driver.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum blkv_opcode {
+    BLKV_P_READ,    /* submit a read of [offset, offset+len) */
+    BLKV_P_WRITE,   /* submit a write (flags: FUA) */
+    BLKV_P_WZERO,   /* submit a write-zeroes (flags: FUA, UNMAP) */
+    BLKV_P_DISCARD, /* submit a discard */
+    BLKV_P_FLUSH,   /* submit a flush */
+    BLKV_P_CANCEL,  /* cancel request #arg */
+    BLKV_P_STEP,    /* complete pending lower I/O number arg (mod the number
+                       pending), failing it with -err when err != 0; for
+                       drivers with their own events: poll once */
+    BLKV_P_WAIT,    /* run the scheduler until request #arg completes */
+    BLKV_P_DRAIN,   /* run the scheduler until nothing is in flight */
+    BLKV_P_REOPEN,  /* drain, close the driver, open it again */
+    BLKV_P_CHECK,   /* drain, run the driver's consistency check */
+    BLKV_P__COUNT
+};
+
+/* Op flags. */
+#define BLKV_P_FUA 0x1u
+#define BLKV_P_UNMAP 0x2u
+
+struct blkv_pop {
+    uint8_t code;    /* enum blkv_opcode */
+    uint8_t flags;   /* BLKV_P_FUA, BLKV_P_UNMAP */
+    uint16_t err;    /* step: errno to inject (a positive errno value), 0 for none */
+    uint32_t arg;    /* cancel, wait: request number; step: pending-I/O index */
+    uint64_t offset; /* read, write, wzero, discard */
+    uint64_t len;    /* read, write, wzero, discard: 1 .. BLKV_MAX_REQUEST */
+};
+
+enum blkv_sched {
+    BLKV_SCHED_RANDOM, /* pending lower I/Os complete in an order drawn from the seed */
+    BLKV_SCHED_FIFO,   /* in issue order */
+    BLKV_SCHED_LIFO,   /* newest first */
+};
+
+enum blkv_init {
+    BLKV_INIT_ZERO,    /* the device starts as zeros */
+    BLKV_INIT_PATTERN, /* filled with source 1's pattern before the ops run */
+    BLKV_INIT_IMAGE,   /* the bytes of a raw image file (trace text only) */
+};
+
+struct blkv_config {
+    uint64_t size;     /* device size: 4096 .. BLKV_MAX_DEVICE_SIZE, multiple of 512 */
+    uint32_t grain;    /* boundary hint for biasing (cluster size): power of 2, 512 .. 2M */
+    uint32_t qd;       /* max requests in flight: 1 .. 256 */
+    uint32_t atomic;   /* atomicity unit: power of 2, 1 .. 4096 */
+    uint8_t sched;     /* enum blkv_sched */
+    uint8_t init;      /* enum blkv_init */
+    bool serialize;    /* serialize-overlaps mode */
+    uint64_t seed;     /* scheduler and driver seed */
+    /* Text-only settings (not in the binary form); NULL when unset.  Owned
+     * by the program (malloc'd). */
+    char *driver;      /* driver spec: "name" or "name opt=val opt=val" */
+    char *init_image;  /* init image: path of a raw image */
+    char *lower_image; /* path of a host file to load as lower file 0 (implies reopen) */
+};
+
+struct blkv_program {
+    struct blkv_config cfg;
+    struct blkv_pop *ops;
+    size_t nops, cap;
+};
+
+#define BLKV_PROGRAM_MAX_OPS (1u << 20)
+
+/* Defaults: size 64M, grain 64K, qd 8, atomic 1, random, zero, seed 0. */
+void blkv_config_default(struct blkv_config *cfg);
+
+void blkv_program_init(struct blkv_program *p);
+void blkv_program_free(struct blkv_program *p);
+/* Append an op; returns 0 or -ENOMEM / -E2BIG (over BLKV_PROGRAM_MAX_OPS). */
+int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op);
+/* Number of requests the program submits (read, write, wzero, discard, flush ops). */
+uint64_t blkv_program_nreqs(const struct blkv_program *p);
+bool blkv_opcode_submits(unsigned code);
+const char *blkv_opcode_name(unsigned code);
+/* "read", "write", "write-zeroes", "discard", "flush". */
+const char *blkv_req_op_name(enum blkv_op op);
+
+/*
+ * Decode bytes into a program.  Total: any input decodes (returns 0; only
+ * -ENOMEM can fail), with a bounded number of ops (at most one per input
+ * byte).  Offsets and lengths are biased toward grain and 512-byte
+ * boundaries, the device end, and ranges of recent requests.  p must be
+ * initialised; its previous content is replaced.
+ */
+int blkv_program_decode(const uint8_t *data, size_t size, struct blkv_program *p);
+
+/*
+ * Encode a program so that blkv_program_decode() gives it back exactly
+ * (text-only config fields excepted).  Returns a malloc'd buffer and its
+ * size in *size, or NULL on -ENOMEM.
+ */
+uint8_t *blkv_program_encode(const struct blkv_program *p, size_t *size);
+
+/*
+ * Parse trace text.  On error returns -EINVAL with "FILE:LINE: message" in
+ * err (FILE is `name`).  p must be initialised.
+ */
+int blkv_program_parse(const char *text, size_t len, const char *name,
+                       struct blkv_program *p, char *err, size_t errlen);
+
+/* Format a program as trace text (malloc'd, NUL-terminated), or NULL. */
+char *blkv_program_format(const struct blkv_program *p);
+/* Format one op as a single line without newline into buf. */
+void blkv_pop_format(const struct blkv_pop *op, char *buf, size_t len);
+
+#endif

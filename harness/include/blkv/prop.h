@@ -1,0 +1,53 @@
+/*
+ * prop.h - the property runner: random programs from a seed, no coverage
+ * guidance, and shrinking of a failing program to a minimal one.
+ */
+#ifndef BLKV_PROP_H
+#define BLKV_PROP_H
+
+#include <blkv/program.h>
+#include <blkv/run.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/*
+ * A random program for (seed, index): random bytes decoded like a fuzz
+ * input, cut to at most nops ops, with a config drawn from a matrix of
+ * device sizes, queue depths, scheduling policies and initial contents.
+ * Deterministic.  p must be initialised.
+ */
+int blkv_program_random(uint64_t seed, uint64_t index, size_t nops, struct blkv_program *p);
+
+/* Whether a run result counts as "the same failure" for shrinking. */
+typedef bool (*blkv_shrink_pred)(const struct blkv_run_result *res, void *opaque);
+
+/*
+ * Shrink p in place while pred holds for its runs against `driver`: delta
+ * debugging over ops (dropping cancels and waits of removed requests and
+ * renumbering the rest), then simpler configs, offsets and lengths.  Stops
+ * after max_runs runs.  Returns the number of runs made.
+ */
+uint64_t blkv_shrink(struct blkv_program *p, const char *driver, blkv_shrink_pred pred,
+                     void *opaque, uint64_t max_runs);
+
+/* Keeps a failure whose signature equals `sig` (a NUL-terminated string). */
+bool blkv_same_signature(const struct blkv_run_result *res, void *sig);
+
+struct blkv_prop_opts {
+    const char *driver;   /* driver spec */
+    uint64_t seed;
+    uint64_t runs;        /* programs to run (0: unlimited, bounded by time) */
+    double seconds;       /* time budget (0: unlimited, bounded by runs) */
+    size_t ops;           /* ops per program */
+    const char *save_dir; /* where the minimal reproducer goes */
+    bool progress;        /* a live progress line on stderr */
+    uint64_t shrink_runs; /* budget of runs for shrinking */
+    FILE *out;
+};
+
+/* Run the property loop; 0 clean, 1 a failure (shrunk, saved, reported), 2 error. */
+int blkv_prop(const struct blkv_prop_opts *o);
+
+#endif

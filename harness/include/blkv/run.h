@@ -1,0 +1,110 @@
+/*
+ * verify.h - run a program against a driver under test and the raw model.
+ *
+ * blkv_run() opens the driver, submits the program's requests through the one
+ * dispatch layer that checks the driver contract, drives the scheduler, and
+ * checks every completion against the model: return values first, then read
+ * data.  The first violation produces the report (report.c); in fuzz mode it
+ * then calls abort() so that libFuzzer, AFL++ and OSS-Fuzz see a crash, in
+ * tool mode the run drains, closes and returns BLKV_RUN_VIOLATION.
+ */
+#ifndef BLKV_VERIFY_H
+#define BLKV_VERIFY_H
+
+#include <blkv/driver.h>
+#include <blkv/program.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum blkv_run_status {
+    BLKV_RUN_OK = 0,        /* every completion was explained by the model */
+    BLKV_RUN_VIOLATION = 1, /* the driver misbehaved: a report was produced */
+    BLKV_RUN_ERROR = 2,     /* the run could not be set up (bad driver spec,
+                               option, image that the driver refuses, ...) */
+};
+
+struct blkv_run_opts {
+    /* Driver spec "name opt=val ..."; NULL: the program's, else "raw". */
+    const char *driver;
+    /* Fuzz mode: after the report (and saving), abort(). */
+    bool abort_on_violation;
+    /* Directory for reproducers (binary and text); NULL: don't save. */
+    const char *repro_dir;
+    /* The input the program was decoded from, saved verbatim as the binary
+     * reproducer; NULL: the program's encoding is saved. */
+    const uint8_t *input;
+    size_t input_len;
+    /* Where reports and errors go; NULL: stderr. */
+    FILE *out;
+    /* Print nothing (the caller reads res->report). */
+    bool quiet;
+    /* Print each op as it runs (to out). */
+    bool verbose;
+    /* Driver alone, for measuring the harness's own cost: the same requests
+     * through the same dispatch and scheduler, but no model, no data
+     * patterns (writes carry zeros), no read checks and no image checks.
+     * Return values are still checked against the contract. */
+    bool no_verify;
+    /* Initial content of the lower files of an in-process driver, copied in
+     * before the open: lower[0] is the image, lower[1] a backing file
+     * (NULL: empty; a non-NULL pointer with length 0 is an empty file).
+     * With lower[0] set the driver opens what it holds (create=false), as
+     * with the program's lower_image, which it replaces. */
+    const uint8_t *lower[2];
+    size_t lower_len[2];
+    /* The lower files hold an untrusted image (fuzzed bytes) whose content
+     * is unknown: there is no model and no data is checked, any request may
+     * fail, and only the driver contract is checked.  Open, every request
+     * and the check return 0 or a negative errno (-4095..-1); a failed open
+     * leaves a message in the context; open reports valid capabilities;
+     * nothing deadlocks (open, check and close included).  An open that
+     * refuses the image cleanly, first or on a reopen, ends the run with
+     * BLKV_RUN_ERROR and the driver's message; a reopen may change the
+     * size (the ops may have overwritten a corrupt image's header). */
+    bool untrusted;
+};
+
+struct blkv_run_stats {
+    uint64_t ops;            /* ops executed */
+    uint64_t requests;       /* requests submitted */
+    uint64_t malformed;      /* of those, rejected by the contract checks */
+    uint64_t cancels;        /* cancels delivered to the driver */
+    uint64_t reads_checked;  /* successful reads whose data was verified */
+    uint64_t bytes_verified; /* bytes of read data verified */
+    uint64_t faults;         /* lower I/Os failed by injection */
+    uint64_t reopens;
+};
+
+struct blkv_run_result {
+    enum blkv_run_status status;
+    /* ERROR: the message; VIOLATION: the report's first line. */
+    char message[512];
+    /* VIOLATION: a short signature for deduplication, e.g.
+     * "contents/read/stale" or "retval/write". */
+    char signature[96];
+    /* VIOLATION: the whole report (malloc'd; free with blkv_run_result_free). */
+    char *report;
+    /* Paths of the saved reproducer, empty if not saved. */
+    char repro_bin[4096];
+    char repro_text[4096];
+    struct blkv_run_stats stats;
+    /* The capabilities the driver declared at its last successful open. */
+    struct blkv_caps caps;
+};
+
+int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
+             struct blkv_run_result *res);
+void blkv_run_result_free(struct blkv_run_result *res);
+
+/* Check a driver spec ("name opt=val ...") without running: 0, or -EINVAL
+ * with a message in err. */
+int blkv_driver_spec_check(const char *spec, char *err, size_t errlen);
+
+/* Open the driver described by `spec` on a fresh default device and report
+ * its capabilities; 0, or a negative errno with a message in err. */
+int blkv_driver_probe(const char *spec, struct blkv_caps *caps, char *err, size_t errlen);
+
+#endif

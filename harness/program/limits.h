@@ -1,0 +1,68 @@
+/*
+ * program_internal.h - value ranges shared by the binary decoder
+ * (program.c) and the trace reader (trace.c).  Both accept exactly the same
+ * values, so a program survives any chain of decode, encode, format, parse.
+ */
+#ifndef BLKV_PROGRAM_INTERNAL_H
+#define BLKV_PROGRAM_INTERNAL_H
+
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include "util/util.h"
+
+#define BLKV_MIN_DEVICE_SIZE UINT64_C(4096)
+#define BLKV_GRAIN_MIN UINT32_C(512)
+#define BLKV_GRAIN_MAX (UINT32_C(2) << 20)
+#define BLKV_QD_MAX UINT32_C(256)
+#define BLKV_ATOMIC_MAX UINT32_C(4096)
+#define BLKV_STEP_INDEX_MAX UINT32_C(255) /* step I: I in 0..255 */
+#define BLKV_STEP_ERRNO_MAX 4095          /* step I fail E: E in 1..4095 */
+
+/* Device size: a multiple of 512 in 4096 .. BLKV_MAX_DEVICE_SIZE. */
+static inline bool blkv_cfg_size_ok(uint64_t v)
+{
+    return v >= BLKV_MIN_DEVICE_SIZE && v <= BLKV_MAX_DEVICE_SIZE && v % 512 == 0;
+}
+
+/* Grain: a power of 2 in 512 .. 2M. */
+static inline bool blkv_cfg_grain_ok(uint64_t v)
+{
+    return blkv_is_pow2(v) && v >= BLKV_GRAIN_MIN && v <= BLKV_GRAIN_MAX;
+}
+
+static inline bool blkv_cfg_qd_ok(uint64_t v)
+{
+    return v >= 1 && v <= BLKV_QD_MAX;
+}
+
+/* Atomicity unit: a power of 2 in 1 .. 4096. */
+static inline bool blkv_cfg_atomic_ok(uint64_t v)
+{
+    return blkv_is_pow2(v) && v <= BLKV_ATOMIC_MAX;
+}
+
+/* Request offset: below BLKV_MAX_DEVICE_SIZE (it may lie past the device end). */
+static inline bool blkv_pop_offset_ok(uint64_t v)
+{
+    return v < BLKV_MAX_DEVICE_SIZE;
+}
+
+static inline bool blkv_pop_len_ok(uint64_t v)
+{
+    return v >= 1 && v <= BLKV_MAX_REQUEST;
+}
+
+/* Whether an op carries an offset and a length. */
+static inline bool blkv_opcode_ranged(unsigned code)
+{
+    return code == BLKV_P_READ || code == BLKV_P_WRITE || code == BLKV_P_WZERO ||
+           code == BLKV_P_DISCARD;
+}
+
+/* The flags an op may carry. */
+static inline unsigned blkv_opcode_flags(unsigned code)
+{
+    return code == BLKV_P_WRITE ? BLKV_P_FUA : code == BLKV_P_WZERO ? BLKV_P_FUA | BLKV_P_UNMAP : 0;
+}
+
+#endif

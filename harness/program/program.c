@@ -1,0 +1,90 @@
+/*
+ * program.c - programs: config defaults, the op list, names of op kinds.
+ */
+#include "program/limits.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- config and the op list ---------------------------------------------- */
+
+void blkv_config_default(struct blkv_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->size = 64 * MiB;
+    cfg->grain = 64 * KiB;
+    cfg->qd = 8;
+    cfg->atomic = 1;
+    cfg->sched = BLKV_SCHED_RANDOM;
+    cfg->init = BLKV_INIT_ZERO;
+    cfg->serialize = false;
+    cfg->seed = 0;
+}
+
+void blkv_program_init(struct blkv_program *p)
+{
+    memset(p, 0, sizeof(*p));
+    blkv_config_default(&p->cfg);
+}
+
+/* Free everything the program owns; it is left empty, with the defaults. */
+void blkv_program_free(struct blkv_program *p)
+{
+    free(p->ops);
+    free(p->cfg.driver);
+    free(p->cfg.init_image);
+    free(p->cfg.lower_image);
+    blkv_program_init(p);
+}
+
+int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op)
+{
+    if (p->nops >= BLKV_PROGRAM_MAX_OPS)
+        return -E2BIG;
+    if (p->nops == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        struct blkv_pop *n;
+        if (ncap > BLKV_PROGRAM_MAX_OPS)
+            ncap = BLKV_PROGRAM_MAX_OPS;
+        n = realloc(p->ops, ncap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        p->ops = n;
+        p->cap = ncap;
+    }
+    p->ops[p->nops++] = *op;
+    return 0;
+}
+
+bool blkv_opcode_submits(unsigned code)
+{
+    return code == BLKV_P_READ || code == BLKV_P_WRITE || code == BLKV_P_WZERO ||
+           code == BLKV_P_DISCARD || code == BLKV_P_FLUSH;
+}
+
+uint64_t blkv_program_nreqs(const struct blkv_program *p)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < p->nops; i++)
+        n += blkv_opcode_submits(p->ops[i].code);
+    return n;
+}
+
+const char *blkv_opcode_name(unsigned code)
+{
+    static const char *const names[] = {
+        [BLKV_P_READ] = "read",       [BLKV_P_WRITE] = "write", [BLKV_P_WZERO] = "wzero",
+        [BLKV_P_DISCARD] = "discard", [BLKV_P_FLUSH] = "flush", [BLKV_P_CANCEL] = "cancel",
+        [BLKV_P_STEP] = "step",       [BLKV_P_WAIT] = "wait",   [BLKV_P_DRAIN] = "drain",
+        [BLKV_P_REOPEN] = "reopen",   [BLKV_P_CHECK] = "check",
+    };
+    return code < ARRAY_SIZE(names) ? names[code] : "unknown";
+}
+
+
+const char *blkv_req_op_name(enum blkv_op op)
+{
+    static const char *const names[] = {"read", "write", "write-zeroes", "discard", "flush"};
+    return op <= BLKV_OP_FLUSH ? names[op] : "?";
+}

@@ -1,0 +1,317 @@
+/*
+ * prop.c - the property runner and the shrinker.
+ */
+#include <blkv/prop.h>
+
+#include "util/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int blkv_program_random(uint64_t seed, uint64_t index, size_t nops, struct blkv_program *p)
+{
+    static const uint64_t sizes[] = {UINT64_C(1) << 20, UINT64_C(4) << 20, UINT64_C(64) << 20,
+                                     UINT64_C(1) << 30, UINT64_C(1) << 40};
+    static const uint32_t qds[] = {1, 2, 4, 8, 16, 32};
+    struct blkv_rng rng;
+    size_t len = 16 + nops * 14;
+    uint8_t *bytes = malloc(len);
+    int ret;
+
+    if (!bytes)
+        return -ENOMEM;
+    blkv_rng_seed(&rng, seed * UINT64_C(0x9e3779b97f4a7c15) ^ (index + 1) * UINT64_C(0xd1b54a32d192ed03));
+    for (size_t i = 0; i < len; i++)
+        bytes[i] = (uint8_t)blkv_rng_next(&rng);
+    ret = blkv_program_decode(bytes, len, p);
+    free(bytes);
+    if (ret)
+        return ret;
+    if (p->nops > nops)
+        p->nops = nops;
+    p->cfg.size = sizes[blkv_rng_below(&rng, sizeof(sizes) / sizeof(sizes[0]))];
+    p->cfg.qd = qds[blkv_rng_below(&rng, sizeof(qds) / sizeof(qds[0]))];
+    p->cfg.sched = (uint8_t)blkv_rng_below(&rng, 3);
+    p->cfg.seed = blkv_rng_next(&rng);
+    p->cfg.atomic = 1; /* what a driver promises is the user's to say, not chance's */
+    p->cfg.serialize = blkv_rng_below(&rng, 8) == 0;
+    p->cfg.init = blkv_rng_below(&rng, 2) ? BLKV_INIT_PATTERN : BLKV_INIT_ZERO;
+    return 0;
+}
+
+bool blkv_same_signature(const struct blkv_run_result *res, void *sig)
+{
+    return res->status == BLKV_RUN_VIOLATION && strcmp(res->signature, sig) == 0;
+}
+
+/* ---- shrinking --------------------------------------------------------------- */
+
+struct shrinker {
+    const char *driver;
+    blkv_shrink_pred pred;
+    void *opaque;
+    uint64_t runs, max_runs;
+};
+
+/* Whether q still fails the same way. */
+static bool still_fails(struct shrinker *s, const struct blkv_program *q)
+{
+    struct blkv_run_opts o = {.driver = s->driver, .quiet = true};
+    struct blkv_run_result res;
+    bool yes;
+
+    if (s->runs >= s->max_runs)
+        return false;
+    s->runs++;
+    blkv_run(q, &o, &res);
+    yes = s->pred(&res, s->opaque);
+    blkv_run_result_free(&res);
+    return yes;
+}
+
+/* q = p without ops [from, to), renumbering request references. */
+static int without(const struct blkv_program *p, size_t from, size_t to, struct blkv_program *q)
+{
+    uint64_t old_req = 0, new_req = 0;
+    uint64_t *map = calloc(blkv_program_nreqs(p) + 1, sizeof(*map));
+
+    if (!map)
+        return -ENOMEM;
+    q->cfg = p->cfg;
+    q->nops = 0;
+    for (size_t i = 0; i < p->nops; i++) {
+        struct blkv_pop op = p->ops[i];
+        bool keep = i < from || i >= to;
+        if (blkv_opcode_submits(op.code)) {
+            map[old_req++] = keep ? new_req + 1 : 0; /* 0: removed */
+            if (keep)
+                new_req++;
+        } else if (op.code == BLKV_P_CANCEL || op.code == BLKV_P_WAIT) {
+            if (op.arg >= old_req || !map[op.arg])
+                keep = false;
+            else
+                op.arg = (uint32_t)(map[op.arg] - 1);
+        }
+        if (keep && blkv_program_push(q, &op)) {
+            free(map);
+            return -ENOMEM;
+        }
+    }
+    free(map);
+    return 0;
+}
+
+/* Adopt q as the new p (q's op array moves to p; text fields stay p's). */
+static void adopt(struct blkv_program *p, struct blkv_program *q)
+{
+    struct blkv_pop *ops = p->ops;
+    size_t cap = p->cap;
+    char *driver = p->cfg.driver, *image = p->cfg.init_image, *lower = p->cfg.lower_image;
+
+    p->ops = q->ops, p->nops = q->nops, p->cap = q->cap;
+    p->cfg = q->cfg;
+    p->cfg.driver = driver, p->cfg.init_image = image, p->cfg.lower_image = lower;
+    q->ops = ops, q->cap = cap, q->nops = 0;
+}
+
+static void shrink_ops(struct shrinker *s, struct blkv_program *p, struct blkv_program *q)
+{
+    size_t chunk = p->nops / 2 ? p->nops / 2 : 1;
+
+    while (chunk >= 1 && s->runs < s->max_runs) {
+        bool progress = false;
+        for (size_t from = 0; from < p->nops && s->runs < s->max_runs;) {
+            size_t to = from + chunk < p->nops ? from + chunk : p->nops;
+            if (without(p, from, to, q) == 0 && still_fails(s, q)) {
+                adopt(p, q);
+                progress = true; /* the same `from` now names the next chunk */
+            } else {
+                from = to;
+            }
+        }
+        if (!progress) {
+            if (chunk == 1)
+                break;
+            chunk /= 2;
+        }
+    }
+}
+
+/* Try one replacement of op i; keep it if the failure stays. */
+static bool try_op(struct shrinker *s, struct blkv_program *p, struct blkv_program *q, size_t i,
+                   const struct blkv_pop *op)
+{
+    if (memcmp(op, &p->ops[i], sizeof(*op)) == 0)
+        return false;
+    if (without(p, p->nops, p->nops, q))
+        return false;
+    q->ops[i] = *op;
+    if (!still_fails(s, q))
+        return false;
+    adopt(p, q);
+    return true;
+}
+
+static void shrink_values(struct shrinker *s, struct blkv_program *p, struct blkv_program *q)
+{
+    for (size_t i = 0; i < p->nops && s->runs < s->max_runs; i++) {
+        struct blkv_pop o = p->ops[i];
+        if (o.code == BLKV_P_STEP) {
+            o.arg = 0;
+            try_op(s, p, q, i, &o);
+            continue;
+        }
+        if (!blkv_opcode_submits(o.code) || o.code == BLKV_P_FLUSH)
+            continue;
+        o = p->ops[i], o.flags = 0;
+        try_op(s, p, q, i, &o);
+        o = p->ops[i], o.offset = 0;
+        if (!try_op(s, p, q, i, &o)) {
+            o = p->ops[i], o.offset &= ~UINT64_C(4095);
+            if (!try_op(s, p, q, i, &o)) {
+                o = p->ops[i], o.offset &= ~UINT64_C(511);
+                try_op(s, p, q, i, &o);
+            }
+        }
+        o = p->ops[i], o.len = 4096;
+        if (!try_op(s, p, q, i, &o)) {
+            o = p->ops[i], o.len = (o.len + 511) & ~UINT64_C(511);
+            try_op(s, p, q, i, &o);
+        }
+    }
+}
+
+static void shrink_config(struct shrinker *s, struct blkv_program *p, struct blkv_program *q)
+{
+    static const uint32_t qds[] = {1, 2, 4};
+    struct blkv_config c;
+
+    for (size_t i = 0; i < 3; i++) {
+        if (p->cfg.qd <= qds[i] || without(p, p->nops, p->nops, q))
+            continue;
+        q->cfg.qd = qds[i];
+        if (still_fails(s, q)) {
+            adopt(p, q);
+            break;
+        }
+    }
+    c = p->cfg;
+    if (c.sched != BLKV_SCHED_FIFO && !without(p, p->nops, p->nops, q)) {
+        q->cfg.sched = BLKV_SCHED_FIFO;
+        if (still_fails(s, q))
+            adopt(p, q);
+    }
+    if (p->cfg.serialize && !without(p, p->nops, p->nops, q)) {
+        q->cfg.serialize = false;
+        if (still_fails(s, q))
+            adopt(p, q);
+    }
+    if (p->cfg.seed && !without(p, p->nops, p->nops, q)) {
+        q->cfg.seed = 0;
+        if (still_fails(s, q))
+            adopt(p, q);
+    }
+}
+
+uint64_t blkv_shrink(struct blkv_program *p, const char *driver, blkv_shrink_pred pred,
+                     void *opaque, uint64_t max_runs)
+{
+    struct shrinker s = {.driver = driver, .pred = pred, .opaque = opaque, .max_runs = max_runs};
+    struct blkv_program q;
+    size_t before;
+
+    blkv_program_init(&q);
+    do {
+        before = p->nops;
+        shrink_ops(&s, p, &q);
+        shrink_config(&s, p, &q);
+        shrink_values(&s, p, &q);
+    } while (p->nops < before && s.runs < s.max_runs);
+    q.cfg.driver = q.cfg.init_image = q.cfg.lower_image = NULL;
+    blkv_program_free(&q);
+    return s.runs;
+}
+
+/* ---- the property loop ------------------------------------------------------- */
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int blkv_prop(const struct blkv_prop_opts *o)
+{
+    FILE *out = o->out ? o->out : stdout;
+    double start = now(), last = 0;
+    uint64_t ops = 0, bytes = 0, skipped = 0, i;
+    char err[512];
+    int ret = 0;
+
+    if (blkv_driver_spec_check(o->driver, err, sizeof(err))) {
+        fprintf(stderr, "blkv prop: %s\n", err);
+        return 2;
+    }
+    fprintf(out, "prop: driver '%s', seed %" PRIu64 ", %zu ops per program\n", o->driver,
+            o->seed, o->ops);
+    for (i = 0; (!o->runs || i < o->runs) && (!o->seconds || now() - start < o->seconds); i++) {
+        struct blkv_program p;
+        struct blkv_run_opts ro = {.driver = o->driver, .quiet = true};
+        struct blkv_run_result res;
+        int st;
+
+        blkv_program_init(&p);
+        if (blkv_program_random(o->seed, i, o->ops, &p)) {
+            blkv_program_free(&p);
+            fprintf(stderr, "blkv prop: out of memory\n");
+            return 2;
+        }
+        st = blkv_run(&p, &ro, &res);
+        ops += res.stats.ops, bytes += res.stats.bytes_verified;
+        if (st == BLKV_RUN_ERROR)
+            skipped++;
+        if (o->progress && now() - last > 0.5) {
+            double t = now() - start;
+            last = now();
+            fprintf(stderr, "\r[%6.1fs] programs %-8" PRIu64 " ops %-10" PRIu64
+                            " verified %-7" PRIu64 " MiB  %.0f programs/s ", t, i + 1, ops,
+                    bytes >> 20, (double)(i + 1) / (t > 0 ? t : 1));
+        }
+        if (st == BLKV_RUN_VIOLATION) {
+            char sig[sizeof(res.signature)];
+            struct blkv_run_opts fo = {.driver = o->driver, .repro_dir = o->save_dir,
+                                       .out = out};
+            struct blkv_run_result fin;
+            size_t before = p.nops;
+            uint64_t runs;
+
+            if (o->progress)
+                fprintf(stderr, "\n");
+            memcpy(sig, res.signature, sizeof(sig));
+            fprintf(out, "prop: program %" PRIu64 " (seed %" PRIu64 ") failed: %s\n", i, o->seed,
+                    res.message);
+            runs = blkv_shrink(&p, o->driver, blkv_same_signature, sig,
+                               o->shrink_runs ? o->shrink_runs : 2000);
+            fprintf(out, "prop: shrunk from %zu to %zu ops in %" PRIu64 " runs\n", before,
+                    p.nops, runs);
+            blkv_run(&p, &fo, &fin);
+            blkv_run_result_free(&fin);
+            blkv_run_result_free(&res);
+            blkv_program_free(&p);
+            ret = 1;
+            break;
+        }
+        blkv_run_result_free(&res);
+        blkv_program_free(&p);
+    }
+    if (o->progress && !ret)
+        fprintf(stderr, "\n");
+    fprintf(out, "prop: %s after %" PRIu64 " programs, %" PRIu64 " ops, %" PRIu64
+                 " MiB verified in %.1fs%s\n", ret ? "failure" : "no failure", i + (ret ? 1 : 0),
+            ops, bytes >> 20, now() - start, skipped ? " (some programs not runnable)" : "");
+    return ret;
+}

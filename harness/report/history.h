@@ -1,0 +1,62 @@
+/*
+ * history.h - the record of a run that a report explains: the program, each
+ * request as the driver saw it with its logical times and outcome, the
+ * model, and where the run stands.  The core (one layer up) keeps it up to
+ * date as the run goes; the report (report.h) only reads it.
+ */
+#ifndef BLKV_REPORT_HISTORY_H
+#define BLKV_REPORT_HISTORY_H
+
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/run.h>
+
+#include "model/model.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct blkv_run;
+struct blkv_co;
+
+/* One request of the run, indexed by request number. */
+struct blkv_core_req {
+    struct blkv_req req;  /* what the driver sees */
+    size_t op;            /* index of the op that submitted it */
+    uint64_t t_submit, t_complete;
+    int ret;
+    int expect_err;       /* malformed: the error the raw model gives; else 0 */
+    bool submitted, completed;
+    bool cancelled;       /* a cancel was delivered */
+    bool setup;           /* writes the initial content: not checked */
+    void *data;           /* buffer owned by the core (bufpool.h): a read's data */
+
+    /* The core's own; the report does not look at these. */
+    struct blkv_run *run;
+    bool co_running;      /* its coroutine has not returned yet */
+    bool in_model;        /* write-like request registered as a model source */
+    bool evicts;          /* its successful completion evicts older data */
+    enum blkv_src_kind kind;
+    struct blkv_co *co;   /* in-process drivers: the request's coroutine */
+    size_t data_len;      /* size of data, for giving it back */
+};
+
+struct blkv_history {
+    const struct blkv_program *prog;
+    const struct blkv_run_opts *opts; /* where the report goes, reproducer saving */
+    struct blkv_run_result *res;      /* filled in by the report */
+    FILE *out;
+    const char *driver_spec;          /* "name opt=val ...", as run */
+    struct blkv_caps caps;            /* what the driver declared at its last open */
+    unsigned atomic;                  /* atomicity unit checked */
+    struct blkv_model *model;         /* NULL when nothing is verified */
+    struct blkv_core_req *reqs;       /* reqs[0 .. next_req) were submitted */
+    uint64_t next_req;
+    size_t cur_op;                    /* the op running; prog->nops after the last */
+    bool setting_up;                  /* writing the initial content */
+    bool failed;                      /* a violation was reported */
+};
+
+#endif

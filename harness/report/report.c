@@ -1,0 +1,603 @@
+/*
+ * report.c - the violation report (see report.h).
+ *
+ * The first line keeps blkverify's form so existing greps work; then the
+ * request, what the model expected, what was found and where it came from
+ * (decoded from the self-describing data), a side-by-side hexdump, the ops
+ * that touched the range, and where the reproducer was saved.
+ */
+#include "report/report.h"
+#include "model/pattern.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define POISON 0xa5
+#define MAX_CANDS 16
+#define MAX_HISTORY 24
+#define DUMP_BYTES 64
+
+/* ---- describing sources and requests ------------------------------------- */
+
+static void describe_req(struct blkv_history *h, FILE *f, uint64_t num)
+{
+    const struct blkv_core_req *q = &h->reqs[num];
+    char line[160];
+    blkv_pop_format(&h->prog->ops[q->op], line, sizeof(line));
+    fprintf(f, "#%" PRIu64 " (op %zu: %s)", num, q->op, line);
+}
+
+static void describe_outcome(FILE *f, const struct blkv_core_req *q)
+{
+    if (!q->completed) {
+        fprintf(f, "submitted t=%" PRIu64 ", in flight", q->t_submit);
+        return;
+    }
+    fprintf(f, "t=%" PRIu64 "..%" PRIu64 ", ", q->t_submit, q->t_complete);
+    if (q->ret == 0)
+        fprintf(f, "ok");
+    else
+        fprintf(f, "%s%s", blkv_errno_name(q->ret) ? "-" : "",
+                blkv_errno_name(q->ret) ? blkv_errno_name(q->ret) : "error");
+    if (q->cancelled)
+        fprintf(f, ", cancelled");
+}
+
+static void describe_src(struct blkv_history *h, FILE *f, uint32_t src)
+{
+    if (src == BLKV_SRC_INITIAL) {
+        static const char *const init[] = {"zeros", "pattern", "image"};
+        fprintf(f, "initial content (%s)", init[h->prog->cfg.init % 3]);
+        return;
+    }
+    describe_req(h, f, BLKV_REQ_OF_SRC(src));
+    fprintf(f, " ");
+    describe_outcome(f, &h->reqs[BLKV_REQ_OF_SRC(src)]);
+}
+
+static const char *src_name(struct blkv_history *h, uint32_t src, char *buf, size_t len)
+{
+    if (src == BLKV_SRC_INITIAL)
+        snprintf(buf, len, "initial");
+    else
+        snprintf(buf, len, "%s #%" PRIu64,
+                 blkv_req_op_name(h->reqs[BLKV_REQ_OF_SRC(src)].req.op), BLKV_REQ_OF_SRC(src));
+    return buf;
+}
+
+/* ---- classification of found data ---------------------------------------- */
+
+static uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The candidate record for src at off, if the model still has it. */
+static bool find_cand(struct blkv_history *h, uint64_t off, uint32_t src, struct blkv_cand_info *out)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(h->model, off, c, MAX_CANDS);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++)
+        if (c[i].src == src) {
+            *out = c[i];
+            return true;
+        }
+    return false;
+}
+
+/* Whether a visible candidate is a write that completed before r was
+ * submitted: then stale data means that write was lost. */
+static bool newer_write_visible(struct blkv_history *h, const struct blkv_core_req *r, uint64_t off,
+                                uint32_t *which)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(h->model, off, c, MAX_CANDS);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        struct blkv_src_info si;
+        if (!blkv_cand_visible(&c[i], r->t_submit) || c[i].src == BLKV_SRC_INITIAL)
+            continue;
+        if (blkv_model_source(h->model, c[i].src, &si) && si.status == BLKV_SRC_DONE &&
+            si.completed < r->t_submit) {
+            *which = c[i].src;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether the read holds some of pattern source src's data for its own place. */
+static bool read_has_some_of(struct blkv_history *h, const struct blkv_core_req *r, uint32_t src)
+{
+    struct blkv_src_info si;
+    uint64_t lo, hi;
+    const uint8_t *buf = r->data;
+
+    if (!blkv_model_source(h->model, src, &si) || si.kind != BLKV_SRC_PATTERN)
+        return false;
+    lo = si.off > r->req.offset ? si.off : r->req.offset;
+    hi = si.off + si.len < r->req.offset + r->req.len ? si.off + si.len
+                                                        : r->req.offset + r->req.len;
+    for (uint64_t w = (lo + 7) & ~UINT64_C(7); w + 8 <= hi; w += 8)
+        if (load_le64(buf + (w - r->req.offset)) == blkv_pattern_word(src, w >> 3))
+            return true;
+    return false;
+}
+
+/* Whether v is a pattern word of a source the run knows (k: its word index). */
+static bool known_word(struct blkv_history *h, uint64_t v, uint32_t *src, uint64_t *k,
+                       struct blkv_src_info *si)
+{
+    if (!blkv_pattern_decode(v, src, k))
+        return false;
+    if (*src == BLKV_SRC_INITIAL)
+        return h->prog->cfg.init == BLKV_INIT_PATTERN;
+    return blkv_model_source(h->model, *src, si) && si->kind == BLKV_SRC_PATTERN;
+}
+
+/*
+ * A word that mixes bytes of several writes (at atomicity 1 a legal read can
+ * return such words; a bad one is then judged byte by byte): the candidate,
+ * live or evicted, whose pattern has the byte at off and the most others.
+ */
+static bool mixed_word(struct blkv_history *h, uint64_t off, uint64_t v, uint8_t mask,
+                       uint32_t *src, uint64_t *k, struct blkv_src_info *si)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(h->model, off, c, MAX_CANDS);
+    unsigned best = 0, b = off & 7;
+
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        uint64_t w;
+        unsigned same = 0;
+        if (c[i].kind != BLKV_SRC_PATTERN)
+            continue;
+        w = blkv_pattern_word(c[i].src, off >> 3);
+        if (((w ^ v) >> (8 * b)) & 0xff)
+            continue;
+        for (unsigned j = 0; j < 8; j++)
+            same += (mask >> j & 1) && !(((w ^ v) >> (8 * j)) & 0xff);
+        if (same > best && (c[i].src == BLKV_SRC_INITIAL ||
+                            blkv_model_source(h->model, c[i].src, si))) {
+            best = same, *src = c[i].src, *k = off >> 3;
+        }
+    }
+    if (best && *src != BLKV_SRC_INITIAL)
+        blkv_model_source(h->model, *src, si);
+    return best > 0;
+}
+
+/* Find a word anywhere in the read that names another place: data written
+ * for offset *meant, found at *at.  The first mismatch of a misdirected
+ * write is often the hole it left; the data it put elsewhere says more. */
+static bool find_misdirected(struct blkv_history *h, const struct blkv_core_req *r, uint64_t *at,
+                             uint64_t *meant, uint32_t *which)
+{
+    const uint8_t *buf = r->data;
+    uint64_t end = r->req.offset + r->req.len;
+
+    for (uint64_t w = (r->req.offset + 7) & ~UINT64_C(7); w + 8 <= end; w += 8) {
+        uint64_t k, v = load_le64(buf + (w - r->req.offset));
+        uint32_t src;
+        struct blkv_src_info si;
+        if (!v || !blkv_pattern_decode(v, &src, &k) || k * 8 == w)
+            continue;
+        if (src == BLKV_SRC_INITIAL ? h->prog->cfg.init == BLKV_INIT_PATTERN
+                                    : blkv_model_source(h->model, src, &si) &&
+                                          si.kind == BLKV_SRC_PATTERN && k * 8 + 8 > si.off &&
+                                          k * 8 < si.off + si.len) {
+            *at = w, *meant = k * 8, *which = src;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Older data where a newer completed write is expected: say which, and
+ * whether the same read holds part of that write (a torn write). */
+static const char *stale_class(struct blkv_history *h, const struct blkv_core_req *r, uint64_t off,
+                               FILE *f)
+{
+    uint32_t newer, which;
+    uint64_t at, meant;
+    char nb[48];
+
+    if (find_misdirected(h, r, &at, &meant, &which)) {
+        fprintf(f, "         misdirected: this read also holds data of %s written for offset %"
+                   PRIu64 " at offset %" PRIu64 "\n", src_name(h, which, nb, sizeof nb),
+                meant, at);
+        return "misdirected";
+    }
+    if (!newer_write_visible(h, r, off, &newer)) {
+        fprintf(f, "         stale: older than every candidate\n");
+        return "stale";
+    }
+    if (read_has_some_of(h, r, newer)) {
+        fprintf(f, "         torn: this read holds part of %s's data, and older data here;"
+                   " %s completed before the read was submitted\n",
+                src_name(h, newer, nb, sizeof nb), src_name(h, newer, nb, sizeof nb));
+        return "torn";
+    }
+    fprintf(f, "         stale: %s completed before this read was submitted, yet its data is"
+               " not here (lost write or stale read)\n", src_name(h, newer, nb, sizeof nb));
+    return "stale";
+}
+
+/* Whether zeros are old data at off: zero initial content, or a zeroing
+ * request no longer visible to r. */
+static bool zeros_were_here(struct blkv_history *h, const struct blkv_core_req *r, uint64_t off)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n;
+
+    if (h->prog->cfg.init == BLKV_INIT_ZERO)
+        return true;
+    n = blkv_model_candidates(h->model, off, c, MAX_CANDS);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++)
+        if (c[i].kind == BLKV_SRC_ZEROES && !blkv_cand_visible(&c[i], r->t_submit))
+            return true;
+    return false;
+}
+
+/*
+ * Say what the found bytes at off are and where they came from; returns the
+ * class used in the signature.
+ */
+static const char *classify(struct blkv_history *h, const struct blkv_core_req *r,
+                            const struct blkv_mismatch *mm, FILE *f)
+{
+    const uint8_t *buf = r->data;
+    uint64_t off = mm->offset, rel = off - r->req.offset;
+    uint64_t wo = off & ~UINT64_C(7), n = mm->len < DUMP_BYTES ? mm->len : DUMP_BYTES;
+    uint32_t src;
+    uint64_t k;
+    bool all_poison = true;
+    struct blkv_src_info si;
+    struct blkv_cand_info ci;
+    char nb[48];
+
+    if (mm->torn) {
+        fprintf(f, "  found: torn: an atomicity unit of %u bytes mixes data of different "
+                   "writes\n", h->atomic);
+        return "torn";
+    }
+    for (uint64_t i = 0; i < n; i++)
+        all_poison &= buf[rel + i] == POISON;
+    if (all_poison) {
+        fprintf(f, "  found: unfilled: the driver left the read buffer untouched (0x%02x)\n",
+                POISON);
+        return "unfilled";
+    }
+    /* the aligned word around off, as far as the read holds it */
+    uint64_t v = 0;
+    uint8_t mask = 0;
+    for (unsigned j = 0; j < 8; j++)
+        if (wo + j >= r->req.offset && wo + j < r->req.offset + r->req.len) {
+            v |= (uint64_t)buf[wo + j - r->req.offset] << (8 * j);
+            mask |= (uint8_t)(1u << j);
+        }
+    if (mask != 0xff) {
+        if (!(buf[rel] == 0 && zeros_were_here(h, r, off)) &&
+            !mixed_word(h, off, v, mask, &src, &k, &si)) {
+            fprintf(f, "  found: garbage: bytes that no write explains\n");
+            return "garbage";
+        }
+        if (buf[rel] == 0 && zeros_were_here(h, r, off)) {
+            fprintf(f, "  found: zeros, older data here\n");
+            return stale_class(h, r, off, f);
+        }
+    } else if (v == 0) {
+        if (zeros_were_here(h, r, off)) {
+            fprintf(f, "  found: zeros, older data here\n");
+            return stale_class(h, r, off, f);
+        }
+        fprintf(f, "  found: zeros, which no write explains\n");
+        return "zeros";
+    }
+    if (mask == 0xff && !known_word(h, v, &src, &k, &si) &&
+        !mixed_word(h, off, v, mask, &src, &k, &si)) {
+        if (buf[rel] == 0 && zeros_were_here(h, r, off)) {
+            /* a word mixing older zeros with bytes of some write */
+            fprintf(f, "  found: zeros, older data here\n");
+            return stale_class(h, r, off, f);
+        }
+        fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
+        return "garbage";
+    }
+    if (src != BLKV_SRC_INITIAL && (k * 8 + 8 <= si.off || k * 8 >= si.off + si.len)) {
+        fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to %s at offset %" PRIu64
+                   ", outside its range\n", v, src_name(h, src, nb, sizeof nb), k * 8);
+        return "garbage";
+    }
+    fprintf(f, "  found: data of ");
+    describe_src(h, f, src);
+    fprintf(f, "\n");
+    if (k * 8 != wo) {
+        fprintf(f, "         misdirected: written for offset %" PRIu64 ", found at offset %"
+                   PRIu64 " (%+" PRId64 " bytes)\n", k * 8 + (off & 7), off,
+                (int64_t)(wo - k * 8));
+        return "misdirected";
+    }
+    if (find_cand(h, off, src, &ci) && blkv_cand_visible(&ci, r->t_submit)) {
+        fprintf(f, "         torn: this write is a candidate here, but only part of its data"
+                   " is\n");
+        return "torn";
+    }
+    if (src != BLKV_SRC_INITIAL && si.status == BLKV_SRC_FAILED) {
+        fprintf(f, "         zombie: it completed with an error or was cancelled, and its data"
+                   " appeared after other data here was settled\n");
+        return "zombie";
+    }
+    if (find_cand(h, off, src, &ci) && ci.evict_why == BLKV_EVICT_READ) {
+        fprintf(f, "         flip-flop: read #%" PRIu64 " had already seen newer data here"
+                   " before this read was submitted\n", ci.evicted_by);
+        return "flip-flop";
+    }
+    return stale_class(h, r, off, f);
+}
+
+/* ---- pieces of the report -------------------------------------------------- */
+
+static void print_candidates(struct blkv_history *h, const struct blkv_core_req *r, uint64_t off, FILE *f,
+                             uint32_t *shown_src, enum blkv_src_kind *shown_kind)
+{
+    struct blkv_cand_info c[MAX_CANDS];
+    size_t n = blkv_model_candidates(h->model, off, c, MAX_CANDS);
+    bool any = false;
+
+    *shown_src = 0;
+    fprintf(f, "  expected at %" PRIu64 ", any of:\n", off);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        if (!blkv_cand_visible(&c[i], r->t_submit))
+            continue;
+        any = true;
+        fprintf(f, "    ");
+        if (c[i].kind == BLKV_SRC_ANY)
+            fprintf(f, "anything (discarded by ");
+        else if (c[i].kind == BLKV_SRC_ZEROES && c[i].src != BLKV_SRC_INITIAL)
+            fprintf(f, "zeros (");
+        describe_src(h, f, c[i].src);
+        if ((c[i].kind == BLKV_SRC_ANY || c[i].kind == BLKV_SRC_ZEROES) &&
+            c[i].src != BLKV_SRC_INITIAL)
+            fprintf(f, ")");
+        if (c[i].status == BLKV_SRC_FAILED)
+            fprintf(f, " [maybe]");
+        fprintf(f, "\n");
+        /* show the newest visible candidate in the hexdump */
+        if (c[i].src >= *shown_src) {
+            *shown_src = c[i].src;
+            *shown_kind = c[i].kind;
+        }
+    }
+    if (!any)
+        fprintf(f, "    (nothing: no candidate is visible to this read)\n");
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++) {
+        char nb[48];
+        if (blkv_cand_visible(&c[i], r->t_submit))
+            continue;
+        fprintf(f, "  no longer visible: ");
+        describe_src(h, f, c[i].src);
+        if (c[i].evict_why == BLKV_EVICT_WRITE)
+            fprintf(f, " (overwritten by %s at t=%" PRIu64 ")\n",
+                    src_name(h, (uint32_t)c[i].evicted_by, nb, sizeof nb), c[i].evicted_at);
+        else
+            fprintf(f, " (ruled out when read #%" PRIu64 " saw other data here, t=%" PRIu64 ")\n",
+                    c[i].evicted_by, c[i].evicted_at);
+    }
+}
+
+static void print_hexdump(struct blkv_history *h, const struct blkv_core_req *r,
+                          const struct blkv_mismatch *mm, uint32_t src, enum blkv_src_kind kind,
+                          FILE *f)
+{
+    uint64_t start = mm->offset & ~UINT64_C(15), end;
+    uint8_t exp[DUMP_BYTES];
+    const uint8_t *found = r->data;
+    char nb[48];
+
+    if (start < r->req.offset)
+        start = r->req.offset;
+    end = start + DUMP_BYTES;
+    if (end > r->req.offset + r->req.len)
+        end = r->req.offset + r->req.len;
+    if (src)
+        blkv_model_source_bytes(h->model, src, kind, exp, start, end - start);
+    else
+        memset(exp, 0, sizeof(exp));
+    fprintf(f, "  first unexplained run: %" PRIu64 " byte(s) from offset %" PRIu64 "; bytes %" PRIu64
+               "..%" PRIu64 ":\n", mm->len, mm->offset, start, end);
+    fprintf(f, "    %-12s %-48s   %s\n", "offset",
+            src ? src_name(h, src, nb, sizeof nb) : "expected", "found");
+    for (uint64_t row = start; row < end; row += 16) {
+        uint64_t m = end - row < 16 ? end - row : 16;
+        fprintf(f, "    %012" PRIx64 " ", row);
+        for (uint64_t i = 0; i < 16; i++) {
+            if (i < m)
+                fprintf(f, "%02x ", exp[row - start + i]);
+            else
+                fprintf(f, "   ");
+        }
+        fprintf(f, "  ");
+        for (uint64_t i = 0; i < m; i++) {
+            uint8_t e = exp[row - start + i], g = found[row - r->req.offset + i];
+            fprintf(f, "%02x%c", g, e != g && kind != BLKV_SRC_ANY ? '*' : ' ');
+        }
+        fprintf(f, "\n");
+    }
+}
+
+static void print_history(struct blkv_history *h, uint64_t off, uint64_t len, FILE *f)
+{
+    uint64_t hits[MAX_HISTORY], nhits = 0, skipped = 0;
+
+    for (uint64_t i = 0; i < h->next_req; i++) {
+        const struct blkv_core_req *q = &h->reqs[i];
+        if (!q->submitted || q->req.op == BLKV_OP_FLUSH || q->expect_err)
+            continue;
+        if (!(q->req.offset < off + len && off < q->req.offset + q->req.len))
+            continue;
+        if (nhits == MAX_HISTORY) {
+            memmove(hits, hits + 1, sizeof(hits[0]) * (MAX_HISTORY - 1));
+            nhits--, skipped++;
+        }
+        hits[nhits++] = i;
+    }
+    fprintf(f, "  requests that touched %" PRIu64 "..%" PRIu64 ", in order:\n", off, off + len);
+    if (skipped)
+        fprintf(f, "    (%" PRIu64 " earlier ones not shown)\n", skipped);
+    for (uint64_t i = 0; i < nhits; i++) {
+        fprintf(f, "    ");
+        describe_req(h, f, hits[i]);
+        fprintf(f, " ");
+        describe_outcome(f, &h->reqs[hits[i]]);
+        fprintf(f, "\n");
+    }
+}
+
+/* ---- finishing ------------------------------------------------------------- */
+
+/* Close the report stream, save, print, and abort or mark the run failed. */
+static void finish(struct blkv_history *h, FILE *f, char **buf, size_t *len, const char *sig)
+{
+    struct blkv_run_result *res = h->res;
+    const struct blkv_config *cfg = &h->prog->cfg;
+    char *nl;
+
+    fflush(f);
+    nl = strchr(*buf, '\n');
+    snprintf(res->message, sizeof(res->message), "%.*s",
+             (int)(nl ? nl - *buf : (ptrdiff_t)*len), *buf);
+    snprintf(res->signature, sizeof(res->signature), "%s", sig);
+    blkv_repro_save(h, res->message);
+    fprintf(f, "  driver: %s; seed %" PRIu64 "; sched %s; qd %u; atomic %u\n", h->driver_spec,
+            cfg->seed, cfg->sched == BLKV_SCHED_FIFO ? "fifo" :
+            cfg->sched == BLKV_SCHED_LIFO ? "lifo" : "random", cfg->qd, h->atomic);
+    fprintf(f, "  signature: %s\n", sig);
+    if (res->repro_text[0])
+        fprintf(f, "  reproducer: %s (text), %s (binary)\n  replay: blkv run %s\n",
+                res->repro_text, res->repro_bin, res->repro_text);
+    fclose(f);
+    res->status = BLKV_RUN_VIOLATION;
+    free(res->report);
+    res->report = *buf;
+    h->failed = true;
+    if (!h->opts->quiet) {
+        fputs(res->report, h->out);
+        fflush(h->out);
+    }
+    if (h->opts->abort_on_violation)
+        abort();
+}
+
+static FILE *begin(char **buf, size_t *len)
+{
+    FILE *f;
+    *buf = NULL;
+    f = open_memstream(buf, len);
+    if (!f) {
+        fprintf(stderr, "blkv: out of memory writing a report\n");
+        abort();
+    }
+    return f;
+}
+
+static void print_request(struct blkv_history *h, const struct blkv_core_req *r, FILE *f)
+{
+    fprintf(f, "  request ");
+    describe_req(h, f, r->req.id);
+    fprintf(f, ", ");
+    describe_outcome(f, r);
+    fprintf(f, "\n");
+}
+
+void blkv_report_mismatch(struct blkv_history *h, const struct blkv_core_req *r,
+                          const struct blkv_mismatch *mm)
+{
+    char *buf, sig[96];
+    size_t len;
+    FILE *f = begin(&buf, &len);
+    uint32_t src;
+    enum blkv_src_kind kind = BLKV_SRC_PATTERN;
+    const char *cls;
+
+    fprintf(f, "blkverify: read offset=%" PRIu64 " bytes=%" PRIu64 " contents mismatch at offset %"
+               PRIu64 "\n", r->req.offset, r->req.len, mm->offset);
+    print_request(h, r, f);
+    print_candidates(h, r, mm->offset, f, &src, &kind);
+    cls = classify(h, r, mm, f);
+    print_hexdump(h, r, mm, src, kind, f);
+    print_history(h, mm->offset, mm->len, f);
+    snprintf(sig, sizeof(sig), "contents/read/%s", cls);
+    finish(h, f, &buf, &len, sig);
+}
+
+void blkv_report_retval(struct blkv_history *h, const struct blkv_core_req *r, int expected)
+{
+    char *buf, sig[96];
+    size_t len;
+    FILE *f = begin(&buf, &len);
+    const char *op = blkv_req_op_name(r->req.op);
+
+    if (r->req.op == BLKV_OP_FLUSH)
+        fprintf(f, "blkverify: flush return value mismatch %d != %d\n", r->ret, expected);
+    else
+        fprintf(f, "blkverify: %s offset=%" PRIu64 " bytes=%" PRIu64
+                   " return value mismatch %d != %d\n", op, r->req.offset, r->req.len, r->ret,
+                expected);
+    print_request(h, r, f);
+    if (expected)
+        fprintf(f, "  expected: %d (%s): the request is malformed for this driver (align %u,"
+                   " max transfer %u, size %" PRIu64 "%s)\n", expected,
+                blkv_errno_name(expected) ? blkv_errno_name(expected) : "?", h->caps.align,
+                h->caps.max_transfer, h->caps.size, h->caps.read_only ? ", read-only" : "");
+    else
+        fprintf(f, "  expected: 0: the request is well-formed and no fault was injected%s\n",
+                r->cancelled ? " (-ECANCELED would also do: it was cancelled)" : "");
+    if (r->req.op != BLKV_OP_FLUSH)
+        print_history(h, r->req.offset, r->req.len, f);
+    snprintf(sig, sizeof(sig), "retval/%s", op);
+    finish(h, f, &buf, &len, sig);
+}
+
+void blkv_report_other(struct blkv_history *h, const struct blkv_core_req *r, const char *kind,
+                       const char *fmt, ...)
+{
+    char *buf, sig[96];
+    size_t len;
+    FILE *f = begin(&buf, &len);
+    va_list ap;
+
+    fprintf(f, "blkverify: ");
+    if (r && r->req.op != BLKV_OP_FLUSH)
+        fprintf(f, "%s offset=%" PRIu64 " bytes=%" PRIu64 " ", blkv_req_op_name(r->req.op),
+                r->req.offset, r->req.len);
+    else if (r)
+        fprintf(f, "flush ");
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fprintf(f, "\n");
+    if (r && !r->setup)
+        print_request(h, r, f);
+    else if (h->setting_up)
+        fprintf(f, "  before the first op, while writing the initial content\n");
+    else if (h->cur_op < h->prog->nops) {
+        char line[160];
+        blkv_pop_format(&h->prog->ops[h->cur_op], line, sizeof(line));
+        fprintf(f, "  at op %zu: %s\n", h->cur_op, line);
+    } else {
+        fprintf(f, "  after the last op\n");
+    }
+    if (r)
+        snprintf(sig, sizeof(sig), "%s/%s", kind, blkv_req_op_name(r->req.op));
+    else
+        snprintf(sig, sizeof(sig), "%s", kind);
+    finish(h, f, &buf, &len, sig);
+}

@@ -1,0 +1,110 @@
+/* bufpool.c - reusable request data buffers (see bufpool.h). */
+#include "runtime/bufpool.h"
+
+#include <blkv/driver.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+
+/* AddressSanitizer's interface, weak: null unless the process has ASan's
+ * runtime, so that a driver built with ASan gets poisoned pooled buffers
+ * from a libblkv built without it. */
+void __asan_poison_memory_region(void const volatile *addr, size_t size) __attribute__((weak));
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size)
+    __attribute__((weak));
+
+#define POISON(p, n) (__asan_poison_memory_region ? __asan_poison_memory_region(p, n) : (void)0)
+#define UNPOISON(p, n) \
+    (__asan_unpoison_memory_region ? __asan_unpoison_memory_region(p, n) : (void)0)
+
+#define MIN_BITS 12                          /* pooled from 4 KiB */
+#define MAX_BITS 23                          /* to 8 MiB (BLKV_MAX_REQUEST) */
+#define NCLASS (MAX_BITS - MIN_BITS + 1)
+#define POOL_MAX_BYTES (UINT64_C(64) << 20) /* kept at most, per thread */
+
+/* Lives in front of the buffer, never handed out. */
+struct pooled {
+    struct pooled *next;
+    unsigned cls;
+    _Alignas(16) unsigned char data[];
+};
+
+static _Thread_local struct {
+    struct pooled *ready[NCLASS]; /* reusable now */
+    struct pooled *spent;         /* given back during this run */
+    uint64_t bytes;               /* held in both lists */
+} pool;
+
+static int class_of(size_t len)
+{
+    unsigned b = MIN_BITS;
+    if (len < (size_t)1 << MIN_BITS || len > (size_t)1 << MAX_BITS)
+        return -1;
+    while (((size_t)1 << b) < len)
+        b++;
+    return (int)(b - MIN_BITS);
+}
+
+void *blkv_buf_get(size_t len)
+{
+    int c = class_of(len);
+    struct pooled *h;
+
+    if (c < 0)
+        return malloc(len ? len : 1);
+    if ((h = pool.ready[c])) {
+        pool.ready[c] = h->next;
+        pool.bytes -= (size_t)1 << (c + MIN_BITS);
+    } else if (!(h = malloc(sizeof(*h) + ((size_t)1 << (c + MIN_BITS))))) {
+        return NULL;
+    }
+    h->cls = (unsigned)c;
+    UNPOISON(h->data, len);
+    POISON(h->data + len, ((size_t)1 << (c + MIN_BITS)) - len); /* as malloc(len) would */
+    return h->data;
+}
+
+void blkv_buf_put(void *p, size_t len)
+{
+    int c = class_of(len);
+    struct pooled *h;
+    size_t size;
+
+    if (!p)
+        return;
+    if (c < 0) {
+        free(p);
+        return;
+    }
+    h = (struct pooled *)((unsigned char *)p - offsetof(struct pooled, data));
+    size = (size_t)1 << (h->cls + MIN_BITS);
+    if (pool.bytes + size > POOL_MAX_BYTES) {
+        UNPOISON(h->data, size);
+        free(h);
+        return;
+    }
+    POISON(h->data, size);
+    h->next = pool.spent;
+    pool.spent = h;
+    pool.bytes += size;
+}
+
+void *blkv_scratch_get(size_t len)
+{
+    return blkv_buf_get(len);
+}
+
+void blkv_scratch_put(void *p, size_t len)
+{
+    blkv_buf_put(p, len);
+}
+
+void blkv_buf_run_end(void)
+{
+    while (pool.spent) {
+        struct pooled *h = pool.spent;
+        pool.spent = h->next;
+        h->next = pool.ready[h->cls];
+        pool.ready[h->cls] = h;
+    }
+}
