@@ -23,6 +23,7 @@
 #include <blkv/program.h>
 #include <blkv/prop.h>
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -41,10 +42,18 @@ static double cpu_now(void)
 /* Run p against spec; returns CPU seconds, exits on anything but a clean run. */
 static double timed_run(const struct blkv_program *p, const char *spec, bool verify)
 {
-    struct blkv_run_opts o = {.driver = spec, .quiet = true, .no_verify = !verify};
+    struct blkv_run_opts o = {.quiet = true, .no_verify = !verify};
     struct blkv_run_result res;
-    double t0 = cpu_now(), t;
-    int st = blkv_run(p, &o, &res);
+    char err[512];
+    double t0, t;
+    int st;
+
+    if (blkv_registry_resolve(spec, &o.driver, &o.driver_opts, err, sizeof(err)) < 0) {
+        fprintf(stderr, "bench_overhead: %s\n", err);
+        exit(1);
+    }
+    t0 = cpu_now();
+    st = blkv_run(p, &o, &res);
 
     t = cpu_now() - t0;
     if (st != BLKV_RUN_OK) {

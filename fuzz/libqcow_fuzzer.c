@@ -20,9 +20,7 @@
  * (to reproduce the findings or to fuzz a fixed libqcow); by default every
  * image is version 2 without a backing file.
  */
-#include <blkv/fuzz.h>
-
-#include <blkv/program.h>
+#include "targets.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -35,9 +33,9 @@ static bool env_on(const char *name)
     return v && !strcmp(v, "1");
 }
 
-/* Image options for program p: a libqcow driver spec in buf.  The
+/* Image options for program p, in buf.  The
  * environment is read once: this runs for every input. */
-static void libqcow_fuzz_spec(const struct blkv_program *p, char *buf, size_t len)
+static void libqcow_fuzz_opts(const struct blkv_program *p, char *buf, size_t len)
 {
     static const char *const with_backing[] = {"none", "qcow2", "none", "qcow2"};
     static const char *const none[] = {"none", "none", "none", "none"};
@@ -45,10 +43,7 @@ static void libqcow_fuzz_spec(const struct blkv_program *p, char *buf, size_t le
 
     if (v3 < 0)
         v3 = env_on("BLKV_LIBQCOW_V3"), backing = env_on("BLKV_LIBQCOW_BACKING");
-    blkv_fuzz_qcow2_spec(p, "libqcow", v3, backing ? with_backing : none, buf, len);
+    blkv_fuzz_qcow2_opts(p, v3, backing ? with_backing : none, buf, len);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    return blkv_fuzz_one_with(libqcow_fuzz_spec, NULL, data, size);
-}
+BLKV_FUZZ_TARGET_WITH(blkv_driver_libqcow, libqcow_fuzz_opts)

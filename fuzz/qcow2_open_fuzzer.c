@@ -36,10 +36,8 @@
  * A finding prints the report and aborts; the input itself is the
  * reproducer (replay it with the standalone build of this target).
  */
-#include <blkv/fuzz.h>
+#include "targets.h"
 
-#include <blkv/driver.h>
-#include <blkv/program.h>
 #include <blkv/run.h>
 
 #include <inttypes.h>
@@ -142,8 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t vsize = 64 << 10, cs = 64 << 10, nsweep, base;
     struct blkv_run_opts o = {0};
     struct blkv_run_result res;
-    const char *env_driver = getenv("BLKV_DRIVER");
-    char spec[96];
+    char opts[96];
     int st;
 
     /* the sections */
@@ -237,9 +234,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     push(&p, BLKV_P_REOPEN, 0, 0, 0);
     sweep(&p, vsize);
 
-    snprintf(spec, sizeof(spec), "qcow2 l2-cache=%u refcount-cache=%u",
+    snprintf(opts, sizeof(opts), "l2-cache=%u refcount-cache=%u",
              2 + (unsigned)(p.cfg.seed & 3), 2 + (unsigned)((p.cfg.seed >> 2) & 3));
-    o.driver = env_driver && *env_driver ? env_driver : spec;
+    o.driver = &blkv_driver_qcow2;
+    o.driver_opts = opts;
     o.untrusted = true;
     o.lower[0] = img_len ? img : empty;
     o.lower_len[0] = img_len;

@@ -11,6 +11,7 @@
 #include <blkv/prop.h>
 #include "test.h"
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,7 +29,11 @@ static void run_spec(const char *spec)
     char err[512];
     uint64_t ops = 0, reads = 0, cancels = 0, reopens = 0, violations = 0;
 
-    if (blkv_driver_probe(spec, &caps, err, sizeof(err)) < 0) {
+    const struct blkv_driver *drv;
+    const char *opts;
+
+    if (blkv_registry_resolve(spec, &drv, &opts, err, sizeof(err)) < 0 ||
+        blkv_driver_probe(drv, opts, &caps, err, sizeof(err)) < 0) {
         printf("skip %s: %s\n", spec, err);
         return;
     }
@@ -36,7 +41,7 @@ static void run_spec(const char *spec)
     for (uint64_t i = 0; i < PROGRAMS; i++) {
         struct blkv_program p;
         struct blkv_run_result res;
-        struct blkv_run_opts o = {.driver = spec, .quiet = true};
+        struct blkv_run_opts o = {.driver = drv, .driver_opts = opts, .quiet = true};
         int st;
 
         blkv_program_init(&p);

@@ -34,6 +34,7 @@
 #include "program_edit.h"
 #include "test.h"
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -44,8 +45,8 @@
 /* Run p against spec; on anything but OK print the report and count a failure. */
 static int run_one(const struct blkv_program *p, const char *spec, struct blkv_run_result *res)
 {
-    struct blkv_run_opts o = {.driver = spec, .quiet = true};
-    int st = blkv_run(p, &o, res);
+    struct blkv_run_opts o = {.quiet = true};
+    int st = blkv_run_spec(p, spec, &o, res);
     if (st != BLKV_RUN_OK) {
         char *text = blkv_program_format(p);
         fprintf(stderr, "driver '%s': status %d: %s\n%s\n--- program:\n%s", spec, st,
@@ -108,8 +109,7 @@ static void test_matrix(const char *version, const char *cluster, uint64_t runs)
 /*
  * "libqcow-stale": the libqcow driver, except that from the second read on
  * libqcow is handed the image as it was at the first read.  A test double
- * only: it lives here, and this file's own driver table (below) stands in
- * for drivers/registry.c's, which the test binary then does not link.
+ * only: it lives here, and runs as a struct handed to blkv_run.
  *
  * Every request runs alone (a mutex), so nothing writes lower file 0 while
  * the old image is in it.  A read first flushes (qcow2's metadata reaches
@@ -118,9 +118,6 @@ static void test_matrix(const char *version, const char *cluster, uint64_t runs)
  * through the libqcow driver (which sees a changed image and snapshots the
  * old one), and puts the current image back.
  */
-extern const struct blkv_driver blkv_driver_raw;
-extern const struct blkv_driver blkv_driver_qcow2;
-extern const struct blkv_driver blkv_driver_libqcow;
 extern const struct blkv_option blkv_qcow2_options[];
 
 struct stale_state {
@@ -225,19 +222,13 @@ static const struct blkv_driver stale_driver = {
     .check = stale_check,
 };
 
-/* This test's driver table, in place of drivers/registry.c's. */
-const struct blkv_driver *const blkv_drivers[] = {
-    &blkv_driver_raw, &blkv_driver_qcow2, &blkv_driver_libqcow, &stale_driver, NULL,
-};
-
-const struct blkv_driver *blkv_driver_find(const char *name)
+/* Run p against "libqcow-stale OPTS" (this file's driver, which no registry lists). */
+static int run_stale(const struct blkv_program *p, const char *spec, struct blkv_run_result *res)
 {
-    if (!name)
-        return NULL;
-    for (size_t i = 0; blkv_drivers[i]; i++)
-        if (strcmp(blkv_drivers[i]->name, name) == 0)
-            return blkv_drivers[i];
-    return NULL;
+    struct blkv_run_opts o = {.driver = &stale_driver, .quiet = true};
+    REQUIRE(!strncmp(spec, "libqcow-stale", strlen("libqcow-stale")));
+    o.driver_opts = spec + strlen("libqcow-stale");
+    return blkv_run(p, &o, res);
 }
 
 /* A hand-written program: an in-place overwrite after the first read. */
@@ -270,10 +261,7 @@ static void test_stale(void)
     blkv_program_init(&p);
     REQUIRE(blkv_program_parse(stale_trace, sizeof(stale_trace) - 1, "stale", &p, err,
                                sizeof(err)) == 0);
-    {
-        struct blkv_run_opts o = {.quiet = true};
-        st = blkv_run(&p, &o, &res);
-    }
+    st = run_stale(&p, p.cfg.driver, &res);
     CHECK(st == BLKV_RUN_VIOLATION);
     CHECK(!strncmp(res.signature, "contents/read/", 14));
     printf("  hand-written program caught: %s\n", res.signature);
@@ -293,10 +281,7 @@ static void test_stale(void)
         for (seed = 0; seed < STALE_SEEDS && !found; seed++) {
             blkv_program_init(&p);
             matrix_program(0x57a1e, seed, true, &p);
-            {
-                struct blkv_run_opts o = {.driver = specs[i], .quiet = true};
-                st = blkv_run(&p, &o, &res);
-            }
+            st = run_stale(&p, specs[i], &res);
             if (st == BLKV_RUN_VIOLATION) {
                 found = true;
                 printf("  %-58s caught by seed %3" PRIu64 ": %s\n", specs[i], seed,

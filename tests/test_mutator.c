@@ -12,6 +12,7 @@
 #include "test.h"
 #include "util/util.h"
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -36,6 +37,7 @@ static uint64_t hash(const uint8_t *d, size_t n)
 
 /* Stand-in for libFuzzer's byte mutator: flip, insert or erase a byte,
  * deterministically from the input. */
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size)
 {
     struct blkv_rng r;
@@ -139,7 +141,7 @@ static void test_mutate_fits_and_decodes(void)
             max = in->n; /* libFuzzer never passes Size > MaxSize */
         memcpy(buf, in->d, in->n);
         before = byte_mutations;
-        n = LLVMFuzzerCustomMutator(buf, in->n, max, (unsigned)blkv_rng_next(&r));
+        n = blkv_fuzz_mutate(buf, in->n, max, (unsigned)blkv_rng_next(&r));
         calls += max >= in->n + 64;
         if (n > max && bad++ < 5)
             fprintf(stderr, "mutator returned %zu bytes, MaxSize %zu\n", n, max);
@@ -228,18 +230,18 @@ static void test_deterministic(void)
         size_t na, nb;
         memcpy(a, in->d, in->n);
         memcpy(b, in->d, in->n);
-        na = LLVMFuzzerCustomMutator(a, in->n, MAXLEN, i);
-        nb = LLVMFuzzerCustomMutator(b, in->n, MAXLEN, i);
+        na = blkv_fuzz_mutate(a, in->n, MAXLEN, i);
+        nb = blkv_fuzz_mutate(b, in->n, MAXLEN, i);
         CHECK(na == nb && memcmp(a, b, na) == 0);
-        na = LLVMFuzzerCustomCrossOver(in->d, in->n, pool[(i * 7 + 3) % POOL].d,
+        na = blkv_fuzz_crossover(in->d, in->n, pool[(i * 7 + 3) % POOL].d,
                                        pool[(i * 7 + 3) % POOL].n, a, MAXLEN, i);
-        nb = LLVMFuzzerCustomCrossOver(in->d, in->n, pool[(i * 7 + 3) % POOL].d,
+        nb = blkv_fuzz_crossover(in->d, in->n, pool[(i * 7 + 3) % POOL].d,
                                        pool[(i * 7 + 3) % POOL].n, b, MAXLEN, i);
         CHECK(na == nb && memcmp(a, b, na) == 0);
         memcpy(b, in->d, in->n);
-        nb = LLVMFuzzerCustomMutator(b, in->n, MAXLEN, i + 1);
+        nb = blkv_fuzz_mutate(b, in->n, MAXLEN, i + 1);
         memcpy(a, in->d, in->n);
-        na = LLVMFuzzerCustomMutator(a, in->n, MAXLEN, i);
+        na = blkv_fuzz_mutate(a, in->n, MAXLEN, i);
         differ += na != nb || memcmp(a, b, na) != 0;
     }
     CHECK(differ > 1500);
@@ -256,7 +258,7 @@ static void test_crossover(void)
     for (unsigned i = 0; i < 10000; i++) {
         const struct input *x = &pool[i % POOL], *y = &pool[(i / POOL + i * 13) % POOL];
         size_t max = i % 5 ? MAXLEN : 8 + i % 64, n;
-        n = LLVMFuzzerCustomCrossOver(x->d, x->n, y->d, y->n, out, max, i);
+        n = blkv_fuzz_crossover(x->d, x->n, y->d, y->n, out, max, i);
         CHECK(n <= max);
         if (n) {
             made++;
@@ -280,11 +282,11 @@ static void test_runs_clean(void)
     blkv_program_init(&p);
     blkv_rng_seed(&r, 3);
     for (unsigned i = 0; i < 300; i++) {
-        struct blkv_run_opts o = {.driver = "raw", .quiet = true};
+        struct blkv_run_opts o = {.driver = &blkv_driver_raw, .quiet = true};
         struct blkv_run_result res;
         size_t n;
         memcpy(buf, cur.d, cur.n);
-        n = LLVMFuzzerCustomMutator(buf, cur.n, 512, (unsigned)blkv_rng_next(&r));
+        n = blkv_fuzz_mutate(buf, cur.n, 512, (unsigned)blkv_rng_next(&r));
         REQUIRE(blkv_program_decode(buf, n, &p) == 0);
         blkv_run(&p, &o, &res);
         if (res.status == BLKV_RUN_VIOLATION)

@@ -26,6 +26,7 @@
 #include <blkv/prop.h>
 #include "test.h"
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -96,7 +97,7 @@ static int run_programs(const char *spec, uint64_t seed, struct totals *t)
     for (uint64_t i = 0; i < PROGRAMS; i++) {
         struct blkv_program p;
         struct blkv_run_result res;
-        struct blkv_run_opts o = {.driver = spec, .quiet = true};
+        struct blkv_run_opts o = {.quiet = true};
         int st;
 
         blkv_program_init(&p);
@@ -105,7 +106,7 @@ static int run_programs(const char *spec, uint64_t seed, struct totals *t)
         p.cfg.size = UINT64_C(64) << 20;
         p.cfg.atomic = 1;
         p.cfg.init = BLKV_INIT_ZERO;
-        st = blkv_run(&p, &o, &res);
+        st = blkv_run_spec(&p, spec, &o, &res);
         if (st == BLKV_RUN_ERROR) {
             fprintf(stderr, "%s: program %" PRIu64 ": %s\n", spec, i, res.message);
             blkv_run_result_free(&res);
@@ -163,7 +164,8 @@ static void test_cleanup(bool with_abort)
     if (pid == 0) {
         struct blkv_program p;
         struct blkv_run_result res;
-        struct blkv_run_opts o = {.driver = "nbd server=nbdkit plugin=null", .quiet = true,
+        struct blkv_run_opts o = {.driver = &blkv_driver_nbd,
+                                  .driver_opts = "server=nbdkit plugin=null", .quiet = true,
                                   .abort_on_violation = with_abort};
         struct blkv_pop w = {.code = BLKV_P_WRITE, .offset = 0, .len = 4096};
         struct blkv_pop r = {.code = BLKV_P_READ, .offset = 0, .len = 4096};

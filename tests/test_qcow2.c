@@ -19,6 +19,7 @@
 #include "program_edit.h"
 #include "test.h"
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -35,8 +36,8 @@
 static int run_one(const struct blkv_program *p, const char *spec, const char *what,
                    struct blkv_run_result *res)
 {
-    struct blkv_run_opts o = {.driver = spec, .quiet = true};
-    int st = blkv_run(p, &o, res);
+    struct blkv_run_opts o = {.quiet = true};
+    int st = blkv_run_spec(p, spec, &o, res);
     if (st != BLKV_RUN_OK) {
         char *text = blkv_program_format(p);
         fprintf(stderr, "%s: driver '%s': status %d: %s\n%s\n--- program:\n%s", what, spec, st,
@@ -236,7 +237,7 @@ static int run_image(const uint8_t *bytes, size_t len, const uint8_t *raw, uint6
 {
     char *img = write_temp(bytes, len), *rawp = write_temp(raw, NCL * CS);
     struct blkv_program p;
-    struct blkv_run_opts o = {.driver = "qcow2", .quiet = true};
+    struct blkv_run_opts o = {.driver = &blkv_driver_qcow2, .quiet = true};
     int st;
 
     blkv_program_init(&p);
@@ -385,7 +386,7 @@ static int run_untrusted(const uint8_t *bytes, size_t len, uint64_t seed,
     struct blkv_program p;
     struct blkv_pop rd = {.code = BLKV_P_READ, .offset = 0, .len = NCL * CS};
     struct blkv_pop check = {.code = BLKV_P_CHECK}, reopen = {.code = BLKV_P_REOPEN};
-    struct blkv_run_opts o = {.driver = "qcow2", .quiet = true, .untrusted = true};
+    struct blkv_run_opts o = {.driver = &blkv_driver_qcow2, .quiet = true, .untrusted = true};
     static const uint8_t empty[1];
     int st;
 
@@ -506,7 +507,7 @@ static void test_image_far_write(void)
     enum { C = 512 };
     uint8_t img[6 * C];
     struct blkv_program p;
-    struct blkv_run_opts o = {.driver = "qcow2", .quiet = true, .untrusted = true};
+    struct blkv_run_opts o = {.driver = &blkv_driver_qcow2, .quiet = true, .untrusted = true};
     struct blkv_run_result res;
     struct blkv_pop far = {.code = BLKV_P_WRITE, .offset = 0, .len = 4096};
     time_t t0;

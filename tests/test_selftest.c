@@ -21,6 +21,7 @@
 #include "test.h"
 #include "util/util.h"
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -55,8 +56,8 @@ static char *slurp(const char *path, size_t *len)
 static int run_quiet(const struct blkv_program *p, const char *driver,
                      struct blkv_run_result *res)
 {
-    struct blkv_run_opts o = {.driver = driver, .quiet = true};
-    return blkv_run(p, &o, res);
+    struct blkv_run_opts o = {.quiet = true};
+    return blkv_run_spec(p, driver, &o, res);
 }
 
 /* ---- 1. hand-written traces ---------------------------------------------- */
@@ -114,7 +115,7 @@ static void test_traces(void)
         if (p.cfg.driver) { /* a driver left out of this build (libqcow, nbd) */
             char name[64] = "";
             sscanf(p.cfg.driver, "%63s", name);
-            if (!blkv_driver_find(name)) {
+            if (!blkv_registry_find(name)) {
                 printf("skip %s (driver %s not built)\n", list[i]->d_name, name);
                 free(text);
                 blkv_program_free(&p);

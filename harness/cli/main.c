@@ -8,6 +8,7 @@
 #include <blkv/prop.h>
 #include "util/util.h"
 #include <blkv/run.h>
+#include "registry.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -171,15 +172,40 @@ static int load_program(const char *path, enum input_kind kind, struct blkv_prog
     return 0;
 }
 
+/* Check a --driver spec (NULL is fine); -1 with the error printed. */
 static int check_spec(const char *spec)
 {
+    const struct blkv_driver *drv;
+    const char *opts;
     char err[512];
-    if (spec && blkv_driver_spec_check(spec, err, sizeof(err))) {
+    if (spec && blkv_registry_resolve(spec, &drv, &opts, err, sizeof(err))) {
         fprintf(stderr, "%s: --driver: %s\n", prog_name, err);
         return -1;
     }
     return 0;
 }
+
+/* --load PATH: load a plugin; -1 with the error printed. */
+static int load_plugin(const char *path)
+{
+    char err[512];
+    if (!blkv_registry_load(path, err, sizeof(err))) {
+        fprintf(stderr, "%s: --load: %s\n", prog_name, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The driver for inputs that name none (binary inputs, traces without a
+ * driver line) when --driver is not given: the plugin loaded with --load if
+ * there is exactly one, else raw. */
+static const char *default_spec(void)
+{
+    return blkv_registry_plugin(0) && !blkv_registry_plugin(1) ? blkv_registry_plugin(0)->name
+                                                                : "raw";
+}
+
+#define LOAD_HELP "  -L, --load PATH    load a driver plugin (a shared object); repeatable\n"
 
 /* ---- run ----------------------------------------------------------------- */
 
@@ -192,9 +218,11 @@ static void usage_run(FILE *f)
             "against its driver and the raw model.  Files are told apart by content:\n"
             "trace text starts with a comment or a keyword.\n"
             "\n"
-            "  -d, --driver SPEC  driver to use, e.g. 'raw' or 'buggy mode=lost-write';\n"
-            "                     overrides the trace's 'driver' line (default: the\n"
-            "                     trace's, else raw)\n"
+            "  -d, --driver SPEC  driver to use, e.g. 'raw', 'buggy mode=lost-write' or\n"
+            "                     './mydriver.so opt=val'; overrides the trace's 'driver'\n"
+            "                     line (default: the trace's, else the one plugin loaded\n"
+            "                     with --load, else raw)\n"
+            LOAD_HELP
             "  -s, --save DIR     save a reproducer (binary and text) of each failure in DIR\n"
             "      --text         treat every FILE as trace text\n"
             "      --binary       treat every FILE as a binary input\n"
@@ -215,16 +243,21 @@ static int cmd_run(int argc, char **argv)
         {"text", no_argument, NULL, 'T'},         {"binary", no_argument, NULL, 'B'},
         {"verbose", no_argument, NULL, 'v'},      {"quiet", no_argument, NULL, 'q'},
         {"no-verify", no_argument, NULL, 'N'},    {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"load", required_argument, NULL, 'L'},   {NULL, 0, NULL, 0},
     };
     struct blkv_run_opts o = {0};
+    const char *spec = NULL;
     enum input_kind kind = INPUT_AUTO;
     int c, worst = 0, clean = 0, bad = 0, errors = 0;
     bool quiet = false;
 
-    while ((c = getopt_long(argc, argv, "d:s:vqh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:s:vqhL:", lo, NULL)) != -1) {
         switch (c) {
-        case 'd': o.driver = optarg; break;
+        case 'd': spec = optarg; break;
+        case 'L':
+            if (load_plugin(optarg))
+                return 2;
+            break;
         case 's': o.repro_dir = optarg; break;
         case 'T': kind = INPUT_TEXT; break;
         case 'B': kind = INPUT_BINARY; break;
@@ -239,7 +272,7 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "%s run: no input files (see blkv run --help)\n", prog_name);
         return 2;
     }
-    if (check_spec(o.driver))
+    if (check_spec(spec))
         return 2;
     o.quiet = quiet;
     o.out = stdout;
@@ -258,7 +291,8 @@ static int cmd_run(int argc, char **argv)
             continue;
         }
         o.input = raw, o.input_len = raw_len;
-        st = blkv_run(&p, &o, &res);
+        st = blkv_run_spec(&p, spec ? spec : p.cfg.driver ? p.cfg.driver : default_spec(), &o,
+                           &res);
         if (st == BLKV_RUN_OK && o.no_verify) {
             clean++;
             printf("%s: ran unverified (%" PRIu64 " ops, %" PRIu64 " requests)\n", argv[i],
@@ -492,7 +526,9 @@ static void usage_prop(FILE *f)
             "with the same signature; the minimal program's report is printed and its\n"
             "reproducer saved.  The same seed gives the same programs.\n"
             "\n"
-            "  -d, --driver SPEC   driver (default raw)\n"
+            "  -d, --driver SPEC   driver (default: the one plugin loaded with --load,\n"
+            "                      else raw)\n"
+            "  -L, --load PATH     load a driver plugin (a shared object); repeatable\n"
             "  -S, --seed N        seed (default 0)\n"
             "  -r, --runs N        at most N programs (default: unlimited with --time,\n"
             "                      else 1000)\n"
@@ -513,17 +549,23 @@ static int cmd_prop(int argc, char **argv)
         {"runs", required_argument, NULL, 'r'},   {"time", required_argument, NULL, 't'},
         {"ops", required_argument, NULL, 'n'},    {"save", required_argument, NULL, 's'},
         {"shrink-runs", required_argument, NULL, 'R'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {"load", required_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
     };
-    struct blkv_prop_opts o = {.driver = "raw", .ops = 64, .save_dir = ".", .progress = true,
-                               .shrink_runs = 2000};
+    struct blkv_prop_opts o = {.ops = 64, .save_dir = ".", .progress = true, .shrink_runs = 2000};
+    const char *spec = NULL;
+    char err[512];
     uint64_t v;
     int c;
 
     o.progress = isatty(STDERR_FILENO);
-    while ((c = getopt_long(argc, argv, "d:S:r:t:n:s:qh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:S:r:t:n:s:qhL:", lo, NULL)) != -1) {
         switch (c) {
-        case 'd': o.driver = optarg; break;
+        case 'd': spec = optarg; break;
+        case 'L':
+            if (load_plugin(optarg))
+                return 2;
+            break;
         case 'S':
             if (parse_num("--seed", optarg, 0, UINT64_MAX, &o.seed))
                 return 2;
@@ -558,6 +600,11 @@ static int cmd_prop(int argc, char **argv)
     }
     if (!o.runs && !o.seconds)
         o.runs = 1000;
+    if (blkv_registry_resolve(spec ? spec : default_spec(), &o.driver, &o.driver_opts, err,
+                              sizeof(err))) {
+        fprintf(stderr, "%s prop: --driver: %s\n", prog_name, err);
+        return 2;
+    }
     return blkv_prop(&o);
 }
 
@@ -576,6 +623,7 @@ static void usage_triage(FILE *f)
             "(and traces without one) need --driver.\n"
             "\n"
             "  -d, --driver SPEC    driver for binary inputs, e.g. 'buggy mode=lost-write'\n"
+            "  -L, --load PATH      load a driver plugin (a shared object); repeatable\n"
             "  -o, --out DIR        where the minimal traces go (default triage)\n"
             "      --shrink-runs N  runs the shrinker may make per group (default 2000)\n"
             "  -h, --help           this help\n"
@@ -624,8 +672,7 @@ static void triage_file(struct triage *t, const char *path)
         blkv_program_free(&p);
         return;
     }
-    o.driver = driver;
-    if (blkv_run(&p, &o, &res) != BLKV_RUN_VIOLATION) {
+    if (blkv_run_spec(&p, driver, &o, &res) != BLKV_RUN_VIOLATION) {
         if (res.status == BLKV_RUN_OK)
             t->clean++;
         else {
@@ -704,16 +751,22 @@ static void triage_minimise(struct triage_group *g, size_t idx, const char *out,
                             uint64_t shrink_runs)
 {
     struct blkv_program p;
-    struct blkv_run_opts o = {.driver = g->driver, .quiet = true};
+    struct blkv_run_opts o = {.quiet = true};
     struct blkv_run_result res;
-    char name[128], *text, *own;
+    char name[128], err[512], *text, *own;
     FILE *f;
 
     blkv_program_init(&p);
     g->min_ops = 0;
     if (load_program(g->example, INPUT_AUTO, &p, NULL, NULL))
         return;
-    blkv_shrink(&p, g->driver, blkv_same_signature, g->sig, shrink_runs);
+    /* the group's findings ran against it: it resolves */
+    if (blkv_registry_resolve(g->driver, &o.driver, &o.driver_opts, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s triage: %s\n", prog_name, err);
+        blkv_program_free(&p);
+        return;
+    }
+    blkv_shrink(&p, o.driver, o.driver_opts, blkv_same_signature, g->sig, shrink_runs);
     g->min_ops = p.nops;
     blkv_run(&p, &o, &res);
     snprintf(name, sizeof(name), "%zu-%s", idx + 1, g->sig);
@@ -759,16 +812,20 @@ static int cmd_triage(int argc, char **argv)
     static const struct option lo[] = {
         {"driver", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
         {"shrink-runs", required_argument, NULL, 'R'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"load", required_argument, NULL, 'L'},   {NULL, 0, NULL, 0},
     };
     struct triage t = {0};
     const char *out = "triage";
     uint64_t shrink_runs = 2000, failed = 0;
     int c;
 
-    while ((c = getopt_long(argc, argv, "d:o:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "d:o:hL:", lo, NULL)) != -1) {
         switch (c) {
         case 'd': t.spec = optarg; break;
+        case 'L':
+            if (load_plugin(optarg))
+                return 2;
+            break;
         case 'o': out = optarg; break;
         case 'R':
             if (parse_num("--shrink-runs", optarg, 1, UINT64_MAX, &shrink_runs))
@@ -820,53 +877,79 @@ static int cmd_triage(int argc, char **argv)
 static void usage_drivers(FILE *f)
 {
     fprintf(f,
-            "usage: blkv drivers [NAME]\n"
+            "usage: blkv drivers [--load PATH]... [NAME]\n"
             "\n"
-            "List drivers with their options and capabilities (as reported by opening\n"
-            "each on a fresh default device), or just driver NAME.\n");
+            "List drivers (built in, and loaded from plugins with --load) with their\n"
+            "options and capabilities (as reported by opening each on a fresh default\n"
+            "device), or just driver NAME (a name, or a plugin's path).\n"
+            "\n"
+            LOAD_HELP
+            "  -h, --help         this help\n");
+}
+
+/* Print one driver: name, description, options, capabilities. */
+static void print_driver(const struct blkv_driver *d)
+{
+    static const char *const discard[] = {"ignored", "zeroes", "zeroes-or-old", "unspecified"};
+    const char *from = blkv_plugin_path(d);
+    struct blkv_caps caps;
+    char err[512];
+
+    printf("%s%s%s%s%s\n  %s\n", d->name, d->in_process ? " (in-process)" : "",
+           from ? " (plugin " : "", from ? from : "", from ? ")" : "",
+           d->description ? d->description : "");
+    for (const struct blkv_option *o = d->options; o && o->name; o++)
+        printf("  %-16s %s%s%s%s\n", o->name, o->help ? o->help : "", o->def ? " (default " : "",
+               o->def ? o->def : "", o->def ? ")" : "");
+    if (blkv_driver_probe(d, NULL, &caps, err, sizeof(err)) == 0) {
+        printf("  capabilities: align %u, max transfer %u, atomic %u, discard %s%s%s%s%s\n",
+               caps.align, caps.max_transfer, caps.atomic ? caps.atomic : 1,
+               discard[caps.discard % 4], caps.write_zeroes ? ", write-zeroes" : "",
+               caps.fua ? ", fua" : "", caps.cancel ? ", cancel" : "",
+               caps.read_only ? ", read-only" : "");
+    } else {
+        printf("  capabilities: unknown (%s)\n", err);
+    }
 }
 
 static int cmd_drivers(int argc, char **argv)
 {
-    static const char *const discard[] = {"ignored", "zeroes", "zeroes-or-old", "unspecified"};
-    const char *only = NULL;
+    static const struct option lo[] = {
+        {"load", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const struct blkv_driver *only = NULL;
+    int c;
 
-    if (argc > 1 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        usage_drivers(stdout);
-        return 0;
+    while ((c = getopt_long(argc, argv, "L:h", lo, NULL)) != -1) {
+        switch (c) {
+        case 'L':
+            if (load_plugin(optarg))
+                return 2;
+            break;
+        case 'h': usage_drivers(stdout); return 0;
+        default: usage_drivers(stderr); return 2;
+        }
     }
-    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+    if (argc - optind > 1) {
         usage_drivers(stderr);
         return 2;
     }
-    if (argc == 2) {
-        only = argv[1];
-        if (!blkv_driver_find(only)) {
-            fprintf(stderr, "%s drivers: unknown driver '%s'\n", prog_name, only);
+    if (optind < argc) {
+        const char *opts;
+        char err[512];
+        if (blkv_registry_resolve(argv[optind], &only, &opts, err, sizeof(err)) < 0) {
+            fprintf(stderr, "%s drivers: %s\n", prog_name, err);
             return 2;
         }
+        print_driver(only);
+        return 0;
     }
-    for (size_t i = 0; blkv_drivers[i]; i++) {
-        const struct blkv_driver *d = blkv_drivers[i];
-        struct blkv_caps caps;
-        char err[512];
-
-        if (only && strcmp(only, d->name))
-            continue;
-        printf("%s%s\n  %s\n", d->name, d->in_process ? " (in-process)" : "", d->description);
-        for (const struct blkv_option *o = d->options; o && o->name; o++)
-            printf("  %-16s %s%s%s%s\n", o->name, o->help, o->def ? " (default " : "",
-                   o->def ? o->def : "", o->def ? ")" : "");
-        if (blkv_driver_probe(d->name, &caps, err, sizeof(err)) == 0) {
-            printf("  capabilities: align %u, max transfer %u, atomic %u, discard %s%s%s%s%s\n",
-                   caps.align, caps.max_transfer, caps.atomic ? caps.atomic : 1,
-                   discard[caps.discard % 4],
-                   caps.write_zeroes ? ", write-zeroes" : "", caps.fua ? ", fua" : "",
-                   caps.cancel ? ", cancel" : "", caps.read_only ? ", read-only" : "");
-        } else {
-            printf("  capabilities: unknown (%s)\n", err);
-        }
-    }
+    for (size_t i = 0; blkv_builtin_drivers[i]; i++)
+        print_driver(blkv_builtin_drivers[i]);
+    for (size_t i = 0; blkv_registry_plugin(i); i++)
+        print_driver(blkv_registry_plugin(i));
     return 0;
 }
 
@@ -888,6 +971,7 @@ static void usage_export_qemu_io(FILE *f)
             "  -c, --commands    only the qemu-io commands (default: a shell script that\n"
             "                    creates the image, runs qemu-io and qemu-img check)\n"
             "  -o, --output OUT  write to OUT (default: standard output)\n"
+            "  -L, --load PATH   load a driver plugin (a shared object); repeatable\n"
             "  -h, --help        this help\n"
             "\n"
             "Example: blkv export-qemu-io repro.trace > repro.sh && sh repro.sh\n");
@@ -900,6 +984,7 @@ static int cmd_export_qemu_io(int argc, char **argv)
         {"commands", no_argument, NULL, 'c'},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
+        {"load", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
     struct blkv_export_opts eo = {0};
@@ -909,8 +994,12 @@ static int cmd_export_qemu_io(int argc, char **argv)
     FILE *f = stdout;
     int c, ret;
 
-    while ((c = getopt_long(argc, argv, "f:co:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:co:hL:", lo, NULL)) != -1) {
         switch (c) {
+        case 'L':
+            if (load_plugin(optarg))
+                return 2;
+            break;
         case 'f': eo.format = optarg; break;
         case 'c': eo.commands_only = true; break;
         case 'o': out = optarg; break;

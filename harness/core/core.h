@@ -43,18 +43,21 @@ struct blkv_run {
     uint64_t clock;
     bool stuck;            /* requests can never complete: do not close */
     bool checked;          /* the check ran, and no request or reopen since */
+    char *spec;            /* "name opts", for reports and reproducers */
     int image_fd;          /* init image, or -1 */
     struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
     size_t nfoot;
 };
 
 /* options.c */
-/* Split "name k=v k=v" into ctx (driver and options); 0 or -EINVAL with a
- * message in err. */
-int blkv_core_spec_parse(const char *spec, struct blkv_ctx *ctx, char *err, size_t errlen);
-/* Copy a driver struct to full size in run->drv, zero-filling what an older
- * driver lacks, and check it; 0 or -EINVAL with a message in err. */
-int blkv_core_driver_load(struct blkv_run *run, const struct blkv_driver *d, char *err,
+/* Parse d's options "k=v k=v" (NULL: none) into ctx (which keeps d); 0 or
+ * -EINVAL with a message in err.  ctx->spec_copy is malloc'd either way. */
+int blkv_core_opts_parse(const struct blkv_driver *d, const char *opts, struct blkv_ctx *ctx,
+                         char *err, size_t errlen);
+/* Copy driver struct d to full size in *out, zero-filling what an older,
+ * smaller struct lacks, and check it (version, size, required callbacks);
+ * 0 or -EINVAL with a message in err. */
+int blkv_core_driver_copy(struct blkv_driver *out, const struct blkv_driver *d, char *err,
                           size_t len);
 
 /* services.c */

@@ -517,7 +517,6 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
 {
     static const struct blkv_run_opts no_opts;
     struct blkv_run *run;
-    const char *spec;
     char err[400];
     int status;
     bool existing; /* open what the lower file holds (create=false) */
@@ -536,14 +535,21 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
     run->h.out = opts->out ? opts->out : stderr;
     run->image_fd = -1;
     run->ctx.run = run;
-    spec = opts->driver ? opts->driver : p->cfg.driver ? p->cfg.driver : "raw";
-    run->h.driver_spec = spec;
-
-    if (blkv_core_spec_parse(spec, &run->ctx, err, sizeof(err)) ||
-        blkv_core_driver_load(run, run->ctx.drv, err, sizeof(err))) {
+    if (!opts->driver) {
+        blkv_core_run_error(run, "no driver given");
+        goto out;
+    }
+    if (blkv_core_driver_copy(&run->drv, opts->driver, err, sizeof(err)) ||
+        blkv_core_opts_parse(&run->drv, opts->driver_opts, &run->ctx, err, sizeof(err))) {
         blkv_core_run_error(run, "%s", err);
         goto out;
     }
+    run->spec = blkv_driver_spec_format(&run->drv, opts->driver_opts);
+    if (!run->spec) {
+        blkv_core_run_error(run, "out of memory");
+        goto out;
+    }
+    run->h.driver_spec = run->spec;
     if (p->cfg.init == BLKV_INIT_IMAGE) {
         if (!p->cfg.init_image) {
             blkv_core_run_error(run, "init image: no image file given");
@@ -624,6 +630,7 @@ out:
     free(run->foot);
     free(run->h.reqs);
     free(run->ctx.spec_copy);
+    free(run->spec);
     status = res->status;
     if (status == BLKV_RUN_ERROR && !opts->quiet)
         fprintf(run->h.out, "blkv: %s\n", res->message);
@@ -631,10 +638,11 @@ out:
     return status;
 }
 
-int blkv_driver_probe(const char *spec, struct blkv_caps *caps, char *err, size_t errlen)
+int blkv_driver_probe(const struct blkv_driver *drv, const char *opts, struct blkv_caps *caps,
+                      char *err, size_t errlen)
 {
     struct blkv_program p;
-    struct blkv_run_opts o = {.driver = spec, .quiet = true};
+    struct blkv_run_opts o = {.driver = drv, .driver_opts = opts, .quiet = true};
     struct blkv_run_result res;
     int ret;
 

@@ -1,7 +1,5 @@
-/* fuzz_common.c - the body shared by every LLVMFuzzerTestOneInput. */
+/* entry.c - the fuzz entry (blkv_fuzz_one) and the data budget. */
 #include <blkv/fuzz.h>
-
-#include <blkv/program.h>
 #include <blkv/run.h>
 
 #include <inttypes.h>
@@ -78,19 +76,14 @@ void blkv_fuzz_fit_budget(struct blkv_program *p)
     p->nops = n;
 }
 
-int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size)
-{
-    return blkv_fuzz_one_with(NULL, spec, data, size);
-}
-
-int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_t *data,
-                       size_t size)
+/* Both entries: opts, or opts_fn's for the program. */
+static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_opts_fn opts_fn,
+                    const uint8_t *data, size_t size)
 {
     static struct blkv_program p; /* reused: its op array grows once */
     static char built[256];
     struct blkv_run_opts o = {0};
     struct blkv_run_result res;
-    const char *env_driver = getenv("BLKV_DRIVER");
     const char *dir = getenv("BLKV_REPRO_DIR");
 
     if (!p.ops)
@@ -104,11 +97,12 @@ int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_
                     BLKV_FUZZ_MAX_REOPENS, BLKV_FUZZ_MAX_CHECKS);
         return -1;
     }
-    if (spec_fn) {
-        spec_fn(&p, built, sizeof(built));
-        spec = built;
+    if (opts_fn) {
+        opts_fn(&p, built, sizeof(built));
+        opts = built;
     }
-    o.driver = env_driver && *env_driver ? env_driver : spec;
+    o.driver = drv;
+    o.driver_opts = opts;
     o.abort_on_violation = true;
     /* "-": save nothing (AFL++ campaigns replay their crashes afterwards) */
     o.repro_dir = !dir || !*dir ? "." : strcmp(dir, "-") ? dir : NULL;
@@ -123,23 +117,14 @@ int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_
     return 0;
 }
 
-void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool allow_v3,
-                          const char *const backing[4], char *buf, size_t len)
+int blkv_fuzz_one(const struct blkv_driver *drv, const char *opts, const uint8_t *data,
+                  size_t size)
 {
-    uint64_t s = p->cfg.seed;
-    unsigned version = s & 1 || !allow_v3 ? 2 : 3;
-    unsigned refbits = 1u << ((s >> 1) % 7);
-    uint32_t cluster = p->cfg.grain;
+    return fuzz_run(drv, opts, NULL, data, size);
+}
 
-    if (cluster < 512)
-        cluster = 512;
-    if (cluster > (2u << 20))
-        cluster = 2u << 20;
-    if (version == 2)
-        refbits = 16; /* version 2 has 16-bit refcounts only */
-    snprintf(buf, len,
-             "%s version=%u cluster-size=%" PRIu32 " refcount-bits=%u lazy-refcounts=%s "
-             "backing=%s l2-cache=%u refcount-cache=%u",
-             driver, version, cluster, refbits, version == 3 && (s >> 4 & 1) ? "on" : "off",
-             backing[(s >> 5) & 3], 2 + (unsigned)((s >> 7) & 3), 2 + (unsigned)((s >> 9) & 3));
+int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn opts_fn,
+                       const uint8_t *data, size_t size)
+{
+    return fuzz_run(drv, NULL, opts_fn, data, size);
 }

@@ -1,6 +1,9 @@
 /*
  * mutator.c - a structure-aware libFuzzer mutator and crossover for blkv
- * programs.  Linked into libFuzzer builds only (it calls LLVMFuzzerMutate).
+ * programs (blkv_fuzz_mutate, blkv_fuzz_crossover; a target's
+ * LLVMFuzzerCustomMutator and LLVMFuzzerCustomCrossOver call them, see
+ * BLKV_FUZZ_MUTATOR).  Byte mutations are libFuzzer's LLVMFuzzerMutate
+ * where it is linked in (a weak reference), else a few flips of our own.
  *
  * A mutation decodes the input (the decoder is total), edits the program at
  * op granularity -- insert, delete, duplicate, swap, change kind or flags,
@@ -20,8 +23,6 @@
  */
 #include <blkv/fuzz.h>
 
-#include <blkv/driver.h>
-#include <blkv/program.h>
 #include "util/util.h"
 
 #include <errno.h>
@@ -432,6 +433,21 @@ static bool ed_config(struct blkv_rng *r, struct mprog *m)
 
 /* ---- entry points -------------------------------------------------------- */
 
+/* libFuzzer's byte mutator; null where libFuzzer is not linked in. */
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size) __attribute__((weak));
+
+/* Byte mutations: libFuzzer's, or else flip, set or append a few bytes. */
+static size_t byte_mutate(uint8_t *data, size_t size, size_t max_size, struct blkv_rng *r)
+{
+    if (LLVMFuzzerMutate)
+        return LLVMFuzzerMutate(data, size, max_size);
+    if (size < max_size && (size == 0 || one_in(r, 4)))
+        data[size++] = (uint8_t)blkv_rng_next(r);
+    for (uint64_t k = 1 + below(r, 4); k && size; k--)
+        data[below(r, size)] ^= (uint8_t)(1u << below(r, 8));
+    return size;
+}
+
 static struct mprog M, M2;     /* reused: their arrays grow once */
 static struct blkv_program P, Q;
 
@@ -455,7 +471,7 @@ static size_t emit(uint8_t *out, size_t max)
     return n;
 }
 
-size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+size_t blkv_fuzz_mutate(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
 {
     static bool (*const edits[])(struct blkv_rng *, struct mprog *) = {
         /* as many ops removed as added on average, so inputs do not creep
@@ -469,18 +485,18 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 
     blkv_rng_seed(&r, seed * UINT64_C(0x9e3779b97f4a7c15) + 1);
     if (one_in(&r, BYTE_MUTATE_ONE_IN))
-        return LLVMFuzzerMutate(data, size, max_size);
+        return byte_mutate(data, size, max_size, &r);
     if (!P.ops)
         blkv_program_init(&P);
     if (blkv_program_decode(data, size, &P) || !mp_load(&M, &P))
-        return LLVMFuzzerMutate(data, size, max_size);
+        return byte_mutate(data, size, max_size, &r);
     k = 1 + below(&r, MAX_EDITS);
     for (size_t i = 0; i < k; i++)
         changed |= edits[below(&r, ARRAY_SIZE(edits))](&r, &M);
     if (!changed)
         ed_insert(&r, &M);
     n = emit(data, max_size);
-    return n ? n : LLVMFuzzerMutate(data, size, max_size);
+    return n ? n : byte_mutate(data, size, max_size, &r);
 }
 
 /* Rescale b's offsets that lie past the device of config c. */
@@ -494,9 +510,8 @@ static void fit_offset(struct blkv_pop *o, const struct blkv_config *c)
     }
 }
 
-size_t LLVMFuzzerCustomCrossOver(const uint8_t *data1, size_t size1, const uint8_t *data2,
-                                 size_t size2, uint8_t *out, size_t max_out_size,
-                                 unsigned int seed)
+size_t blkv_fuzz_crossover(const uint8_t *data1, size_t size1, const uint8_t *data2,
+                           size_t size2, uint8_t *out, size_t max_out_size, unsigned int seed)
 {
     struct blkv_rng r;
     size_t cut, from, len, tail, n;

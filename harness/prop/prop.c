@@ -50,7 +50,8 @@ bool blkv_same_signature(const struct blkv_run_result *res, void *sig)
 /* ---- shrinking --------------------------------------------------------------- */
 
 struct shrinker {
-    const char *driver;
+    const struct blkv_driver *driver;
+    const char *driver_opts;
     blkv_shrink_pred pred;
     void *opaque;
     uint64_t runs, max_runs;
@@ -59,7 +60,7 @@ struct shrinker {
 /* Whether q still fails the same way. */
 static bool still_fails(struct shrinker *s, const struct blkv_program *q)
 {
-    struct blkv_run_opts o = {.driver = s->driver, .quiet = true};
+    struct blkv_run_opts o = {.driver = s->driver, .driver_opts = s->driver_opts, .quiet = true};
     struct blkv_run_result res;
     bool yes;
 
@@ -216,10 +217,12 @@ static void shrink_config(struct shrinker *s, struct blkv_program *p, struct blk
     }
 }
 
-uint64_t blkv_shrink(struct blkv_program *p, const char *driver, blkv_shrink_pred pred,
-                     void *opaque, uint64_t max_runs)
+uint64_t blkv_shrink(struct blkv_program *p, const struct blkv_driver *driver,
+                     const char *driver_opts, blkv_shrink_pred pred, void *opaque,
+                     uint64_t max_runs)
 {
-    struct shrinker s = {.driver = driver, .pred = pred, .opaque = opaque, .max_runs = max_runs};
+    struct shrinker s = {.driver = driver, .driver_opts = driver_opts, .pred = pred,
+                         .opaque = opaque, .max_runs = max_runs};
     struct blkv_program q;
     size_t before;
 
@@ -249,18 +252,24 @@ int blkv_prop(const struct blkv_prop_opts *o)
     FILE *out = o->out ? o->out : stdout;
     double start = now(), last = 0;
     uint64_t ops = 0, bytes = 0, skipped = 0, i;
-    char err[512];
+    char err[512], *spec;
     int ret = 0;
 
-    if (blkv_driver_spec_check(o->driver, err, sizeof(err))) {
+    if (blkv_driver_opts_check(o->driver, o->driver_opts, err, sizeof(err))) {
         fprintf(stderr, "blkv prop: %s\n", err);
         return 2;
     }
-    fprintf(out, "prop: driver '%s', seed %" PRIu64 ", %zu ops per program\n", o->driver,
-            o->seed, o->ops);
+    if (!(spec = blkv_driver_spec_format(o->driver, o->driver_opts))) {
+        fprintf(stderr, "blkv prop: out of memory\n");
+        return 2;
+    }
+    fprintf(out, "prop: driver '%s', seed %" PRIu64 ", %zu ops per program\n", spec, o->seed,
+            o->ops);
+    free(spec);
     for (i = 0; (!o->runs || i < o->runs) && (!o->seconds || now() - start < o->seconds); i++) {
         struct blkv_program p;
-        struct blkv_run_opts ro = {.driver = o->driver, .quiet = true};
+        struct blkv_run_opts ro = {.driver = o->driver, .driver_opts = o->driver_opts,
+                                   .quiet = true};
         struct blkv_run_result res;
         int st;
 
@@ -283,8 +292,8 @@ int blkv_prop(const struct blkv_prop_opts *o)
         }
         if (st == BLKV_RUN_VIOLATION) {
             char sig[sizeof(res.signature)];
-            struct blkv_run_opts fo = {.driver = o->driver, .repro_dir = o->save_dir,
-                                       .out = out};
+            struct blkv_run_opts fo = {.driver = o->driver, .driver_opts = o->driver_opts,
+                                       .repro_dir = o->save_dir, .out = out};
             struct blkv_run_result fin;
             size_t before = p.nops;
             uint64_t runs;
@@ -294,7 +303,7 @@ int blkv_prop(const struct blkv_prop_opts *o)
             memcpy(sig, res.signature, sizeof(sig));
             fprintf(out, "prop: program %" PRIu64 " (seed %" PRIu64 ") failed: %s\n", i, o->seed,
                     res.message);
-            runs = blkv_shrink(&p, o->driver, blkv_same_signature, sig,
+            runs = blkv_shrink(&p, o->driver, o->driver_opts, blkv_same_signature, sig,
                                o->shrink_runs ? o->shrink_runs : 2000);
             fprintf(out, "prop: shrunk from %zu to %zu ops in %" PRIu64 " runs\n", before,
                     p.nops, runs);

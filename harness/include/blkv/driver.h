@@ -23,6 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks what libblkv exports (it is built with hidden visibility). */
+#ifndef BLKV_API
+#define BLKV_API __attribute__((visibility("default")))
+#endif
+
 #define BLKV_DRIVER_API_VERSION 1
 
 /* Largest device blkv can verify: self-describing data encodes offset/8 in 40 bits. */
@@ -141,31 +146,47 @@ struct blkv_driver {
 #define BLKV_DRIVER_HEADER .struct_size = sizeof(struct blkv_driver), \
                            .api_version = BLKV_DRIVER_API_VERSION
 
-/* The registry (drivers/registry.c): NULL-terminated. */
-extern const struct blkv_driver *const blkv_drivers[];
-const struct blkv_driver *blkv_driver_find(const char *name);
+/*
+ * Plugins: a shared object that exports blkv_plugin_init, returning its
+ * driver.  `blkv run --load PATH` (and a driver spec naming PATH) loads it.
+ * Build it with `pkg-config --cflags blkv` and leave the blkv_* symbols
+ * undefined: they come from the program that loads it.
+ *
+ *     BLKV_REGISTER_PLUGIN(my_driver)
+ */
+#define BLKV_PLUGIN_ENTRY_NAME "blkv_plugin_init"
+#define BLKV_REGISTER_PLUGIN(drv)                                                      \
+    __attribute__((visibility("default"))) const struct blkv_driver *blkv_plugin_init(void); \
+    const struct blkv_driver *blkv_plugin_init(void)                                   \
+    {                                                                                  \
+        return &(drv);                                                                 \
+    }
+
+/* The smallest struct_size the core takes: API version 1's struct, through
+ * co_submit.  Fields past a driver's struct_size read as zero. */
+#define BLKV_DRIVER_MIN_SIZE offsetof(struct blkv_driver, cancel)
 
 /* ---- services for drivers ---------------------------------------------- */
 
 /* Complete a request.  Exactly once per request. */
-void blkv_complete(struct blkv_req *req, int ret);
+BLKV_API void blkv_complete(struct blkv_req *req, int ret);
 
 /* Option value (the driver's declared default when not given), or NULL. */
-const char *blkv_opt(struct blkv_ctx *ctx, const char *name);
+BLKV_API const char *blkv_opt(struct blkv_ctx *ctx, const char *name);
 /* Parse an option as an unsigned integer with optional K/M/G suffix;
  * returns 0 or -EINVAL (with a message in the context). */
-int blkv_opt_u64(struct blkv_ctx *ctx, const char *name, uint64_t *out);
+BLKV_API int blkv_opt_u64(struct blkv_ctx *ctx, const char *name, uint64_t *out);
 
 /* Record an error message for the current run (printf-style). */
-void blkv_error(struct blkv_ctx *ctx, const char *fmt, ...)
+BLKV_API void blkv_error(struct blkv_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* The seed of this run, for drivers that make choices. */
-uint64_t blkv_seed(struct blkv_ctx *ctx);
+BLKV_API uint64_t blkv_seed(struct blkv_ctx *ctx);
 
 /* The initial content of device bytes [off, off+len): what every byte must
  * read as before the first write (zeros, pattern or a user's image). */
-void blkv_initial_content(struct blkv_ctx *ctx, void *buf, uint64_t len, uint64_t off);
+BLKV_API void blkv_initial_content(struct blkv_ctx *ctx, void *buf, uint64_t len, uint64_t off);
 
 /* A range of device bytes. */
 struct blkv_extent {
@@ -177,7 +198,7 @@ struct blkv_extent {
  * device the run's program can reach, rounded out to 4 KiB, sorted and
  * disjoint.  No read reaches any other byte, so those may hold anything.
  * None when the initial content is all zeros.  Valid until the run ends. */
-size_t blkv_initial_extents(struct blkv_ctx *ctx, const struct blkv_extent **ext);
+BLKV_API size_t blkv_initial_extents(struct blkv_ctx *ctx, const struct blkv_extent **ext);
 
 /* ---- lower files (in-process drivers only) ------------------------------
  * An in-memory sparse file.  Each I/O yields to the scheduler, which decides
@@ -188,45 +209,45 @@ size_t blkv_initial_extents(struct blkv_ctx *ctx, const struct blkv_extent **ext
 struct blkv_lower;
 
 /* Lower file `idx` (0: the image; 1: a backing file), or NULL. */
-struct blkv_lower *blkv_lower_get(struct blkv_ctx *ctx, unsigned idx);
-int blkv_lower_pread(struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
-int blkv_lower_pwrite(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
+BLKV_API struct blkv_lower *blkv_lower_get(struct blkv_ctx *ctx, unsigned idx);
+BLKV_API int blkv_lower_pread(struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
+BLKV_API int blkv_lower_pwrite(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
 /* Write len zero bytes at off (a write like any other, without a buffer;
  * the store keeps holes as holes). */
-int blkv_lower_pwrite_zeroes(struct blkv_lower *f, uint64_t len, uint64_t off);
-int blkv_lower_flush(struct blkv_lower *f);
-int blkv_lower_truncate(struct blkv_lower *f, uint64_t size);
-uint64_t blkv_lower_size(const struct blkv_lower *f);
+BLKV_API int blkv_lower_pwrite_zeroes(struct blkv_lower *f, uint64_t len, uint64_t off);
+BLKV_API int blkv_lower_flush(struct blkv_lower *f);
+BLKV_API int blkv_lower_truncate(struct blkv_lower *f, uint64_t size);
+BLKV_API uint64_t blkv_lower_size(const struct blkv_lower *f);
 /* Where data may be, like lseek's SEEK_DATA and SEEK_HOLE, at the store's
  * page granularity: the first offset in [off, end) that may hold non-zero
  * bytes, or that surely reads as zeros; end if there is none.  Immediate (a
  * metadata query, not an I/O): it sees completed writes only.  Drivers use
  * it to skip reading tables that are mostly holes. */
-uint64_t blkv_lower_next_data(const struct blkv_lower *f, uint64_t off, uint64_t end);
-uint64_t blkv_lower_next_hole(const struct blkv_lower *f, uint64_t off, uint64_t end);
+BLKV_API uint64_t blkv_lower_next_data(const struct blkv_lower *f, uint64_t off, uint64_t end);
+BLKV_API uint64_t blkv_lower_next_hole(const struct blkv_lower *f, uint64_t off, uint64_t end);
 /* Immediate, unscheduled access (no yield, no faults), for test drivers
  * and setup code.  Reads past the end return zeros. */
-void blkv_lower_peek(const struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
-void blkv_lower_poke(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
+BLKV_API void blkv_lower_peek(const struct blkv_lower *f, void *buf, uint64_t len, uint64_t off);
+BLKV_API void blkv_lower_poke(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off);
 
 /* Scratch memory for in-process drivers (cache slots, bounce buffers):
  * malloc and free, but recycled across runs, so that thousands of runs a
  * second do not each fault in fresh pages.  What is given back stays out of
  * use until the run ends (poisoned under ASan, so a late access is still
  * caught).  Uninitialised; len as passed to blkv_scratch_get. */
-void *blkv_scratch_get(size_t len);
-void blkv_scratch_put(void *p, size_t len);
+BLKV_API void *blkv_scratch_get(size_t len);
+BLKV_API void blkv_scratch_put(void *p, size_t len);
 
 /* ---- coroutine services (in-process drivers only) ----------------------- */
 
 /* Make a blocked request give up: if its coroutine waits for a lower I/O
  * that has not completed, that I/O is withdrawn (it never happens) and
  * returns -ECANCELED.  Later lower I/Os of the request run normally. */
-void blkv_co_cancel(struct blkv_req *req);
+BLKV_API void blkv_co_cancel(struct blkv_req *req);
 /* Whether blkv_co_cancel() was called for the current coroutine's request. */
-bool blkv_co_cancelled(void);
+BLKV_API bool blkv_co_cancelled(void);
 /* Let other coroutines run; the scheduler decides when this one resumes. */
-void blkv_co_yield(void);
+BLKV_API void blkv_co_yield(void);
 
 /* A FIFO coroutine mutex.  Zero-initialised is unlocked. */
 struct blkv_co_waiter;
@@ -234,15 +255,15 @@ struct blkv_co_mutex {
     bool locked;
     struct blkv_co_waiter *head, *tail;
 };
-void blkv_co_mutex_lock(struct blkv_co_mutex *m);
-void blkv_co_mutex_unlock(struct blkv_co_mutex *m);
+BLKV_API void blkv_co_mutex_lock(struct blkv_co_mutex *m);
+BLKV_API void blkv_co_mutex_unlock(struct blkv_co_mutex *m);
 
 /* A wait queue.  Zero-initialised is empty. */
 struct blkv_co_queue {
     struct blkv_co_waiter *head, *tail;
 };
-void blkv_co_queue_wait(struct blkv_co_queue *q);
-bool blkv_co_queue_wake_one(struct blkv_co_queue *q); /* false if empty */
-void blkv_co_queue_wake_all(struct blkv_co_queue *q);
+BLKV_API void blkv_co_queue_wait(struct blkv_co_queue *q);
+BLKV_API bool blkv_co_queue_wake_one(struct blkv_co_queue *q); /* false if empty */
+BLKV_API void blkv_co_queue_wake_all(struct blkv_co_queue *q);
 
 #endif

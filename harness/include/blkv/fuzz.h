@@ -1,43 +1,49 @@
 /*
- * fuzz.h - what every fuzz target shares: decode the input (the decoder is
- * total, so every input is a program), run it against a driver and the model,
- * and abort() with a report on the first violation.
+ * <blkv/fuzz.h> - fuzz targets: decode the input (the decoder is total, so
+ * every input is a program), run it against a driver and the model, and
+ * abort() with a report on the first violation.
+ *
+ * A whole fuzz target for a driver of your own:
+ *
+ *     #include <blkv/fuzz.h>
+ *     extern const struct blkv_driver my_driver;
+ *     BLKV_FUZZ_TARGET(my_driver, "opt=val")
+ *
+ * Linked with libblkv and -fsanitize=fuzzer it is a libFuzzer binary with
+ * blkv's structure-aware mutator; built with afl-clang-fast and
+ * -fsanitize=fuzzer, an AFL++ persistent-mode binary; linked with
+ * libblkv-replay instead, a plain program that replays the files and
+ * directories it is given.  Reproducers are saved (binary and trace text) in
+ * $BLKV_REPRO_DIR (default: the current directory; "-": not saved).
  */
 #ifndef BLKV_FUZZ_H
 #define BLKV_FUZZ_H
+
+#include <blkv/driver.h>
+#include <blkv/program.h>
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /*
- * Run one fuzz input against the driver `spec` (overridden by the
- * environment variable BLKV_DRIVER when set).  Reproducers go to
- * $BLKV_REPRO_DIR (default: the current directory; "-": not saved).
- * Returns 0, or -1 for an input over the data budget (below), which is
- * not run; a violation aborts.
+ * Run one fuzz input against driver drv with options opts ("opt=val ...",
+ * NULL: none).  Returns 0, or -1 for an input over the data budget (below),
+ * which is not run (libFuzzer keeps it out of the corpus); a violation
+ * aborts after the report.  An input the driver cannot even open (a setup
+ * error, say a config it refuses) is not a finding: it returns 0.
  */
-int blkv_fuzz_one(const char *spec, const uint8_t *data, size_t size);
+BLKV_API int blkv_fuzz_one(const struct blkv_driver *drv, const char *opts, const uint8_t *data,
+                           size_t size);
 
 /*
- * The same, with the driver spec built from the decoded program (so that
- * driver options, such as an image format's, come from the input too):
- * spec_fn writes a NUL-terminated spec into buf.
+ * The same, with the options built from the decoded program (so that
+ * options such as an image format's come from the input too): opts_fn
+ * writes a NUL-terminated option string into buf.
  */
-struct blkv_program;
-typedef void (*blkv_fuzz_spec_fn)(const struct blkv_program *p, char *buf, size_t len);
-int blkv_fuzz_one_with(blkv_fuzz_spec_fn spec_fn, const char *spec, const uint8_t *data,
-                       size_t size);
-
-/*
- * qcow2 image options drawn from program p, for targets whose driver takes
- * qcow2's options: the cluster size is the config's grain, and bits of its
- * seed choose the version (2 unless allow_v3), refcount width, lazy
- * refcounts, cache sizes and the backing file, backing[(seed >> 5) & 3].
- * Writes "DRIVER version=... ..." into buf.
- */
-void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool allow_v3,
-                          const char *const backing[4], char *buf, size_t len);
+typedef void (*blkv_fuzz_opts_fn)(const struct blkv_program *p, char *buf, size_t len);
+BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn opts_fn,
+                                const uint8_t *data, size_t size);
 
 /*
  * The data budget.  A fuzz target sets aside (returns -1 for: libFuzzer
@@ -48,29 +54,75 @@ void blkv_fuzz_qcow2_spec(const struct blkv_program *p, const char *driver, bool
  * multi-megabyte requests, whose cost is in moving and checking bytes and
  * in metadata per cluster (and a pattern-initialised device is filled
  * wherever a request reaches), not in reaching code: boundaries are
- * reached by offsets.  Likewise a program may reopen and check the image at most
- * BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times: each costs a
+ * reached by offsets.  Likewise a program may reopen and check the image at
+ * most BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times: each costs a
  * close, open and full image check, and libFuzzer's hit-count buckets
  * reward doing it hundreds of times.  `blkv run` replays any program whole.
  */
 #define BLKV_FUZZ_PAST_BUDGET 4096u
 #define BLKV_FUZZ_MAX_REOPENS 8u
 #define BLKV_FUZZ_MAX_CHECKS 8u
-struct blkv_config;
-uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
+BLKV_API uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
 /* The index of p's first op over the budget, or p->nops. */
-size_t blkv_fuzz_over_budget(const struct blkv_program *p);
+BLKV_API size_t blkv_fuzz_over_budget(const struct blkv_program *p);
 /* Cut the requests of p that go over the budget, so that none does. */
-void blkv_fuzz_fit_budget(struct blkv_program *p);
+BLKV_API void blkv_fuzz_fit_budget(struct blkv_program *p);
 
+/*
+ * The structure-aware mutator and crossover (libFuzzer's custom mutator
+ * interface).  They call libFuzzer's LLVMFuzzerMutate for byte mutations
+ * where it is linked in, and a simple byte mutation of their own where not.
+ */
+BLKV_API size_t blkv_fuzz_mutate(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
+BLKV_API size_t blkv_fuzz_crossover(const uint8_t *data1, size_t size1, const uint8_t *data2,
+                                    size_t size2, uint8_t *out, size_t max_out_size,
+                                    unsigned int seed);
+
+/* The entry points libFuzzer, AFL++'s driver and libblkv-replay call. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The structure-aware mutator and crossover (mutator.c, libFuzzer builds). */
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
 size_t LLVMFuzzerCustomCrossOver(const uint8_t *data1, size_t size1, const uint8_t *data2,
                                  size_t size2, uint8_t *out, size_t max_out_size,
                                  unsigned int seed);
-/* libFuzzer's own byte mutations, which the custom mutator falls back to. */
-size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
+
+/* The custom mutator and crossover, for a target that defines its own
+ * LLVMFuzzerTestOneInput over programs.  Define BLKV_FUZZ_NO_MUTATOR to
+ * leave them out (libFuzzer's byte mutations only). */
+#ifdef BLKV_FUZZ_NO_MUTATOR
+#define BLKV_FUZZ_MUTATOR
+#else
+#define BLKV_FUZZ_MUTATOR                                                                   \
+    size_t LLVMFuzzerCustomMutator(uint8_t *blkv_data_, size_t blkv_size_,                 \
+                                   size_t blkv_max_, unsigned int blkv_seed_)              \
+    {                                                                                       \
+        return blkv_fuzz_mutate(blkv_data_, blkv_size_, blkv_max_, blkv_seed_);            \
+    }                                                                                       \
+    size_t LLVMFuzzerCustomCrossOver(const uint8_t *blkv_d1_, size_t blkv_n1_,             \
+                                     const uint8_t *blkv_d2_, size_t blkv_n2_,             \
+                                     uint8_t *blkv_out_, size_t blkv_max_,                 \
+                                     unsigned int blkv_seed_)                              \
+    {                                                                                       \
+        return blkv_fuzz_crossover(blkv_d1_, blkv_n1_, blkv_d2_, blkv_n2_, blkv_out_,      \
+                                   blkv_max_, blkv_seed_);                                  \
+    }
+#endif
+
+/* A fuzz target: programs against driver `drv` (a struct, not a pointer)
+ * with options `opts` (a string, "" for none). */
+#define BLKV_FUZZ_TARGET(drv, opts)                                                         \
+    int LLVMFuzzerTestOneInput(const uint8_t *blkv_data_, size_t blkv_size_)               \
+    {                                                                                       \
+        return blkv_fuzz_one(&(drv), (opts), blkv_data_, blkv_size_);                      \
+    }                                                                                       \
+    BLKV_FUZZ_MUTATOR
+
+/* A fuzz target whose options come from the program: opts_fn as in
+ * blkv_fuzz_one_with. */
+#define BLKV_FUZZ_TARGET_WITH(drv, opts_fn)                                                 \
+    int LLVMFuzzerTestOneInput(const uint8_t *blkv_data_, size_t blkv_size_)               \
+    {                                                                                       \
+        return blkv_fuzz_one_with(&(drv), (opts_fn), blkv_data_, blkv_size_);              \
+    }                                                                                       \
+    BLKV_FUZZ_MUTATOR
 
 #endif

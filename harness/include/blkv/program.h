@@ -84,18 +84,18 @@ struct blkv_program {
 #define BLKV_PROGRAM_MAX_OPS (1u << 20)
 
 /* Defaults: size 64M, grain 64K, qd 8, atomic 1, random, zero, seed 0. */
-void blkv_config_default(struct blkv_config *cfg);
+BLKV_API void blkv_config_default(struct blkv_config *cfg);
 
-void blkv_program_init(struct blkv_program *p);
-void blkv_program_free(struct blkv_program *p);
+BLKV_API void blkv_program_init(struct blkv_program *p);
+BLKV_API void blkv_program_free(struct blkv_program *p);
 /* Append an op; returns 0 or -ENOMEM / -E2BIG (over BLKV_PROGRAM_MAX_OPS). */
-int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op);
+BLKV_API int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op);
 /* Number of requests the program submits (read, write, wzero, discard, flush ops). */
-uint64_t blkv_program_nreqs(const struct blkv_program *p);
-bool blkv_opcode_submits(unsigned code);
-const char *blkv_opcode_name(unsigned code);
+BLKV_API uint64_t blkv_program_nreqs(const struct blkv_program *p);
+BLKV_API bool blkv_opcode_submits(unsigned code);
+BLKV_API const char *blkv_opcode_name(unsigned code);
 /* "read", "write", "write-zeroes", "discard", "flush". */
-const char *blkv_req_op_name(enum blkv_op op);
+BLKV_API const char *blkv_req_op_name(enum blkv_op op);
 
 /*
  * Decode bytes into a program.  Total: any input decodes (returns 0; only
@@ -104,25 +104,25 @@ const char *blkv_req_op_name(enum blkv_op op);
  * boundaries, the device end, and ranges of recent requests.  p must be
  * initialised; its previous content is replaced.
  */
-int blkv_program_decode(const uint8_t *data, size_t size, struct blkv_program *p);
+BLKV_API int blkv_program_decode(const uint8_t *data, size_t size, struct blkv_program *p);
 
 /*
  * Encode a program so that blkv_program_decode() gives it back exactly
  * (text-only config fields excepted).  Returns a malloc'd buffer and its
  * size in *size, or NULL on -ENOMEM.
  */
-uint8_t *blkv_program_encode(const struct blkv_program *p, size_t *size);
+BLKV_API uint8_t *blkv_program_encode(const struct blkv_program *p, size_t *size);
 
 /*
  * Parse trace text.  On error returns -EINVAL with "FILE:LINE: message" in
  * err (FILE is `name`).  p must be initialised.
  */
-int blkv_program_parse(const char *text, size_t len, const char *name,
+BLKV_API int blkv_program_parse(const char *text, size_t len, const char *name,
                        struct blkv_program *p, char *err, size_t errlen);
 
 /* Format a program as trace text (malloc'd, NUL-terminated), or NULL. */
-char *blkv_program_format(const struct blkv_program *p);
+BLKV_API char *blkv_program_format(const struct blkv_program *p);
 /* Format one op as a single line without newline into buf. */
-void blkv_pop_format(const struct blkv_pop *op, char *buf, size_t len);
+BLKV_API void blkv_pop_format(const struct blkv_pop *op, char *buf, size_t len);
 
 #endif

@@ -18,25 +18,28 @@
  * device sizes, queue depths, scheduling policies and initial contents.
  * Deterministic.  p must be initialised.
  */
-int blkv_program_random(uint64_t seed, uint64_t index, size_t nops, struct blkv_program *p);
+BLKV_API int blkv_program_random(uint64_t seed, uint64_t index, size_t nops, struct blkv_program *p);
 
 /* Whether a run result counts as "the same failure" for shrinking. */
 typedef bool (*blkv_shrink_pred)(const struct blkv_run_result *res, void *opaque);
 
 /*
- * Shrink p in place while pred holds for its runs against `driver`: delta
+ * Shrink p in place while pred holds for its runs against driver with its
+ * options driver_opts: delta
  * debugging over ops (dropping cancels and waits of removed requests and
  * renumbering the rest), then simpler configs, offsets and lengths.  Stops
  * after max_runs runs.  Returns the number of runs made.
  */
-uint64_t blkv_shrink(struct blkv_program *p, const char *driver, blkv_shrink_pred pred,
-                     void *opaque, uint64_t max_runs);
+BLKV_API uint64_t blkv_shrink(struct blkv_program *p, const struct blkv_driver *driver,
+                     const char *driver_opts, blkv_shrink_pred pred, void *opaque,
+                     uint64_t max_runs);
 
 /* Keeps a failure whose signature equals `sig` (a NUL-terminated string). */
-bool blkv_same_signature(const struct blkv_run_result *res, void *sig);
+BLKV_API bool blkv_same_signature(const struct blkv_run_result *res, void *sig);
 
 struct blkv_prop_opts {
-    const char *driver;   /* driver spec */
+    const struct blkv_driver *driver;
+    const char *driver_opts; /* "opt=val ..." or NULL */
     uint64_t seed;
     uint64_t runs;        /* programs to run (0: unlimited, bounded by time) */
     double seconds;       /* time budget (0: unlimited, bounded by runs) */
@@ -48,6 +51,6 @@ struct blkv_prop_opts {
 };
 
 /* Run the property loop; 0 clean, 1 a failure (shrunk, saved, reported), 2 error. */
-int blkv_prop(const struct blkv_prop_opts *o);
+BLKV_API int blkv_prop(const struct blkv_prop_opts *o);
 
 #endif

@@ -27,8 +27,11 @@ enum blkv_run_status {
 };
 
 struct blkv_run_opts {
-    /* Driver spec "name opt=val ..."; NULL: the program's, else "raw". */
-    const char *driver;
+    /* The driver under test (required) and its options, "opt=val opt=val"
+     * (NULL or "": none).  The program's own driver line is not looked at:
+     * the caller resolves names (the blkv tool through its registry). */
+    const struct blkv_driver *driver;
+    const char *driver_opts;
     /* Fuzz mode: after the report (and saving), abort(). */
     bool abort_on_violation;
     /* Directory for reproducers (binary and text); NULL: don't save. */
@@ -95,16 +98,32 @@ struct blkv_run_result {
     struct blkv_caps caps;
 };
 
-int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
+BLKV_API int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
              struct blkv_run_result *res);
-void blkv_run_result_free(struct blkv_run_result *res);
+BLKV_API void blkv_run_result_free(struct blkv_run_result *res);
 
-/* Check a driver spec ("name opt=val ...") without running: 0, or -EINVAL
- * with a message in err. */
-int blkv_driver_spec_check(const char *spec, char *err, size_t errlen);
+/* Check a driver struct (API version, size, required callbacks) and its
+ * options "opt=val ..." without running: 0, or -EINVAL with a message in err. */
+BLKV_API int blkv_driver_opts_check(const struct blkv_driver *d, const char *opts, char *err,
+                           size_t errlen);
 
-/* Open the driver described by `spec` on a fresh default device and report
- * its capabilities; 0, or a negative errno with a message in err. */
-int blkv_driver_probe(const char *spec, struct blkv_caps *caps, char *err, size_t errlen);
+/* Open driver d with opts on a fresh default device and report its
+ * capabilities; 0, or a negative errno with a message in err. */
+BLKV_API int blkv_driver_probe(const struct blkv_driver *d, const char *opts, struct blkv_caps *caps,
+                      char *err, size_t errlen);
+
+/* Load the plugin at path (a shared object exporting blkv_plugin_init; a
+ * bare file name is taken in the current directory) and check its driver.
+ * Returns the driver, a copy at this blkv's full struct size that stays
+ * valid for the life of the process (loading a path again returns it), or
+ * NULL with a one-line message naming the file in err. */
+BLKV_API const struct blkv_driver *blkv_plugin_load(const char *path, char *err, size_t errlen);
+/* The path a driver returned by blkv_plugin_load came from; NULL for any
+ * other driver. */
+BLKV_API const char *blkv_plugin_path(const struct blkv_driver *d);
+
+/* "name opts" (malloc'd), as a trace's driver line and reports name a
+ * driver, or NULL on -ENOMEM. */
+BLKV_API char *blkv_driver_spec_format(const struct blkv_driver *d, const char *opts);
 
 #endif

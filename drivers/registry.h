@@ -1,0 +1,51 @@
+/*
+ * registry.h - the built-in drivers, and driver specs by name.
+ *
+ * A spec is "NAME opt=val opt=val" (or with commas).  NAME is a built-in
+ * driver, a driver loaded from a plugin earlier, or the path of a plugin
+ * (it contains a '/' or ends in ".so"), which is then loaded.  The core
+ * never looks drivers up; this is for its clients: the blkv tool, the
+ * in-tree fuzz targets, tests and benchmarks.
+ */
+#ifndef BLKV_DRIVERS_REGISTRY_H
+#define BLKV_DRIVERS_REGISTRY_H
+
+#include <blkv/driver.h>
+#include <blkv/program.h>
+#include <blkv/run.h>
+
+#include <stddef.h>
+
+/* The built-in drivers (nbd and libqcow only where their libraries are). */
+extern const struct blkv_driver blkv_driver_raw;
+extern const struct blkv_driver blkv_driver_buggy;
+extern const struct blkv_driver blkv_driver_qcow2;
+extern const struct blkv_driver blkv_driver_libqcow;
+extern const struct blkv_driver blkv_driver_nbd;
+extern const struct blkv_driver blkv_driver_file;
+
+/* All of them, NULL-terminated. */
+extern const struct blkv_driver *const blkv_builtin_drivers[];
+
+/* A built-in driver or a loaded plugin's, by name; NULL if none. */
+const struct blkv_driver *blkv_registry_find(const char *name);
+/* Load a plugin (blkv_plugin_load) and make its driver known by name; a
+ * name that is taken already is refused.  Returns the driver, or NULL
+ * with a message in err. */
+const struct blkv_driver *blkv_registry_load(const char *path, char *err, size_t errlen);
+/* The drivers of the plugins loaded so far, in load order: the i-th, or NULL. */
+const struct blkv_driver *blkv_registry_plugin(size_t i);
+
+/* Resolve a spec: *drv, and *opts pointing into spec past NAME.  0, or
+ * -EINVAL with a message in err (unknown driver, a plugin that does not
+ * load, bad options). */
+int blkv_registry_resolve(const char *spec, const struct blkv_driver **drv, const char **opts,
+                          char *err, size_t errlen);
+
+/* Run p against spec; NULL: the program's own driver line, else raw.  o's
+ * driver fields are filled in; a spec that does not resolve is a setup
+ * error (BLKV_RUN_ERROR with the message in res, printed unless quiet). */
+int blkv_run_spec(const struct blkv_program *p, const char *spec, struct blkv_run_opts *o,
+                  struct blkv_run_result *res);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * targets.h - what the in-tree fuzz targets share beyond <blkv/fuzz.h>: the
+ * built-in drivers they fuzz, and qcow2's image options drawn from a program.
+ */
+#ifndef BLKV_FUZZ_TARGETS_H
+#define BLKV_FUZZ_TARGETS_H
+
+#include <blkv/fuzz.h>
+
+#include "registry.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * qcow2 image options drawn from program p, for targets whose driver takes
+ * qcow2's options: the cluster size is the config's grain, and bits of its
+ * seed choose the version (2 unless allow_v3), refcount width, lazy
+ * refcounts, cache sizes and the backing file, backing[(seed >> 5) & 3].
+ * Writes "version=... cluster-size=... ..." into buf.
+ */
+void blkv_fuzz_qcow2_opts(const struct blkv_program *p, bool allow_v3,
+                          const char *const backing[4], char *buf, size_t len);
+
+#endif
