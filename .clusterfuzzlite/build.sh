@@ -1,4 +1,5 @@
 #!/bin/bash -eu
+# SPDX-License-Identifier: BSD-3-Clause
 # OSS-Fuzz / ClusterFuzzLite build: every in-process fuzz target, built with
 # $CC/$CFLAGS and linked with $LIB_FUZZING_ENGINE (BLKV_FUZZ_ENGINE=env), goes
 # to $OUT with its seed corpus (<target>_fuzzer_seed_corpus.zip, from

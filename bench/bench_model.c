@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bench_model.c - speed and memory of the raw model (harness/model.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * bench_overhead.c - what verification costs, and what qcow2 costs.
  *

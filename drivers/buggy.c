@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * buggy.c - raw over lower file 0, with one deliberate, switchable bug.
  *

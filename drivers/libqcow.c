@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libqcow.c - a differential reader: images written by blkv's qcow2 driver,
  * read back through libyal's libqcow.

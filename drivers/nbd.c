@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * nbd.c - any NBD server through libnbd's asynchronous API.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * raw.c - format raw over lower file 0: device byte N is lower byte N.
  *

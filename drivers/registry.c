@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * registry.c - the one table of built-in drivers, and specs by name (see
  * registry.h).  A driver is listed here, not registered by a constructor:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* buggy_fuzzer: programs against the deliberately buggy driver; the bug mode
  * comes from $BLKV_BUGGY_MODE (default lost-write).  Proves that an engine
  * finds each bug class. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * corpus_writer.c - writes the seed corpora corpus/<target>/ with the
  * program encoder, so every seed is a readable program here rather than an

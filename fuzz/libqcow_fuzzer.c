@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * libqcow_fuzzer: programs written by blkv's qcow2 driver and read back
  * through libqcow (the libqcow driver), with the image options taken from

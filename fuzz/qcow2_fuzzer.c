@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2_fuzzer: programs against blkv's qcow2 driver, with the image options
  * taken from the input: the config's grain is the cluster size, and bits of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2_open_fuzzer: arbitrary bytes opened as a qcow2 image by blkv's qcow2
  * driver, then exercised: the open must refuse cleanly (a negative errno and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* raw_fuzzer: programs against the raw driver. */
 #include "targets.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* targets.c - what the in-tree fuzz targets share (see targets.h). */
 #include "targets.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * targets.h - what the in-tree fuzz targets share beyond <blkv/fuzz.h>: the
  * built-in drivers they fuzz, and qcow2's image options drawn from a program.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* program_edit.h - edits of random programs shared by the image-format suites. */
 #ifndef BLKV_TEST_PROGRAM_EDIT_H
 #define BLKV_TEST_PROGRAM_EDIT_H

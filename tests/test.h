@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test.h - the little the unit tests need.  Exit codes: 0 pass, 1 fail,
  * 77 skip (ctest's SKIP_RETURN_CODE).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* test_bufpool.c - request buffers: sizes, reuse only after a run, ASan poison. */
 #include "runtime/bufpool.h"
 #include "test.h"

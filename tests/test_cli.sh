@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The blkv tool: help on every command, clear errors and exit codes on bad
 # input, binary/text round trips, and replay of clean and failing traces.
 # Usage: test_cli.sh BLKV TRACES_DIR

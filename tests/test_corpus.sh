@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Seed corpora: (1) corpus/ is exactly what the checked-in writer produces,
 # (2) every corpus file runs clean through every fuzz target (buggy with
 # BLKV_BUGGY_MODE=none), except that the corpus of a target whose input is

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # blkv export-qemu-io: (1) a small trace exports to the expected commands,
 # (2) blkv-only ops are refused, (3) with qemu-io installed, the scripts of
 # random programs run on raw and qcow2 images without a pattern mismatch

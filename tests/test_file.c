@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_file.c - the file driver: random programs (10,000 ops each way, up
  * to 32 in flight, with cancels, reopens and fsyncs) run clean through

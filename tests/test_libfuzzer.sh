@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The targets under libFuzzer: buggy_fuzzer finds each bug mode from an
 # empty corpus (fixed seed, bounded runs) with a report of the right kind,
 # and raw_fuzzer runs clean for a bounded number of runs from its seeds.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_libqcow.c - the libqcow driver: images written by blkv's qcow2
  * driver, read back through libqcow.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_model.c - the raw model (oracle): each rule with its accepted and
  * rejected sides, the interval map's memory behaviour, and a randomized

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_mutator.c - the structure-aware mutator and crossover (fuzz/mutator.c):
  * outputs always fit MaxSize and decode, are deterministic in the seed,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_program.c - programs: the total binary decoder, its encoder, the
  * trace text, and how the decoder biases offsets and lengths.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # test_qcow2_interop.sh BLKV - the qcow2 driver against QEMU's tools.
 #
 #  1. Images the driver writes (random programs, every version, cluster

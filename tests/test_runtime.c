@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_runtime.c - the runtime alone: coroutines and their pool, lower files,
  * the scheduler's completion orders, faults, cancel, mutex and queue,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * test_selftest.c - the harness catches every bug class, and stays silent on
  * correct drivers.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # blkv triage groups findings correctly: failing programs found by
 # 'blkv prop' for two buggy modes are replayed through buggy_fuzzer (which
 # aborts and saves its reproducers), mixed in one directory (trace text

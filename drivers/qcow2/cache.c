@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cache.c - a small LRU cache of one-cluster tables (L2 tables, refcount
  * blocks), with pinning.  Callers hold the image's metadata lock, so no

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check.c - the consistency check, in the manner of `qemu-img check`:
  * count the references to every host cluster (header, L1, refcount table

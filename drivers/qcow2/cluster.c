@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * cluster.c - guest-to-host cluster mapping: L2 entry types, lookups
  * through the L2 cache, L2 table allocation (and copy-on-write of shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * header.c - creating an image, parsing and validating the header of any
  * bytes claiming to be one (every size and offset checked against the file

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * io.c - the data path: reads (backing file, zeros, data clusters,
  * compressed clusters), writes (in place, or into new clusters with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2.c - blkv's own read/write qcow2 driver on the runtime: options,
  * open (create a new image, or open what lower file 0 holds), close,

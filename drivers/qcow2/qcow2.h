@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * qcow2.h - shared declarations of the qcow2 driver (drivers/qcow2/).
  *

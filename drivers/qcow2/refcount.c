@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * refcount.c - reference counts of host clusters: reading and updating
  * refcount blocks of any width (1 to 64 bits), creating refcount blocks and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * export.h - turn a blkv program into a qemu-io script, so that a finding
  * can be reproduced with QEMU's own tools.

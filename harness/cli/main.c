@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * blkv_main.c - the blkv command-line tool: replay reproducers, convert
  * between binary and text, generate random programs, list drivers.

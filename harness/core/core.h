@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * core.h - the state of one run, shared by the files of the core: driver
  * services (services.c), driver specs and loading (options.c), the dispatch

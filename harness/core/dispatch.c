@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * dispatch.c - the dispatch layer: every rule of the request contract in one
  * place.  A request is checked against the driver's capabilities before the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * options.c - a driver's options ("opt=val opt=val") and loading a driver
  * struct.  The core never looks a driver up: it is handed the struct.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * run.c - one run: set the driver up, write the initial content, run the
  * ops (submits go to the dispatch layer, dispatch.c), drive the scheduler,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * services.c - what the core offers drivers (<blkv/driver.h>): options,
  * error messages, the seed, the initial content, lower files, cancelling

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* entry.c - the fuzz entry (blkv_fuzz_one) and the data budget. */
 #include <blkv/fuzz.h>
 #include <blkv/run.h>

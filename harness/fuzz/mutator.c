@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * mutator.c - a structure-aware libFuzzer mutator and crossover for blkv
  * programs (blkv_fuzz_mutate, blkv_fuzz_crossover; a target's

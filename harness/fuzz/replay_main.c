@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * standalone_main.c - main() for fuzz targets built without a fuzzing
  * engine: replay every file named on the command line (directories: every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * model.c - the raw model (oracle): an interval map of candidate sources.
  *

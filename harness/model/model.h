@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * model.h - the raw model: what a correct disk may return (the oracle).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* pattern.c - self-describing data: fill, compare and decode. */
 #include "model/pattern.h"
 #include "util/util.h"

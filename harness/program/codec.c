@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * codec.c - the binary form of a program: a total decoder and the encoder
  * that inverts it.

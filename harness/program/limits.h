@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * program_internal.h - value ranges shared by the binary decoder
  * (program.c) and the trace reader (trace.c).  Both accept exactly the same

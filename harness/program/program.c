@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * program.c - programs: config defaults, the op list, names of op kinds.
  */

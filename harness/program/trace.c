@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * trace.c - the trace text: a program as human-readable lines, parsed and
  * formatted.  It round-trips with the binary form (program.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * history.h - the record of a run that a report explains: the program, each
  * request as the driver saw it with its logical times and outcome, the

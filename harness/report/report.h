@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * report.h - the violation report.  Each call writes the report of one
  * violation from the run's history, fills in the result (status, first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * repro.c - saving a reproducer: the input (or the program's encoding) as a
  * binary file and the program as trace text, named by a hash of the binary.

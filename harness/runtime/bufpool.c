@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* bufpool.c - reusable request data buffers (see bufpool.h). */
 #include "runtime/bufpool.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * fiber.c - stacks and the switches between them (see fiber.h).
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * fiber.h - stacks to run code on, switched to from the main context and
  * back, pooled across runs.  The scheduler (sched.c) builds coroutines on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * internal.h - what the runtime's files share: coroutines, the runtime, and
  * pending lower I/Os.  Private to harness/runtime/.

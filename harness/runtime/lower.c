@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * lower.c - lower files: the in-memory files under in-process drivers (the
  * blkv_lower_* calls of <blkv/driver.h>), and loading and saving them as

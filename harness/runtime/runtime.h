@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * runtime.h - coroutines, lower files and the deterministic scheduler, as the
  * core sees them (drivers see the blkv_lower_* and blkv_co_* calls in

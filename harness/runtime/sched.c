@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * sched.c - coroutines and the deterministic scheduler (see runtime.h for
  * the core's view, <blkv/driver.h> for the drivers').

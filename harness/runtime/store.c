@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* store.c - the sparse page store (see store.h). */
 #include "runtime/store.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * store.h - a sparse byte array: a hash table of 4 KiB pages.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* util.c - number and errno parsing shared by the trace reader and the tool. */
 #include "util/util.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* util.h - small shared helpers: sizes, a seeded PRNG, number and errno parsing. */
 #ifndef BLKV_UTIL_H
 #define BLKV_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * <blkv/fuzz.h> - fuzz targets: decode the input (the decoder is total, so
  * every input is a program), run it against a driver and the model, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * program.h - a blkv program: a config and a list of ops, with a total binary
  * decoder (every byte string is a valid program), its encoder, and the

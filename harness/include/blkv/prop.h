@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * prop.h - the property runner: random programs from a seed, no coverage
  * guidance, and shrinking of a failing program to a minimal one.
