@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * standalone_main.c - main() for fuzz targets built without a fuzzing
+ * replay_main.c - main() for fuzz targets (libblkv-replay) built without a fuzzing
  * engine: replay every file named on the command line (directories: every
  * file in them) through LLVMFuzzerTestOneInput.  Any compiler will do.
  */
@@ -15,6 +15,9 @@
 
 #define MAX_FILE_BYTES (16u << 20)
 
+/* A target's one-time setup, where it has one (as libFuzzer calls it). */
+int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
+
 static int replay_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -25,12 +28,18 @@ static int replay_file(const char *path)
         fprintf(stderr, "%s: %s\n", path, strerror(errno));
         return -1;
     }
-    buf = malloc(MAX_FILE_BYTES);
+    buf = malloc(MAX_FILE_BYTES + 1);
     if (!buf) {
         fclose(f);
         return -1;
     }
-    n = fread(buf, 1, MAX_FILE_BYTES, f);
+    n = fread(buf, 1, MAX_FILE_BYTES + 1, f);
+    if (ferror(f) || n > MAX_FILE_BYTES) {
+        fprintf(stderr, "%s: %s\n", path, ferror(f) ? "read error" : "larger than 16 MiB");
+        fclose(f);
+        free(buf);
+        return -1;
+    }
     fclose(f);
     fprintf(stderr, "running %s (%zu bytes)\n", path, n);
     if (LLVMFuzzerTestOneInput(buf, n) < 0)
@@ -78,6 +87,8 @@ int main(int argc, char **argv)
                         "Replay fuzz inputs; a finding prints a report and aborts.\n", argv[0]);
         return 2;
     }
+    if (LLVMFuzzerInitialize)
+        LLVMFuzzerInitialize(&argc, &argv);
     for (int i = 1; i < argc; i++)
         if (replay(argv[i]))
             ret = 2;
