@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * buggy.c - raw over lower file 0, with one deliberate, switchable bug.
+ * buggy.c - a filter over raw with one deliberate, switchable bug.
  *
  * The self-tests use it to prove that the oracle catches each class of
  * misbehaviour.  Every bug is real: it changes what lands on the lower file
@@ -20,6 +20,11 @@
  *                          written returns the data that write replaced
  *   mode=zeroes-noop       write-zeroes reports success and does nothing
  *
+ * Every request goes down to a raw child (blkv_child_*): buggy changes what
+ * it passes down (or what it returns), never how raw stores it.  Raw is
+ * opened with its defaults, so each request is one lower I/O and the device
+ * is lower file 0 byte for byte, which the history below relies on.
+ *
  * Each mode has opportunities (for lost-write: writes; for stale-read: reads
  * over overwritten data; for zombie-write: cancels of writes in flight; ...).
  * The bug strikes at opportunity skip+every-1, skip+2*every-1, ...; `every`
@@ -32,15 +37,14 @@
  */
 #include <blkv/driver.h>
 
+#include "registry.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define BUGGY_ZERO_CHUNK (256u * 1024)
+#define BUGGY_ZERO_CHUNK (256u * 1024) /* write-zeroes go down in pieces of this */
 #define BUGGY_CUR BLKV_MAX_DEVICE_SIZE /* where lower file 1 mirrors the device */
-
-/* Zeros for write-zeroes (never written; not const so it stays in .bss). */
-static unsigned char buggy_zeros[BUGGY_ZERO_CHUNK];
 /* Bounce for immediate lower-file copies (peek/poke never yield). */
 static unsigned char buggy_copybuf[64 * 1024];
 
@@ -82,7 +86,8 @@ struct buggy_ivs {
 
 struct buggy_state {
     struct blkv_ctx *ctx;
-    struct blkv_lower *f;
+    struct blkv_child *raw;  /* where every request goes */
+    struct blkv_lower *f;    /* raw's lower file: the device, for the history */
     struct blkv_lower *hist; /* lower file 1, for stale-read and flip-flop */
     uint64_t size;
     enum buggy_mode mode;
@@ -312,27 +317,31 @@ static bool buggy_strike(struct buggy_state *s)
     return n >= s->skip && (n - s->skip) % s->every == s->every - 1;
 }
 
-/* Write to lower file 0, keeping the history up to date. */
-static int buggy_pwrite(struct buggy_state *s, const void *buf, uint64_t len, uint64_t off)
+/* A write (buf) or write-zeroes (buf NULL) to raw for req, keeping the
+ * history up to date: raw does it as one lower write, and this coroutine
+ * resumes the moment it lands. */
+static int buggy_pwrite(struct buggy_state *s, struct blkv_req *req, void *buf, uint64_t len,
+                        uint64_t off)
 {
     int ret;
 
     if (buggy_keeps_history(s))
         buggy_track(s, off, len);
-    ret = blkv_lower_pwrite(s->f, buf, len, off);
+    ret = blkv_child_io(s->raw, req, buf ? BLKV_OP_WRITE : BLKV_OP_WRITE_ZEROES, 0, off, len,
+                        buf);
     if (ret == 0 && buggy_keeps_history(s))
         buggy_landed(s, off, len);
     return ret;
 }
 
-static int buggy_zero(struct buggy_state *s, uint64_t off, uint64_t len)
+static int buggy_zero(struct buggy_state *s, struct blkv_req *req, uint64_t off, uint64_t len)
 {
     while (len) {
         uint64_t n = len < BUGGY_ZERO_CHUNK ? len : BUGGY_ZERO_CHUNK;
         int ret;
         if (blkv_co_cancelled())
             return -ECANCELED;
-        if ((ret = buggy_pwrite(s, buggy_zeros, n, off)) < 0)
+        if ((ret = buggy_pwrite(s, req, NULL, n, off)) < 0)
             return ret;
         off += n;
         len -= n;
@@ -342,7 +351,7 @@ static int buggy_zero(struct buggy_state *s, uint64_t off, uint64_t len)
 
 static int buggy_read(struct buggy_state *s, struct blkv_req *req)
 {
-    int ret = blkv_lower_pread(s->f, req->buf, req->len, req->offset);
+    int ret = blkv_child_io(s->raw, req, BLKV_OP_READ, 0, req->offset, req->len, req->buf);
 
     if (ret < 0)
         return ret;
@@ -379,7 +388,7 @@ static int buggy_zombie_write(struct buggy_state *s, struct blkv_req *req)
         return -ENOMEM;
     memcpy(copy, req->buf, req->len);
     req->driver_data = &br;
-    ret = blkv_lower_pwrite(s->f, copy, req->len, req->offset);
+    ret = blkv_child_io(s->raw, req, BLKV_OP_WRITE, 0, req->offset, req->len, copy);
     free(copy);
     if (br.zombie) {
         /* req is completed: don't touch it; the core ignores our return */
@@ -389,7 +398,7 @@ static int buggy_zombie_write(struct buggy_state *s, struct blkv_req *req)
     }
     req->driver_data = NULL;
     if (!ret && fua)
-        ret = blkv_lower_flush(s->f);
+        ret = blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
     return ret;
 }
 
@@ -421,9 +430,9 @@ static int buggy_write(struct buggy_state *s, struct blkv_req *req)
     default:
         break;
     }
-    ret = buggy_pwrite(s, req->buf, len, off);
+    ret = buggy_pwrite(s, req, req->buf, len, off);
     if (!ret && (req->flags & BLKV_REQ_FUA))
-        ret = blkv_lower_flush(s->f);
+        ret = blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
     if (!ret && s->mode == BUGGY_WRONG_RETURN && buggy_strike(s))
         ret = -EIO;
     return ret;
@@ -447,12 +456,12 @@ static int buggy_co_submit(void *state, struct blkv_req *req)
             return 0;
         /* fall through */
     case BLKV_OP_DISCARD:
-        ret = buggy_zero(s, req->offset, req->len);
+        ret = buggy_zero(s, req, req->offset, req->len);
         if (!ret && (req->flags & BLKV_REQ_FUA))
-            ret = blkv_lower_flush(s->f);
+            ret = blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
         return ret;
     case BLKV_OP_FLUSH:
-        return blkv_lower_flush(s->f);
+        return blkv_child_submit(s->raw, req);
     }
     return -EINVAL;
 }
@@ -470,7 +479,7 @@ static void buggy_cancel(void *state, struct blkv_req *req)
         blkv_complete(req, -ECANCELED);
         return;
     }
-    blkv_co_cancel(req);
+    blkv_child_cancel(s->raw, req);
 }
 
 /* ---- open, close, check ------------------------------------------------------ */
@@ -524,25 +533,10 @@ static int buggy_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool cre
         blkv_error(ctx, "no lower file");
         return -ENODEV;
     }
-    if (create) {
-        if ((ret = blkv_lower_truncate(s->f, size)) < 0) {
-            blkv_error(ctx, "cannot size the lower file to %llu bytes",
-                       (unsigned long long)size);
-            return ret;
-        }
-    } else {
-        size = blkv_lower_size(s->f);
-        if (size == 0) {
-            blkv_error(ctx, "empty image");
-            return -EINVAL;
-        }
-    }
-    s->size = caps->size = size;
-    caps->align = 1;
-    caps->discard = BLKV_DISCARD_ZEROES;
-    caps->write_zeroes = true;
-    caps->fua = true;
-    caps->cancel = true;
+    /* raw's defaults: alignment 1, discard zeroes, write-zeroes, FUA, cancel */
+    if ((ret = blkv_child_open(ctx, &blkv_driver_raw, "", size, create, caps, &s->raw)) < 0)
+        return ret;
+    s->size = caps->size;
     return 0;
 }
 
@@ -553,17 +547,15 @@ static void buggy_close(void *state)
     /* zombie writes still reference nothing of ours but must land first */
     while (s->zombies)
         blkv_co_queue_wait(&s->zombie_done);
-    blkv_lower_flush(s->f);
+    blkv_child_close(s->raw); /* raw flushes */
+    s->raw = NULL;
     buggy_release(s);
 }
 
 static int buggy_check(void *state)
 {
     struct buggy_state *s = state;
-    if (blkv_lower_size(s->f) >= s->size)
-        return 0;
-    blkv_error(s->ctx, "lower file is shorter than the device");
-    return -EUCLEAN;
+    return blkv_child_check(s->raw);
 }
 
 const struct blkv_driver blkv_driver_buggy = {

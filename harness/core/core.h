@@ -23,11 +23,13 @@
 /* The per-run context drivers see. */
 struct blkv_ctx {
     struct blkv_run *run;
+    struct blkv_ctx *parent;  /* a child's: its filter's context (errors go up) */
     const struct blkv_driver *drv;
     const char *opt_name[BLKV_MAX_OPTIONS];
     const char *opt_val[BLKV_MAX_OPTIONS];
     size_t nopts;
     char *spec_copy;      /* backing storage of the option strings */
+    char *opts;           /* the option string as given */
     char error[512];      /* first error message of the run */
 };
 
@@ -46,6 +48,7 @@ struct blkv_run {
     bool checked;          /* the check ran, and no request or reopen since */
     char *spec;            /* "name opts", for reports and reproducers */
     int image_fd;          /* init image, or -1 */
+    struct blkv_child *children; /* opened by filters, not closed yet */
     struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
     size_t nfoot;
 };
@@ -60,6 +63,9 @@ int blkv_core_opts_parse(const struct blkv_driver *d, const char *opts, struct b
  * 0 or -EINVAL with a message in err. */
 int blkv_core_driver_copy(struct blkv_driver *out, const struct blkv_driver *d, char *err,
                           size_t len);
+
+/* child.c: free the children the drivers left open. */
+void blkv_core_children_free(struct blkv_run *run);
 
 /* services.c */
 /* The initial image's bytes at [off, off+len); zeros past its end. */

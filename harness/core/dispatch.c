@@ -54,6 +54,12 @@ void blkv_complete(struct blkv_req *req, int ret)
     struct blkv_run *run = r->run;
     bool ok;
 
+    if (r->child) { /* a filter's request to its child: the filter takes its result */
+        r->completed = true;
+        r->ret = ret;
+        return;
+    }
+
     if (r->completed) {
         if (!run->h.failed)
             blkv_report_other(&run->h, r, "double-completion",

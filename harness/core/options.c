@@ -27,7 +27,10 @@ int blkv_core_opts_parse(const struct blkv_driver *d, const char *opts, struct b
 {
     char *s = strdup(opts ? opts : ""), *save = NULL, *tok;
 
-    if (!s) {
+    free(ctx->opts);
+    ctx->opts = strdup(opts ? opts : "");
+    if (!s || !ctx->opts) {
+        free(s);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
@@ -113,6 +116,7 @@ int blkv_driver_opts_check(const struct blkv_driver *d, const char *opts, char *
     memset(&ctx, 0, sizeof(ctx));
     ret = blkv_core_opts_parse(&full, opts, &ctx, err, errlen);
     free(ctx.spec_copy);
+    free(ctx.opts);
     return ret;
 }
 

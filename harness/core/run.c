@@ -616,6 +616,7 @@ out:
         drain(run);
         driver_close(run);
     }
+    blkv_core_children_free(run);
     if (run->rt)
         res->stats.faults = blkv_rt_faults(run->rt);
     for (uint64_t i = 0; i < run->h.next_req; i++)
@@ -631,6 +632,7 @@ out:
     free(run->foot);
     free(run->h.reqs);
     free(run->ctx.spec_copy);
+    free(run->ctx.opts);
     free(run->spec);
     status = res->status;
     if (status == BLKV_RUN_ERROR && !opts->quiet)

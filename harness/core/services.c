@@ -17,11 +17,18 @@
 void blkv_error(struct blkv_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;
+    while (ctx->parent) /* a child's message is the run's */
+        ctx = ctx->parent;
     if (ctx->error[0])
         return; /* the first error is the cause; later ones are consequences */
     va_start(ap, fmt);
     vsnprintf(ctx->error, sizeof(ctx->error), fmt, ap);
     va_end(ap);
+}
+
+const char *blkv_opts(struct blkv_ctx *ctx)
+{
+    return ctx->opts ? ctx->opts : "";
 }
 
 const char *blkv_opt(struct blkv_ctx *ctx, const char *name)

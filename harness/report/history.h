@@ -41,6 +41,9 @@ struct blkv_core_req {
     bool evicts;          /* its successful completion evicts older data */
     enum blkv_src_kind kind;
     struct blkv_co *co;   /* in-process drivers: the request's coroutine */
+    bool child;           /* a filter's request to its child (child.c): not
+                             in the history, its completion only recorded */
+    struct blkv_core_req *child_req; /* the request to a child in flight for it */
     size_t data_len;      /* size of data, for giving it back */
 };
 

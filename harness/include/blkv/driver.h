@@ -239,6 +239,41 @@ BLKV_API void blkv_lower_poke(struct blkv_lower *f, const void *buf, uint64_t le
 BLKV_API void *blkv_scratch_get(size_t len);
 BLKV_API void blkv_scratch_put(void *p, size_t len);
 
+/* ---- filters: drivers over other drivers (in-process drivers only) -------
+ * A filter opens another driver through the core (its child), on the same
+ * run and lower files, and passes requests down, as nbdkit's filters call
+ * their next layer.  The child's requests run in the calling coroutine;
+ * the core checks them against the child's capabilities (a malformed one
+ * fails with -EINVAL, -EROFS, as the raw model says) but not against the
+ * model: what the filter makes of them is the filter's.  Messages the child
+ * records go to the run's context.  Children not closed are freed when the
+ * run ends. */
+struct blkv_child;
+
+/* The options the driver of ctx was given, as one string ("" for none):
+ * for a filter that hands its own options to its child. */
+BLKV_API const char *blkv_opts(struct blkv_ctx *ctx);
+/* From open: open drv (in-process) with opts below the driver of ctx, on a
+ * device of `size` bytes (create: a new image), reporting its capabilities
+ * in *caps.  0, or a negative errno with a message in the context. */
+BLKV_API int blkv_child_open(struct blkv_ctx *ctx, const struct blkv_driver *drv, const char *opts,
+                             uint64_t size, bool create, struct blkv_caps *caps,
+                             struct blkv_child **child);
+/* Close the child (from the filter's close or open) and free it. */
+BLKV_API void blkv_child_close(struct blkv_child *c);
+/* A request of the filter's own to the child, on behalf of request `parent`
+ * (NULL: none, e.g. from open or close); returns the child's result. */
+BLKV_API int blkv_child_io(struct blkv_child *c, struct blkv_req *parent, enum blkv_op op,
+                           uint32_t flags, uint64_t offset, uint64_t len, void *buf);
+/* Pass request req down unchanged: blkv_child_io with req's own fields. */
+BLKV_API int blkv_child_submit(struct blkv_child *c, struct blkv_req *req);
+/* Deliver a cancel of `parent` to the child's request in flight for it
+ * (through the child's cancel callback, if it has one); with none in
+ * flight, blkv_co_cancel(parent), so that the child's next request sees it. */
+BLKV_API void blkv_child_cancel(struct blkv_child *c, struct blkv_req *parent);
+/* The child's consistency check (0 when it has none). */
+BLKV_API int blkv_child_check(struct blkv_child *c);
+
 /* ---- coroutine services (in-process drivers only) ----------------------- */
 
 /* Make a blocked request give up: if its coroutine waits for a lower I/O
