@@ -137,7 +137,7 @@ int blkv_child_io(struct blkv_child *c, struct blkv_req *parent, enum blkv_op op
     memset(&r, 0, sizeof(r));
     r.child = true;
     r.run = c->run;
-    r.co = pr ? pr->co : NULL;
+    r.co = blkv_rt_current(); /* the filter's (pr->co is not set while it first runs) */
     r.req.core = &r;
     r.req.op = op;
     r.req.flags = flags & (c->caps.fua ? BLKV_REQ_FUA | BLKV_REQ_UNMAP : BLKV_REQ_UNMAP);

@@ -56,6 +56,8 @@ int blkv_rt_lower_save(struct blkv_rt *rt, unsigned idx, const char *path);
 typedef void (*blkv_co_fn)(void *arg);
 struct blkv_co *blkv_rt_spawn(struct blkv_rt *rt, blkv_co_fn fn, void *arg,
                               struct blkv_req *req);
+/* The coroutine running now, or NULL in main. */
+struct blkv_co *blkv_rt_current(void);
 /* Mark co's request cancelled and withdraw the lower I/O it waits for, if any
  * (it then returns -ECANCELED).  No effect on a finished coroutine. */
 void blkv_rt_cancel(struct blkv_rt *rt, struct blkv_co *co);

@@ -41,6 +41,11 @@ struct blkv_co *blkv_rt_need_co(const char *fn)
     return co_current;
 }
 
+struct blkv_co *blkv_rt_current(void)
+{
+    return co_current;
+}
+
 /* Abort if called from a coroutine. */
 static void need_main(const char *fn)
 {
