@@ -3,8 +3,9 @@
  * libqcow.c - a differential reader: images written by blkv's qcow2 driver,
  * read back through libyal's libqcow.
  *
- * Writes, write-zeroes, discards and flushes go to the qcow2 driver (whose
- * state this driver holds, and whose options it takes).  Reads go to
+ * A filter: writes, write-zeroes, discards and flushes go down to a qcow2
+ * child (blkv_child_*), opened with this driver's own options (the same as
+ * qcow2's).  Reads go to
  * libqcow: each read waits until no write-like request of this driver is in
  * flight, and while it prepares, newly submitted write-like requests wait
  * for it, so every read is linearised between writes.  To prepare, the read
@@ -24,7 +25,8 @@
  */
 #define _GNU_SOURCE
 #include <blkv/driver.h>
-#include "qcow2/qcow2.h"
+
+#include "registry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -36,14 +38,12 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-extern const struct blkv_driver blkv_driver_qcow2;
-
 /* Largest piece of lower file 0 copied into the memfd at once. */
 #define LIBQCOW_COPY_CHUNK (UINT64_C(1) << 20)
 
 struct libqcow_state {
     struct blkv_ctx *ctx;
-    struct qcow2_state *q;    /* the qcow2 driver's state */
+    struct blkv_child *q;     /* the qcow2 driver, below */
     struct blkv_lower *f;     /* lower file 0: the image qcow2 writes */
     struct blkv_lower *bf;    /* lower file 1 when the image has a qcow2 backing file */
     uint64_t size;            /* device size */
@@ -105,7 +105,7 @@ static void libqcow_drop_file(struct libqcow_state *s)
 }
 
 /* Release everything: libqcow's files (the child before its parent), the
- * memfds, the qcow2 state. */
+ * memfds. */
 static void libqcow_release(struct libqcow_state *s)
 {
     libqcow_drop_file(s);
@@ -116,8 +116,44 @@ static void libqcow_release(struct libqcow_state *s)
     if (s->pmemfd >= 0)
         close(s->pmemfd);
     s->pmemfd = -1;
-    free(s->q);
-    s->q = NULL;
+}
+
+static uint64_t libqcow_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+enum libqcow_backing { LIBQCOW_BACKING_NONE, LIBQCOW_BACKING_RAW, LIBQCOW_BACKING_QCOW2 };
+
+/* What backing file the image in lower file 0 names, the way qcow2 (and
+ * QEMU) decide: the backing format header extension, else a probe of the
+ * backing file (lower file 1) for qcow2's magic. */
+static enum libqcow_backing libqcow_backing_of(struct libqcow_state *s)
+{
+    uint8_t h[4096], m[4] = {0};
+    uint64_t pos, end;
+    struct blkv_lower *bf = blkv_lower_get(s->ctx, 1);
+
+    blkv_lower_peek(s->f, h, sizeof(h), 0);
+    if (libqcow_be(h + 8, 8) == 0) /* backing_file_offset */
+        return LIBQCOW_BACKING_NONE;
+    pos = libqcow_be(h + 4, 4) >= 3 ? libqcow_be(h + 100, 4) : 72; /* header_length */
+    end = libqcow_be(h + 8, 8) < sizeof(h) ? libqcow_be(h + 8, 8) : sizeof(h);
+    while (pos + 8 <= end) {
+        uint32_t type = (uint32_t)libqcow_be(h + pos, 4), len = (uint32_t)libqcow_be(h + pos + 4, 4);
+        if (type == 0 || pos + 8 + len > end)
+            break;
+        if (type == 0xe2792aca) /* backing file format name */
+            return len == 5 && !memcmp(h + pos + 8, "qcow2", 5) ? LIBQCOW_BACKING_QCOW2
+                                                               : LIBQCOW_BACKING_RAW;
+        pos += 8 + (len + 7) / 8 * 8;
+    }
+    if (bf && blkv_lower_size(bf) >= 72)
+        blkv_lower_peek(bf, m, 4, 0);
+    return !memcmp(m, "QFI\xfb", 4) ? LIBQCOW_BACKING_QCOW2 : LIBQCOW_BACKING_RAW;
 }
 
 static int libqcow_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
@@ -147,25 +183,22 @@ static int libqcow_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
         blkv_error(ctx, "libqcow: no lower file");
         return -ENODEV;
     }
-    if (!(s->q = calloc(1, blkv_driver_qcow2.state_size)))
-        return -ENOMEM;
-    ret = blkv_driver_qcow2.open(s->q, ctx, size, create, caps);
-    if (ret < 0) {
-        free(s->q);
-        s->q = NULL;
+    if ((ret = blkv_child_open(ctx, &blkv_driver_qcow2, blkv_opts(ctx), size, create, caps,
+                               &s->q)) < 0)
         return ret;
-    }
-    /* an image given to open (a lower image) may name a raw backing file */
-    if (s->q->backing == QCOW2_BACKING_RAW) {
-        blkv_driver_qcow2.close(s->q);
-        free(s->q);
+    switch (libqcow_backing_of(s)) {
+    case LIBQCOW_BACKING_NONE:
+        break;
+    case LIBQCOW_BACKING_RAW: /* an image given to open (a lower image) may name one */
+        blkv_child_close(s->q);
         s->q = NULL;
         blkv_error(ctx, "libqcow: the image has a raw backing file: not supported (libqcow's "
                         "parent file is a libqcow file)");
         return -ENOTSUP;
+    case LIBQCOW_BACKING_QCOW2:
+        s->bf = blkv_lower_get(ctx, 1);
+        break;
     }
-    if (s->q->backing == QCOW2_BACKING_QCOW2)
-        s->bf = s->q->bfile;
     s->size = caps->size;
     return 0;
 }
@@ -174,8 +207,8 @@ static void libqcow_close(void *state)
 {
     struct libqcow_state *s = state;
 
-    if (s->q)
-        blkv_driver_qcow2.close(s->q);
+    blkv_child_close(s->q);
+    s->q = NULL;
     libqcow_release(s);
     s->ctx = NULL;
 }
@@ -276,7 +309,6 @@ static int libqcow_snapshot(struct libqcow_state *s)
 /* A read through libqcow, linearised between write-like requests. */
 static int libqcow_read(struct libqcow_state *s, struct blkv_req *req)
 {
-    struct blkv_req flush = {.op = BLKV_OP_FLUSH, .id = BLKV_REQ_ID_SETUP};
     libqcow_error_t *err = NULL;
     ssize_t n;
     int ret;
@@ -285,7 +317,7 @@ static int libqcow_read(struct libqcow_state *s, struct blkv_req *req)
     s->gate = true;
     while (s->writers)
         blkv_co_queue_wait(&s->idle);
-    ret = blkv_driver_qcow2.co_submit(s->q, &flush);
+    ret = blkv_child_io(s->q, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
     if (ret < 0) {
         blkv_error(s->ctx, "libqcow: read #%" PRIu64 ": the qcow2 flush before it failed",
                    req->id);
@@ -322,7 +354,7 @@ static int libqcow_co_submit(void *state, struct blkv_req *req)
     while (s->gate)
         blkv_co_queue_wait(&s->gateq);
     s->writers++;
-    ret = blkv_driver_qcow2.co_submit(s->q, req);
+    ret = blkv_child_submit(s->q, req);
     s->writers--;
     s->gen++;
     if (!s->writers)
@@ -333,7 +365,7 @@ static int libqcow_co_submit(void *state, struct blkv_req *req)
 static int libqcow_check(void *state)
 {
     struct libqcow_state *s = state;
-    return blkv_driver_qcow2.check(s->q);
+    return blkv_child_check(s->q);
 }
 
 const struct blkv_driver blkv_driver_libqcow = {

@@ -25,6 +25,9 @@ extern const struct blkv_driver blkv_driver_libqcow;
 extern const struct blkv_driver blkv_driver_nbd;
 extern const struct blkv_driver blkv_driver_file;
 
+/* qcow2's options, for drivers that take the same (libqcow). */
+extern const struct blkv_option blkv_qcow2_options[];
+
 /* All of them, NULL-terminated. */
 extern const struct blkv_driver *const blkv_builtin_drivers[];
 

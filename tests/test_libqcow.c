@@ -110,7 +110,8 @@ static void test_matrix(const char *version, const char *cluster, uint64_t runs)
 /*
  * "libqcow-stale": the libqcow driver, except that from the second read on
  * libqcow is handed the image as it was at the first read.  A test double
- * only: it lives here, and runs as a struct handed to blkv_run.
+ * only: it lives here, runs as a struct handed to blkv_run, and is a
+ * filter over the libqcow driver (blkv_child_*).
  *
  * Every request runs alone (a mutex), so nothing writes lower file 0 while
  * the old image is in it.  A read first flushes (qcow2's metadata reaches
@@ -119,10 +120,8 @@ static void test_matrix(const char *version, const char *cluster, uint64_t runs)
  * through the libqcow driver (which sees a changed image and snapshots the
  * old one), and puts the current image back.
  */
-extern const struct blkv_option blkv_qcow2_options[];
-
 struct stale_state {
-    void *inner; /* the libqcow driver's state */
+    struct blkv_child *inner; /* the libqcow driver, below */
     struct blkv_lower *f;
     struct blkv_co_mutex one;
     uint8_t *old;
@@ -140,14 +139,9 @@ static int stale_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool cre
 
     free(s->old);
     memset(s, 0, sizeof(*s));
-    if (!(s->inner = calloc(1, blkv_driver_libqcow.state_size)))
-        return -ENOMEM;
     s->f = blkv_lower_get(ctx, 0);
-    ret = blkv_driver_libqcow.open(s->inner, ctx, size, create, caps);
-    if (ret < 0) {
-        free(s->inner);
-        s->inner = NULL;
-    }
+    ret = blkv_child_open(ctx, &blkv_driver_libqcow, blkv_opts(ctx), size, create, caps,
+                          &s->inner);
     return ret;
 }
 
@@ -155,8 +149,7 @@ static void stale_close(void *state)
 {
     struct stale_state *s = state;
 
-    blkv_driver_libqcow.close(s->inner);
-    free(s->inner);
+    blkv_child_close(s->inner);
     free(s->old);
     stale_reads_total += s->stale_reads;
     memset(s, 0, sizeof(*s));
@@ -164,13 +157,12 @@ static void stale_close(void *state)
 
 static int stale_read(struct stale_state *s, struct blkv_req *req)
 {
-    struct blkv_req flush = {.op = BLKV_OP_FLUSH, .id = BLKV_REQ_ID_SETUP};
     uint64_t len;
     uint8_t *cur;
     int ret;
 
     if (!s->old) { /* the first read: exact; keep the image it read */
-        if ((ret = blkv_driver_libqcow.co_submit(s->inner, req)) < 0)
+        if ((ret = blkv_child_submit(s->inner, req)) < 0)
             return ret;
         s->old_len = blkv_lower_size(s->f);
         if (!(s->old = malloc(s->old_len ? s->old_len : 1)))
@@ -178,14 +170,14 @@ static int stale_read(struct stale_state *s, struct blkv_req *req)
         blkv_lower_peek(s->f, s->old, s->old_len, 0);
         return 0;
     }
-    if ((ret = blkv_driver_libqcow.co_submit(s->inner, &flush)) < 0)
+    if ((ret = blkv_child_io(s->inner, req, BLKV_OP_FLUSH, 0, 0, 0, NULL)) < 0)
         return ret;
     len = blkv_lower_size(s->f); /* never below old_len: qcow2 does not shrink its file */
     if (!(cur = malloc(len ? len : 1)))
         return -ENOMEM;
     blkv_lower_peek(s->f, cur, len, 0);
     blkv_lower_poke(s->f, s->old, s->old_len, 0);
-    ret = blkv_driver_libqcow.co_submit(s->inner, req);
+    ret = blkv_child_submit(s->inner, req);
     blkv_lower_poke(s->f, cur, len, 0);
     free(cur);
     s->stale_reads++;
@@ -199,7 +191,7 @@ static int stale_co_submit(void *state, struct blkv_req *req)
 
     blkv_co_mutex_lock(&s->one);
     ret = req->op == BLKV_OP_READ ? stale_read(s, req)
-                                  : blkv_driver_libqcow.co_submit(s->inner, req);
+                                  : blkv_child_submit(s->inner, req);
     blkv_co_mutex_unlock(&s->one);
     return ret;
 }
@@ -207,7 +199,7 @@ static int stale_co_submit(void *state, struct blkv_req *req)
 static int stale_check(void *state)
 {
     struct stale_state *s = state;
-    return blkv_driver_libqcow.check(s->inner);
+    return blkv_child_check(s->inner);
 }
 
 static const struct blkv_driver stale_driver = {
