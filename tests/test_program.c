@@ -262,6 +262,33 @@ static void test_names(void)
     CHECK(p.nops == 0 && p.ops == NULL);
 }
 
+/* The op table is whole: every kind has a row, its decode bytes add up to
+ * 256 with flags the kind allows (each value once), ranged kinds and only
+ * they have flags, and request kinds name a request op. */
+static void test_op_table(void)
+{
+    unsigned total = 0;
+
+    CHECK(blkv_opinfo(BLKV_P__COUNT) == NULL);
+    for (unsigned c = 0; c < BLKV_P__COUNT; c++) {
+        const struct blkv_opinfo *oi = blkv_opinfo(c);
+        unsigned seen = 0;
+        REQUIRE(oi != NULL);
+        CHECK(oi->name && oi->usage && !strncmp(oi->usage, oi->name, strlen(oi->name)));
+        CHECK(oi->req >= -1 && oi->req <= BLKV_OP_FLUSH);
+        CHECK(oi->flags == 0 || oi->operand == BLKV_OPND_RANGE);
+        CHECK((oi->operand == BLKV_OPND_RANGE) == (oi->req >= 0 && oi->req != BLKV_OP_FLUSH));
+        CHECK(oi->decode[0].bytes > 0);
+        for (unsigned k = 0; k < 4 && oi->decode[k].bytes; k++) {
+            CHECK((oi->decode[k].flags & ~oi->flags) == 0);
+            CHECK(!(seen & (1u << oi->decode[k].flags)));
+            seen |= 1u << oi->decode[k].flags;
+            total += oi->decode[k].bytes;
+        }
+    }
+    CHECK(total == 256);
+}
+
 /* 10^5 random inputs: all decode to in-range programs; many round-trip. */
 static void test_decode_total(void)
 {
@@ -845,6 +872,7 @@ int main(void)
 {
     RUN(test_defaults);
     RUN(test_names);
+    RUN(test_op_table);
     RUN(test_decode_total);
     RUN(test_prefixes);
     RUN(test_extremes);

@@ -93,11 +93,23 @@ static bool export_overlap(const struct blkv_pop *a, const struct blkv_pop *b)
     return a->offset < b->offset + b->len && b->offset < a->offset + a->len;
 }
 
+/* How op is written (the op table's qemu-io column). */
+static enum blkv_qemu_io export_kind(const struct blkv_pop *op)
+{
+    return blkv_opinfo(op->code)->qemu_io;
+}
+
 /* Whether op waits for everything in flight (it becomes aio_flush). */
 static bool export_drains(const struct blkv_pop *op)
 {
-    return op->code == BLKV_P_WAIT || op->code == BLKV_P_DRAIN || op->code == BLKV_P_REOPEN ||
-           op->code == BLKV_P_CHECK;
+    return export_kind(op) == BLKV_QIO_DRAIN || export_kind(op) == BLKV_QIO_REOPEN;
+}
+
+/* Whether op is a write-like request (its data lands in the image). */
+static bool export_writes(const struct blkv_pop *op)
+{
+    enum blkv_qemu_io k = export_kind(op);
+    return k == BLKV_QIO_WRITE || k == BLKV_QIO_ZERO || k == BLKV_QIO_DISCARD;
 }
 
 /* Everything in flight has completed: fold the batch into the map. */
@@ -107,8 +119,9 @@ static int export_drain(struct export_map *m, const struct blkv_program *p,
     for (size_t i = 0; i < nbatch; i++) {
         const struct blkv_pop *op = &p->ops[batch[i]];
         uint64_t end = op->offset + op->len;
-        int val = op->code == BLKV_P_WRITE ? pat[i] : op->code == BLKV_P_WZERO ? 0
-                                                                              : EXPORT_UNKNOWN;
+        int val = export_kind(op) == BLKV_QIO_WRITE  ? pat[i]
+                  : export_kind(op) == BLKV_QIO_ZERO ? 0
+                                                     : EXPORT_UNKNOWN;
         for (size_t k = 0; k < nbatch && val != EXPORT_UNKNOWN; k++)
             if (k != i && export_overlap(op, &p->ops[batch[k]]))
                 val = EXPORT_UNKNOWN; /* concurrent: either order */
@@ -143,7 +156,7 @@ int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_o
     }
     for (size_t i = 0; i < p->nops; i++) {
         const struct blkv_pop *op = &p->ops[i];
-        if (op->code == BLKV_P_CANCEL || (op->code == BLKV_P_STEP && op->err)) {
+        if (export_kind(op) == BLKV_QIO_REFUSED || (export_kind(op) == BLKV_QIO_POLL && op->err)) {
             snprintf(err, errlen, "op %zu (%s): blkv-only, qemu-io has no equivalent", i,
                      blkv_opcode_name(op->code));
             ret = -EINVAL;
@@ -170,27 +183,27 @@ int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_o
             malformed++; /* fails in blkv and qemu-io alike, changing nothing */
             continue;
         }
-        switch (op->code) {
-        case BLKV_P_WRITE:
+        switch (export_kind(op)) {
+        case BLKV_QIO_WRITE:
             pat[nbatch] = 1 + (int)(writes++ % 255);
             fprintf(out, "aio_write%s -P %d %" PRIu64 " %" PRIu64 "\n",
                     op->flags & BLKV_P_FUA ? " -f" : "", pat[nbatch], op->offset, op->len);
             batch[nbatch++] = i;
             break;
-        case BLKV_P_WZERO:
+        case BLKV_QIO_ZERO:
             pat[nbatch] = 0;
             fprintf(out, "aio_write -z%s%s %" PRIu64 " %" PRIu64 "\n",
                     op->flags & BLKV_P_UNMAP ? " -u" : "", op->flags & BLKV_P_FUA ? " -f" : "",
                     op->offset, op->len);
             batch[nbatch++] = i;
             break;
-        case BLKV_P_DISCARD:
+        case BLKV_QIO_DISCARD:
             /* qemu-io's discard is synchronous; what it leaves is unspecified */
             fprintf(out, "discard %" PRIu64 " %" PRIu64 "\n", op->offset, op->len);
             pat[nbatch] = EXPORT_UNKNOWN;
             batch[nbatch++] = i;
             break;
-        case BLKV_P_READ: {
+        case BLKV_QIO_READ: {
             int v = EXPORT_UNKNOWN;
             bool busy = false;
             uint64_t end = op->offset + op->len;
@@ -198,9 +211,7 @@ int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_o
                 busy = export_overlap(op, &p->ops[batch[k]]);
             /* writes issued while the read is in flight count too */
             for (size_t k = i + 1; k < p->nops && !busy && !export_drains(&p->ops[k]); k++)
-                busy = (p->ops[k].code == BLKV_P_WRITE || p->ops[k].code == BLKV_P_WZERO ||
-                        p->ops[k].code == BLKV_P_DISCARD) &&
-                       export_overlap(op, &p->ops[k]);
+                busy = export_writes(&p->ops[k]) && export_overlap(op, &p->ops[k]);
             if (!busy && end <= c->size)
                 v = export_map_get(&m, op->offset, end);
             reads++;
@@ -212,20 +223,19 @@ int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_o
             }
             break;
         }
-        case BLKV_P_FLUSH:
+        case BLKV_QIO_FLUSH:
             fprintf(out, "flush\n");
             break;
-        case BLKV_P_WAIT:
-        case BLKV_P_DRAIN:
-        case BLKV_P_REOPEN:
-        case BLKV_P_CHECK:
+        case BLKV_QIO_DRAIN:
+        case BLKV_QIO_REOPEN:
             fprintf(out, "aio_flush\n");
             ret = export_drain(&m, p, batch, pat, nbatch, c->size);
             nbatch = 0;
-            if (op->code == BLKV_P_REOPEN)
+            if (export_kind(op) == BLKV_QIO_REOPEN)
                 fprintf(out, "reopen\n");
             break;
-        case BLKV_P_STEP: /* polling only: nothing to say */
+        case BLKV_QIO_POLL: /* polling only: nothing to say */
+        case BLKV_QIO_REFUSED: /* refused above */
             break;
         }
     }

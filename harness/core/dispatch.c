@@ -157,13 +157,8 @@ static int submit_error(const struct blkv_run *run, enum blkv_op op, uint64_t of
 
 void blkv_core_submit(struct blkv_run *run, const struct blkv_pop *op)
 {
-    static const enum blkv_op map[] = {
-        [BLKV_P_READ] = BLKV_OP_READ,          [BLKV_P_WRITE] = BLKV_OP_WRITE,
-        [BLKV_P_WZERO] = BLKV_OP_WRITE_ZEROES, [BLKV_P_DISCARD] = BLKV_OP_DISCARD,
-        [BLKV_P_FLUSH] = BLKV_OP_FLUSH,
-    };
     struct blkv_core_req *r;
-    enum blkv_op kind = map[op->code];
+    enum blkv_op kind = (enum blkv_op)blkv_opinfo(op->code)->req;
     uint64_t len = kind == BLKV_OP_FLUSH ? 0 : op->len;
 
     /* wait for room: queue depth, bytes in flight, serialized overlaps */

@@ -297,12 +297,8 @@ static void run_ops(struct blkv_run *run)
             blkv_pop_format(op, line, sizeof(line));
             fprintf(run->h.out, "op %zu: %s\n", i, line);
         }
-        switch (op->code) {
-        case BLKV_P_READ:
-        case BLKV_P_WRITE:
-        case BLKV_P_WZERO:
-        case BLKV_P_DISCARD:
-        case BLKV_P_FLUSH:
+        switch (blkv_opcode_submits(op->code) ? BLKV_P__COUNT : op->code) {
+        case BLKV_P__COUNT: /* any op that submits a request: the dispatch layer's */
             blkv_core_submit(run, op);
             break;
         case BLKV_P_CANCEL:
@@ -419,7 +415,7 @@ static ssize_t footprint(const struct blkv_program *p, uint64_t unit, uint64_t s
     for (size_t i = 0; i < p->nops; i++) {
         const struct blkv_pop *op = &p->ops[i];
         uint64_t end;
-        if (!blkv_opcode_submits(op->code) || op->code == BLKV_P_FLUSH || op->offset >= size)
+        if (!blkv_opcode_ranged(op->code) || op->offset >= size)
             continue;
         end = op->len > size - op->offset ? size : op->offset + op->len;
         end += (unit - end % unit) % unit;

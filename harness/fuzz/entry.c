@@ -27,15 +27,13 @@ static uint64_t budget_left(uint64_t budget, uint64_t moved)
 static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
                     unsigned *reopens, unsigned *checks)
 {
-    switch (op->code) {
-    case BLKV_P_READ:
-    case BLKV_P_WRITE:
-    case BLKV_P_WZERO:
-    case BLKV_P_DISCARD:
+    if (blkv_opcode_ranged(op->code)) {
         if (op->len > budget_left(budget, *moved))
             return true;
         *moved += op->len;
         return false;
+    }
+    switch (op->code) {
     case BLKV_P_REOPEN:
         return ++*reopens > BLKV_FUZZ_MAX_REOPENS;
     case BLKV_P_CHECK:

@@ -88,7 +88,7 @@ static bool mp_load(struct mprog *m, const struct blkv_program *p)
         o->tid = NO_ID;
         if (blkv_opcode_submits(o->op.code))
             req_op[nsub++] = (uint32_t)i;
-        else if ((o->op.code == BLKV_P_CANCEL || o->op.code == BLKV_P_WAIT) && o->op.arg < nsub)
+        else if (blkv_opinfo(o->op.code)->operand == BLKV_OPND_REQ && o->op.arg < nsub)
             o->tid = req_op[o->op.arg];
     }
     free(req_op);
@@ -114,7 +114,7 @@ static int mp_store(const struct mprog *m, struct blkv_program *p)
         struct blkv_pop op = m->v[i].op;
         if (blkv_opcode_submits(op.code)) {
             num[m->v[i].id] = nsub++;
-        } else if (op.code == BLKV_P_CANCEL || op.code == BLKV_P_WAIT) {
+        } else if (blkv_opinfo(op.code)->operand == BLKV_OPND_REQ) {
             uint32_t t = m->v[i].tid;
             if (!nsub)
                 continue; /* nothing to name yet: the encoder would drop it */
@@ -236,39 +236,42 @@ static uint32_t pick_target(struct blkv_rng *r, const struct mprog *m, size_t po
     return NO_ID;
 }
 
+/* Flags for a new op that may carry `allowed`: FUA alone one time in six,
+ * else any combination. */
+static uint8_t pick_flags(struct blkv_rng *r, unsigned allowed)
+{
+    if (allowed == BLKV_P_FUA)
+        return one_in(r, 6) ? BLKV_P_FUA : 0;
+    return allowed ? (uint8_t)(below(r, allowed + 1) & allowed) : 0;
+}
+
 /* A new op to go at position pos. */
 static struct mop new_op(struct blkv_rng *r, struct mprog *m, size_t pos)
 {
-    static const uint8_t kinds[] = {
-        BLKV_P_READ,   BLKV_P_READ,  BLKV_P_READ,   BLKV_P_WRITE,  BLKV_P_WRITE, BLKV_P_WRITE,
-        BLKV_P_WRITE,  BLKV_P_WZERO, BLKV_P_DISCARD, BLKV_P_FLUSH, BLKV_P_CANCEL, BLKV_P_CANCEL,
-        BLKV_P_STEP,   BLKV_P_STEP,  BLKV_P_STEP,   BLKV_P_WAIT,   BLKV_P_WAIT,  BLKV_P_DRAIN,
-        BLKV_P_REOPEN, BLKV_P_CHECK,
-    };
     struct mop o = {.id = m->next_id++, .tid = NO_ID};
+    const struct blkv_opinfo *oi;
+    uint64_t total = 0, k;
 
-    o.op.code = kinds[below(r, ARRAY_SIZE(kinds))];
-    switch (o.op.code) {
-    case BLKV_P_WRITE:
-        o.op.flags = one_in(r, 6) ? BLKV_P_FUA : 0;
-        /* fall through */
-    case BLKV_P_READ:
-    case BLKV_P_DISCARD:
-    case BLKV_P_WZERO:
-        if (o.op.code == BLKV_P_WZERO)
-            o.op.flags = (uint8_t)below(r, 4);
+    for (unsigned c = 0; c < BLKV_P__COUNT; c++) /* by the op table's mutate weights */
+        total += blkv_opinfo(c)->mutate_weight;
+    k = below(r, total);
+    for (o.op.code = 0; k >= blkv_opinfo(o.op.code)->mutate_weight; o.op.code++)
+        k -= blkv_opinfo(o.op.code)->mutate_weight;
+    oi = blkv_opinfo(o.op.code);
+    switch (oi->operand) {
+    case BLKV_OPND_RANGE:
+        o.op.flags = pick_flags(r, oi->flags);
         o.op.len = pick_len(r, &m->cfg);
         o.op.offset = pick_off(r, m, o.op.len);
         break;
-    case BLKV_P_CANCEL:
-    case BLKV_P_WAIT:
+    case BLKV_OPND_REQ:
         o.tid = pick_target(r, m, pos);
         break;
-    case BLKV_P_STEP:
+    case BLKV_OPND_STEP:
         o.op.arg = (uint32_t)(one_in(r, 4) ? below(r, 256) : below(r, 4));
         o.op.err = one_in(r, 4) ? errs[below(r, ARRAY_SIZE(errs))] : 0;
         break;
-    default:
+    case BLKV_OPND_NONE:
         break;
     }
     return o;
@@ -378,41 +381,56 @@ static bool ed_nudge(struct blkv_rng *r, struct mprog *m)
     return true;
 }
 
-/* Change an op's kind among the ranged ones, or its flags, or a step. */
+/* The op kinds with operand `opnd` into kinds; how many. */
+static unsigned kinds_with(enum blkv_operand opnd, uint8_t kinds[BLKV_P__COUNT])
+{
+    unsigned n = 0;
+    for (unsigned c = 0; c < BLKV_P__COUNT; c++)
+        if (blkv_opinfo(c)->operand == opnd)
+            kinds[n++] = (uint8_t)c;
+    return n;
+}
+
+/* Change an op's kind among those with its operand (a ranged op's flags
+ * with it), or a step's index or fault. */
 static bool ed_kind(struct blkv_rng *r, struct mprog *m)
 {
-    static const uint8_t ranged[] = {BLKV_P_READ, BLKV_P_WRITE, BLKV_P_WZERO, BLKV_P_DISCARD};
+    uint8_t kinds[BLKV_P__COUNT];
     struct mop *o;
+    unsigned n;
 
     if (!m->n)
         return false;
     o = &m->v[below(r, m->n)];
-    switch (o->op.code) {
-    case BLKV_P_READ:
-    case BLKV_P_WRITE:
-    case BLKV_P_WZERO:
-    case BLKV_P_DISCARD:
-        o->op.code = ranged[below(r, 4)];
-        o->op.flags = o->op.code == BLKV_P_WRITE   ? (uint8_t)below(r, 2)
-                      : o->op.code == BLKV_P_WZERO ? (uint8_t)below(r, 4)
-                                                   : 0;
+    switch (blkv_opinfo(o->op.code)->operand) {
+    case BLKV_OPND_RANGE:
+        n = kinds_with(BLKV_OPND_RANGE, kinds);
+        o->op.code = kinds[below(r, n)];
+        o->op.flags = (uint8_t)(below(r, blkv_opinfo(o->op.code)->flags + 1u) &
+                                blkv_opinfo(o->op.code)->flags);
         return true;
-    case BLKV_P_STEP:
+    case BLKV_OPND_STEP:
         if (one_in(r, 2))
             o->op.err = o->op.err ? 0 : errs[below(r, ARRAY_SIZE(errs))];
         else
             o->op.arg = (uint32_t)below(r, one_in(r, 4) ? 256 : 4);
         return true;
-    case BLKV_P_CANCEL:
-    case BLKV_P_WAIT:
-        o->op.code = o->op.code == BLKV_P_CANCEL ? BLKV_P_WAIT : BLKV_P_CANCEL;
+    case BLKV_OPND_REQ: {
+        /* another kind that names a request (cancel <-> wait) */
+        unsigned self = 0;
+        n = kinds_with(BLKV_OPND_REQ, kinds);
+        while (kinds[self] != o->op.code)
+            self++;
+        o->op.code = n > 1 ? kinds[(self + 1 + below(r, n - 1)) % n] : o->op.code;
         if (one_in(r, 2))
             o->tid = pick_target(r, m, (size_t)(o - m->v));
         return true;
-    default:
-        *o = new_op(r, m, (size_t)(o - m->v));
-        return true;
     }
+    case BLKV_OPND_NONE:
+        break;
+    }
+    *o = new_op(r, m, (size_t)(o - m->v));
+    return true;
 }
 
 /* Change one config field. */

@@ -34,7 +34,8 @@
  *
  * Then ops, until the input is exhausted (every op consumes at least its
  * opcode byte) or BLKV_PROGRAM_MAX_OPS ops were decoded.  The opcode byte
- * is mapped through a weighted table (byte ranges, in this order):
+ * is mapped through the op table's decode column (program/ops.c), byte
+ * ranges in this order:
  *
  *   0..59 read        60..115 write     116..123 write fua
  *   124..131 wzero    132..135 wzero unmap   136..137 wzero fua
@@ -292,38 +293,21 @@ static void encode_config(struct wb *w, const struct blkv_config *cfg)
 
 /* ---- ops ----------------------------------------------------------------- */
 
-/* Opcode byte ranges, in order; the weights add up to 256. */
-static const struct {
-    uint8_t code, flags, weight;
-} op_tab[] = {
-    {BLKV_P_READ, 0, 60},
-    {BLKV_P_WRITE, 0, 56},
-    {BLKV_P_WRITE, BLKV_P_FUA, 8},
-    {BLKV_P_WZERO, 0, 8},
-    {BLKV_P_WZERO, BLKV_P_UNMAP, 4},
-    {BLKV_P_WZERO, BLKV_P_FUA, 2},
-    {BLKV_P_WZERO, BLKV_P_UNMAP | BLKV_P_FUA, 2},
-    {BLKV_P_DISCARD, 0, 14},
-    {BLKV_P_FLUSH, 0, 14},
-    {BLKV_P_CANCEL, 0, 16},
-    {BLKV_P_STEP, 0, 40},
-    {BLKV_P_WAIT, 0, 16},
-    {BLKV_P_DRAIN, 0, 8},
-    {BLKV_P_REOPEN, 0, 4},
-    {BLKV_P_CHECK, 0, 4},
-};
-
+/* The op and flags of opcode byte b (the op table's decode column). */
 static void op_lookup(uint8_t b, uint8_t *code, uint8_t *flags)
 {
     unsigned lo = 0;
-    for (size_t i = 0; i < ARRAY_SIZE(op_tab); i++) {
-        if (b < lo + op_tab[i].weight) {
-            *code = op_tab[i].code, *flags = op_tab[i].flags;
-            return;
+    for (unsigned c = 0; c < BLKV_P__COUNT; c++) {
+        const struct blkv_opinfo *oi = blkv_opinfo(c);
+        for (unsigned k = 0; k < 4 && oi->decode[k].bytes; k++) {
+            if (b < lo + oi->decode[k].bytes) {
+                *code = (uint8_t)c, *flags = oi->decode[k].flags;
+                return;
+            }
+            lo += oi->decode[k].bytes;
         }
-        lo += op_tab[i].weight;
     }
-    *code = BLKV_P_READ, *flags = 0; /* not reached: the weights cover 0..255 */
+    *code = BLKV_P_READ, *flags = 0; /* not reached: the table covers 0..255 */
 }
 
 /* The first opcode byte for (code, flags); flags the op cannot carry are dropped. */
@@ -331,10 +315,13 @@ static uint8_t op_byte(unsigned code, unsigned flags)
 {
     unsigned lo = 0;
     flags &= blkv_opcode_flags(code);
-    for (size_t i = 0; i < ARRAY_SIZE(op_tab); i++) {
-        if (op_tab[i].code == code && op_tab[i].flags == flags)
-            return (uint8_t)lo;
-        lo += op_tab[i].weight;
+    for (unsigned c = 0; c < BLKV_P__COUNT; c++) {
+        const struct blkv_opinfo *oi = blkv_opinfo(c);
+        for (unsigned k = 0; k < 4 && oi->decode[k].bytes; k++) {
+            if (c == code && oi->decode[k].flags == flags)
+                return (uint8_t)lo;
+            lo += oi->decode[k].bytes;
+        }
     }
     return 0;
 }
@@ -578,18 +565,14 @@ static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op
     op_lookup(rd_u8(r), &code, &flags);
     op->code = code;
     op->flags = flags;
-    switch (code) {
-    case BLKV_P_READ:
-    case BLKV_P_WRITE:
-    case BLKV_P_WZERO:
-    case BLKV_P_DISCARD: {
+    switch (blkv_opinfo(code)->operand) {
+    case BLKV_OPND_RANGE: {
         bool lit;
         op->len = gen_len(st, r, &lit);
         op->offset = gen_off(st, r, &op->len, lit);
         break;
     }
-    case BLKV_P_CANCEL:
-    case BLKV_P_WAIT:
+    case BLKV_OPND_REQ:
         if (!st->nsub)
             return false;
         b = rd_u8(r);
@@ -600,7 +583,7 @@ static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op
             op->arg = (uint32_t)(st->nsub - 1 - b % w);
         }
         break;
-    case BLKV_P_STEP:
+    case BLKV_OPND_STEP:
         op->arg = rd_u8(r);
         b = rd_u8(r);
         if (b == ESC)
@@ -608,7 +591,7 @@ static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op
         else if (b >= STEP_ERR_FIRST)
             op->err = step_err_tab[(b - STEP_ERR_FIRST) % 16];
         break;
-    default:
+    case BLKV_OPND_NONE:
         break;
     }
     return true;
@@ -706,11 +689,8 @@ static bool encode_op(const struct dstate *st, const struct blkv_pop *op, struct
     struct bytes s = {.n = 0};
 
     by_u8(&s, op_byte(op->code, op->flags));
-    switch (op->code) {
-    case BLKV_P_READ:
-    case BLKV_P_WRITE:
-    case BLKV_P_WZERO:
-    case BLKV_P_DISCARD: {
+    switch (blkv_opinfo(op->code)->operand) {
+    case BLKV_OPND_RANGE: {
         struct bytes lf[4], of[3];
         size_t nl = len_forms(st, op, lf), no = off_forms(st, op, of);
         for (size_t i = 0; i < nl; i++) {
@@ -728,8 +708,7 @@ static bool encode_op(const struct dstate *st, const struct blkv_pop *op, struct
         by_cat(&s, &of[no - 1]);
         break;
     }
-    case BLKV_P_CANCEL:
-    case BLKV_P_WAIT:
+    case BLKV_OPND_REQ:
         if (!st->nsub)
             return false;
         if (op->arg < st->nsub && st->nsub - 1 - op->arg < CANCEL_WINDOW) {
@@ -739,7 +718,7 @@ static bool encode_op(const struct dstate *st, const struct blkv_pop *op, struct
             by_le(&s, op->arg, 4);
         }
         break;
-    case BLKV_P_STEP:
+    case BLKV_OPND_STEP:
         by_u8(&s, (uint8_t)op->arg);
         if (op->err == 0) {
             by_u8(&s, 0);
@@ -755,7 +734,7 @@ static bool encode_op(const struct dstate *st, const struct blkv_pop *op, struct
             }
         }
         break;
-    default:
+    case BLKV_OPND_NONE:
         break;
     }
     *out = s;

@@ -53,17 +53,11 @@ static inline bool blkv_pop_len_ok(uint64_t v)
     return v >= 1 && v <= BLKV_MAX_REQUEST;
 }
 
-/* Whether an op carries an offset and a length. */
-static inline bool blkv_opcode_ranged(unsigned code)
-{
-    return code == BLKV_P_READ || code == BLKV_P_WRITE || code == BLKV_P_WZERO ||
-           code == BLKV_P_DISCARD;
-}
-
 /* The flags an op may carry. */
 static inline unsigned blkv_opcode_flags(unsigned code)
 {
-    return code == BLKV_P_WRITE ? BLKV_P_FUA : code == BLKV_P_WZERO ? BLKV_P_FUA | BLKV_P_UNMAP : 0;
+    const struct blkv_opinfo *oi = blkv_opinfo(code);
+    return oi ? oi->flags : 0;
 }
 
 #endif

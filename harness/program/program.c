@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * program.c - programs: config defaults, the op list, names of op kinds.
+ * program.c - programs: config defaults and the op list.
  */
 #include "program/limits.h"
 
@@ -58,12 +58,6 @@ int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op)
     return 0;
 }
 
-bool blkv_opcode_submits(unsigned code)
-{
-    return code == BLKV_P_READ || code == BLKV_P_WRITE || code == BLKV_P_WZERO ||
-           code == BLKV_P_DISCARD || code == BLKV_P_FLUSH;
-}
-
 uint64_t blkv_program_nreqs(const struct blkv_program *p)
 {
     uint64_t n = 0;
@@ -71,18 +65,6 @@ uint64_t blkv_program_nreqs(const struct blkv_program *p)
         n += blkv_opcode_submits(p->ops[i].code);
     return n;
 }
-
-const char *blkv_opcode_name(unsigned code)
-{
-    static const char *const names[] = {
-        [BLKV_P_READ] = "read",       [BLKV_P_WRITE] = "write", [BLKV_P_WZERO] = "wzero",
-        [BLKV_P_DISCARD] = "discard", [BLKV_P_FLUSH] = "flush", [BLKV_P_CANCEL] = "cancel",
-        [BLKV_P_STEP] = "step",       [BLKV_P_WAIT] = "wait",   [BLKV_P_DRAIN] = "drain",
-        [BLKV_P_REOPEN] = "reopen",   [BLKV_P_CHECK] = "check",
-    };
-    return code < ARRAY_SIZE(names) ? names[code] : "unknown";
-}
-
 
 const char *blkv_req_op_name(enum blkv_op op)
 {

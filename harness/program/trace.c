@@ -65,6 +65,15 @@
 #define LINE_BYTES 4096
 #define MAX_WORDS 8
 
+/* The words of op flags, in the order they are written. */
+static const struct {
+    unsigned flag;
+    const char *word;
+} flag_words[] = {
+    {BLKV_P_UNMAP, "unmap"},
+    {BLKV_P_FUA, "fua"},
+};
+
 /* ---- parsing ------------------------------------------------------------- */
 
 enum key {
@@ -323,15 +332,16 @@ static int parse_range(struct parser *ps, struct blkv_pop *op)
     return 0;
 }
 
-/* Words 3.. of a write or wzero: flags from `allowed`, each at most once. */
+/* Words 3.. of a ranged op with flags: flags from `allowed`, each at most once. */
 static int parse_flags(struct parser *ps, struct blkv_pop *op, unsigned allowed, const char *usage)
 {
     if (ps->too_many)
         return perr(ps, "%s: too many words (expected '%s')", ps->w[0], usage);
     for (size_t i = 3; i < ps->nw; i++) {
-        unsigned f = strcmp(ps->w[i], "fua") == 0     ? BLKV_P_FUA
-                     : strcmp(ps->w[i], "unmap") == 0 ? BLKV_P_UNMAP
-                                                      : 0;
+        unsigned f = 0;
+        for (size_t k = 0; k < ARRAY_SIZE(flag_words); k++)
+            if (strcmp(ps->w[i], flag_words[k].word) == 0)
+                f = flag_words[k].flag;
         if (!(f & allowed) || (op->flags & f))
             return perr(ps, "%s: unexpected '%s' (expected '%s')", ps->w[0], ps->w[i], usage);
         op->flags |= (uint8_t)f;
@@ -357,36 +367,32 @@ static int parse_reqnum(struct parser *ps, struct blkv_pop *op)
 
 static int parse_op(struct parser *ps, unsigned code)
 {
+    const struct blkv_opinfo *oi = blkv_opinfo(code);
     struct blkv_pop op = {.code = (uint8_t)code};
     uint64_t n;
     int ret = 0;
 
-    switch (code) {
-    case BLKV_P_READ:
-    case BLKV_P_DISCARD:
-        ret = want_words(ps, 3, code == BLKV_P_READ ? "read OFF LEN" : "discard OFF LEN");
-        if (!ret)
-            ret = parse_range(ps, &op);
-        break;
-    case BLKV_P_WRITE:
-    case BLKV_P_WZERO: {
-        const char *usage =
-            code == BLKV_P_WRITE ? "write OFF LEN [fua]" : "wzero OFF LEN [unmap] [fua]";
+    switch (oi->operand) {
+    case BLKV_OPND_RANGE:
+        if (!oi->flags) {
+            ret = want_words(ps, 3, oi->usage);
+            if (!ret)
+                ret = parse_range(ps, &op);
+            break;
+        }
         if (ps->nw < 3)
-            ret = perr(ps, "%s: missing operand (expected '%s')", ps->w[0], usage);
+            ret = perr(ps, "%s: missing operand (expected '%s')", ps->w[0], oi->usage);
         if (!ret)
             ret = parse_range(ps, &op);
         if (!ret)
-            ret = parse_flags(ps, &op, blkv_opcode_flags(code), usage);
+            ret = parse_flags(ps, &op, oi->flags, oi->usage);
         break;
-    }
-    case BLKV_P_CANCEL:
-    case BLKV_P_WAIT:
-        ret = want_words(ps, 2, code == BLKV_P_CANCEL ? "cancel #N" : "wait #N");
+    case BLKV_OPND_REQ:
+        ret = want_words(ps, 2, oi->usage);
         if (!ret)
             ret = parse_reqnum(ps, &op);
         break;
-    case BLKV_P_STEP:
+    case BLKV_OPND_STEP:
         if (ps->nw < 2)
             return perr(ps, "step: missing operand (expected 'step I [fail ERRNO]')");
         if ((ret = word_u64(ps, 1, "step index", 0, BLKV_STEP_INDEX_MAX, &n)))
@@ -406,8 +412,8 @@ static int parse_op(struct parser *ps, unsigned code)
             return perr(ps, "step: unknown errno '%s' (a name like EIO or 1..%d)", ps->w[3],
                         BLKV_STEP_ERRNO_MAX);
         break;
-    default: /* flush, drain, reopen, check */
-        ret = want_words(ps, 1, blkv_opcode_name(code));
+    case BLKV_OPND_NONE:
+        ret = want_words(ps, 1, oi->usage);
         break;
     }
     if (ret)
@@ -548,44 +554,39 @@ static void sb_line_string(struct sb *b, const char *key, const char *s)
 
 void blkv_pop_format(const struct blkv_pop *op, char *buf, size_t len)
 {
-    const char *name = blkv_opcode_name(op->code);
+    const struct blkv_opinfo *oi = blkv_opinfo(op->code);
 
     if (!buf || !len)
         return;
-    switch (op->code) {
-    case BLKV_P_READ:
-    case BLKV_P_DISCARD:
-        snprintf(buf, len, "%s %" PRIu64 " %" PRIu64, name, op->offset, op->len);
+    if (!oi) {
+        snprintf(buf, len, "unknown-op-%u", (unsigned)op->code);
+        return;
+    }
+    switch (oi->operand) {
+    case BLKV_OPND_RANGE: {
+        int n = snprintf(buf, len, "%s %" PRIu64 " %" PRIu64, oi->name, op->offset, op->len);
+        for (size_t i = 0; i < ARRAY_SIZE(flag_words); i++)
+            if ((oi->flags & op->flags & flag_words[i].flag) && n >= 0 && (size_t)n < len)
+                n += snprintf(buf + n, len - (size_t)n, " %s", flag_words[i].word);
         break;
-    case BLKV_P_WRITE:
-    case BLKV_P_WZERO:
-        snprintf(buf, len, "%s %" PRIu64 " %" PRIu64 "%s%s", name, op->offset, op->len,
-                 op->code == BLKV_P_WZERO && (op->flags & BLKV_P_UNMAP) ? " unmap" : "",
-                 (op->flags & BLKV_P_FUA) ? " fua" : "");
+    }
+    case BLKV_OPND_REQ:
+        snprintf(buf, len, "%s #%" PRIu32, oi->name, op->arg);
         break;
-    case BLKV_P_CANCEL:
-    case BLKV_P_WAIT:
-        snprintf(buf, len, "%s #%" PRIu32, name, op->arg);
-        break;
-    case BLKV_P_STEP:
+    case BLKV_OPND_STEP:
         if (op->err) {
             const char *e = blkv_errno_name(op->err);
             if (e)
-                snprintf(buf, len, "step %" PRIu32 " fail %s", op->arg, e);
+                snprintf(buf, len, "%s %" PRIu32 " fail %s", oi->name, op->arg, e);
             else
-                snprintf(buf, len, "step %" PRIu32 " fail %u", op->arg, (unsigned)op->err);
+                snprintf(buf, len, "%s %" PRIu32 " fail %u", oi->name, op->arg,
+                         (unsigned)op->err);
         } else {
-            snprintf(buf, len, "step %" PRIu32, op->arg);
+            snprintf(buf, len, "%s %" PRIu32, oi->name, op->arg);
         }
         break;
-    case BLKV_P_FLUSH:
-    case BLKV_P_DRAIN:
-    case BLKV_P_REOPEN:
-    case BLKV_P_CHECK:
-        snprintf(buf, len, "%s", name);
-        break;
-    default:
-        snprintf(buf, len, "unknown-op-%u", (unsigned)op->code);
+    case BLKV_OPND_NONE:
+        snprintf(buf, len, "%s", oi->name);
         break;
     }
 }

@@ -91,7 +91,7 @@ static int without(const struct blkv_program *p, size_t from, size_t to, struct 
             map[old_req++] = keep ? new_req + 1 : 0; /* 0: removed */
             if (keep)
                 new_req++;
-        } else if (op.code == BLKV_P_CANCEL || op.code == BLKV_P_WAIT) {
+        } else if (blkv_opinfo(op.code)->operand == BLKV_OPND_REQ) {
             if (op.arg >= old_req || !map[op.arg])
                 keep = false;
             else
@@ -161,12 +161,12 @@ static void shrink_values(struct shrinker *s, struct blkv_program *p, struct blk
 {
     for (size_t i = 0; i < p->nops && s->runs < s->max_runs; i++) {
         struct blkv_pop o = p->ops[i];
-        if (o.code == BLKV_P_STEP) {
+        if (blkv_opinfo(o.code)->operand == BLKV_OPND_STEP) {
             o.arg = 0;
             try_op(s, p, q, i, &o);
             continue;
         }
-        if (!blkv_opcode_submits(o.code) || o.code == BLKV_P_FLUSH)
+        if (!blkv_opcode_ranged(o.code))
             continue;
         o = p->ops[i], o.flags = 0;
         try_op(s, p, q, i, &o);

@@ -39,6 +39,51 @@ enum blkv_opcode {
 #define BLKV_P_FUA 0x1u
 #define BLKV_P_UNMAP 0x2u
 
+/*
+ * The op table: everything about an op kind that is not what the run does
+ * with it (core/run.c) lives in one row of blkv_opinfo(), so that a new kind
+ * is a row here, its case in the runner, and what drivers make of it.  The
+ * decoder, encoder, trace reader and writer, the mutator, the shrinker and
+ * the qemu-io export all read the table.
+ */
+
+/* What follows an op's word in trace text (and its opcode byte in the
+ * binary form). */
+enum blkv_operand {
+    BLKV_OPND_NONE,  /* nothing */
+    BLKV_OPND_RANGE, /* OFF LEN, then the flag words the op allows */
+    BLKV_OPND_REQ,   /* #N: a request submitted earlier (arg) */
+    BLKV_OPND_STEP,  /* I [fail ERRNO]: a pending lower I/O (arg), an errno (err) */
+};
+
+/* How `blkv export-qemu-io` writes an op. */
+enum blkv_qemu_io {
+    BLKV_QIO_READ,    /* aio_read, with -P where the content is known */
+    BLKV_QIO_WRITE,   /* aio_write -P k */
+    BLKV_QIO_ZERO,    /* aio_write -z */
+    BLKV_QIO_DISCARD, /* discard */
+    BLKV_QIO_FLUSH,   /* flush */
+    BLKV_QIO_DRAIN,   /* aio_flush: wait for everything in flight */
+    BLKV_QIO_REOPEN,  /* aio_flush, then reopen */
+    BLKV_QIO_POLL,    /* nothing (polling), unless it injects a fault: refused */
+    BLKV_QIO_REFUSED, /* no qemu-io equivalent: the export is refused */
+};
+
+struct blkv_opinfo {
+    const char *name;          /* its word in trace text */
+    const char *usage;         /* e.g. "write OFF LEN [fua]" */
+    enum blkv_operand operand;
+    uint8_t flags;             /* the BLKV_P_* flags it may carry */
+    int req;                   /* the request it submits (enum blkv_op), or -1 */
+    enum blkv_qemu_io qemu_io;
+    uint8_t mutate_weight;     /* how often the mutator inserts one (relative) */
+    /* The binary form: opcode bytes per flags value, in byte order; the
+     * bytes of all ops add up to 256 (the first one with bytes 0 ends). */
+    struct {
+        uint8_t flags, bytes;
+    } decode[4];
+};
+
 struct blkv_pop {
     uint8_t code;    /* enum blkv_opcode */
     uint8_t flags;   /* BLKV_P_FUA, BLKV_P_UNMAP */
@@ -93,7 +138,13 @@ BLKV_API void blkv_program_free(struct blkv_program *p);
 BLKV_API int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op);
 /* Number of requests the program submits (read, write, wzero, discard, flush ops). */
 BLKV_API uint64_t blkv_program_nreqs(const struct blkv_program *p);
+/* The op table row of code (NULL for an unknown code). */
+BLKV_API const struct blkv_opinfo *blkv_opinfo(unsigned code);
+/* Whether an op submits a request (read, write, wzero, discard, flush). */
 BLKV_API bool blkv_opcode_submits(unsigned code);
+/* Whether an op carries an offset and a length. */
+BLKV_API bool blkv_opcode_ranged(unsigned code);
+/* Its trace word ("unknown" for an unknown code). */
 BLKV_API const char *blkv_opcode_name(unsigned code);
 /* "read", "write", "write-zeroes", "discard", "flush". */
 BLKV_API const char *blkv_req_op_name(enum blkv_op op);
