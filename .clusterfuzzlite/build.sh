@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # OSS-Fuzz / ClusterFuzzLite build: every in-process fuzz target, built with
 # $CC/$CFLAGS and linked with $LIB_FUZZING_ENGINE (BLKV_FUZZ_ENGINE=env), goes
-# to $OUT with its seed corpus (<target>_fuzzer_seed_corpus.zip, from
-# corpus/<target>/), dictionary (fuzz/program.dict + fuzz/<target>.dict) and
+# to $OUT with its seed corpus (<target>_fuzzer_seed_corpus.zip, from the
+# directories fuzz/seed-dirs names), dictionary (fuzz/program.dict + fuzz/<target>.dict) and
 # libFuzzer options (fuzz/<target>.options).
 #
 # Left out: buggy, the self-test target (its driver has a deliberate bug, so
@@ -36,9 +36,9 @@ for t in "${targets[@]}"; do
     if [ -f "$src/fuzz/$t.options" ]; then
         cp "$src/fuzz/$t.options" "$OUT/${t}_fuzzer.options"
     fi
-    if [ -d "$src/corpus/$t" ]; then
-        rm -f "$OUT/${t}_fuzzer_seed_corpus.zip"
-        (cd "$src/corpus/$t" && zip -q -r "$OUT/${t}_fuzzer_seed_corpus.zip" .)
-    fi
+    rm -f "$OUT/${t}_fuzzer_seed_corpus.zip"
+    for d in $("$src/fuzz/seed-dirs" -r "$src" "$t"); do
+        (cd "$d" && zip -q -r "$OUT/${t}_fuzzer_seed_corpus.zip" .)
+    done
     echo "build.sh: $OUT/${t}_fuzzer"
 done

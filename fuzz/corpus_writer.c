@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * corpus_writer.c - writes the seed corpora corpus/<target>/ with the
- * program encoder, so every seed is a readable program here rather than an
- * opaque blob, and the corpora can be regenerated (ctest checks that the
- * committed files are exactly what this writes).
+ * corpus_writer.c - writes the seed corpora under corpus/ with the program
+ * encoder, so every seed is a readable program here rather than an opaque
+ * blob, and the corpora can be regenerated (ctest checks that the committed
+ * files are exactly what this writes).
  *
- * usage: corpus_writer OUTDIR TARGET...   writes OUTDIR/TARGET/NAME per seed
- *        corpus_writer --text TARGET      prints every seed as trace text
+ * usage: corpus_writer OUTDIR          writes OUTDIR/SET/NAME per seed, every set
+ *        corpus_writer --text SET...   prints a set's seeds as trace text
  *
- * Every target gets the common seeds; a target may add its own (see
- * target_seeds).  A target without extras (a new driver) just gets the
- * common set.  All seeds are correct-driver programs: they run clean on raw
- * and on buggy with mode=none.  qcow2_open, whose input is an image, gets
- * qcow2 images instead (built byte by byte: see "qcow2 images" below).
+ * The sets: programs, the seeds every program target shares (a new driver's
+ * target just uses them); buggy, what buggy_fuzzer adds to them; and
+ * qcow2_open, qcow2 images for the target whose input is an image (built
+ * byte by byte: see "qcow2 images" below).  fuzz/seed-dirs says which sets
+ * a target uses.  All programs are correct-driver programs: they run clean
+ * on raw and on buggy with mode=none.
  */
 #include <blkv/fuzz.h>
 
@@ -515,14 +516,14 @@ static const struct seed buggy_seeds[] = {
     {NULL, NULL, 0, 0},
 };
 
-/* The seeds a target gets besides the common ones. */
-static const struct seed *target_seeds(const char *target)
-{
-    static const struct seed none[] = {{NULL, NULL, 0, 0}};
-    if (!strcmp(target, "buggy"))
-        return buggy_seeds;
-    return none;
-}
+/* The program sets, by name. */
+static const struct {
+    const char *name;
+    const struct seed *seeds;
+} seed_sets[] = {
+    {"programs", common_seeds},
+    {"buggy", buggy_seeds},
+};
 
 /* ---- output -------------------------------------------------------------- */
 
@@ -1198,32 +1199,38 @@ static int do_qcow2_images(const char *outdir, const char *target)
     return 0;
 }
 
-/* Write (or print) every seed of one target. */
-static int do_target(const char *outdir, const char *target)
+/* Write (or print) every seed of one set. */
+static int do_set(const char *outdir, const char *set)
 {
-    const struct seed *lists[2] = {common_seeds, target_seeds(target)};
+    const struct seed *seeds = NULL;
     char path[4096];
 
     if (outdir) {
-        snprintf(path, sizeof(path), "%s/%s", outdir, target);
+        snprintf(path, sizeof(path), "%s/%s", outdir, set);
         mkdir(outdir, 0777);
         if (mkdir(path, 0777) && errno != EEXIST) {
             fprintf(stderr, "corpus_writer: %s: %s\n", path, strerror(errno));
             return -1;
         }
     }
-    if (!strcmp(target, "qcow2_open"))
-        return do_qcow2_images(outdir, target);
-    for (int l = 0; l < 2; l++) {
-        for (const struct seed *s = lists[l]; s->name; s++) {
-            s->build(s->a, s->b);
-            if (outdir) {
-                snprintf(path, sizeof(path), "%s/%s/%s", outdir, target, s->name);
-                if (write_seed(path))
-                    return -1;
-            } else if (print_seed(target, s->name)) {
+    if (!strcmp(set, "qcow2_open"))
+        return do_qcow2_images(outdir, set);
+    for (size_t k = 0; k < ARRAY_SIZE(seed_sets); k++)
+        if (!strcmp(set, seed_sets[k].name))
+            seeds = seed_sets[k].seeds;
+    if (!seeds) {
+        fprintf(stderr, "corpus_writer: unknown seed set '%s' (programs, buggy, qcow2_open)\n",
+                set);
+        return -1;
+    }
+    for (const struct seed *s = seeds; s->name; s++) {
+        s->build(s->a, s->b);
+        if (outdir) {
+            snprintf(path, sizeof(path), "%s/%s/%s", outdir, set, s->name);
+            if (write_seed(path))
                 return -1;
-            }
+        } else if (print_seed(set, s->name)) {
+            return -1;
         }
     }
     return 0;
@@ -1231,21 +1238,27 @@ static int do_target(const char *outdir, const char *target)
 
 int main(int argc, char **argv)
 {
-    const char *outdir = NULL;
-    int first = 2;
+    static const char *const all[] = {"programs", "buggy", "qcow2_open"};
 
-    if (argc < 3 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(argc < 3 ? stderr : stdout,
-                "usage: corpus_writer OUTDIR TARGET...  write OUTDIR/TARGET/<seed> files\n"
-                "       corpus_writer --text TARGET...  print the seeds as trace text\n");
-        return argc < 3 ? 2 : 0;
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        (!strcmp(argv[1], "--text") ? argc < 3 : argc != 2)) {
+        bool help = argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+        fprintf(help ? stdout : stderr,
+                "usage: corpus_writer OUTDIR          write OUTDIR/SET/<seed>, every set\n"
+                "       corpus_writer --text SET...   print a set's seeds as trace text\n"
+                "sets: programs, buggy, qcow2_open\n");
+        return help ? 0 : 2;
     }
-    if (strcmp(argv[1], "--text"))
-        outdir = argv[1];
     blkv_program_init(&P);
-    for (int i = first; i < argc; i++)
-        if (do_target(outdir, argv[i]))
-            return 1;
+    if (strcmp(argv[1], "--text")) {
+        for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+            if (do_set(argv[1], all[i]))
+                return 1;
+    } else {
+        for (int i = 2; i < argc; i++)
+            if (do_set(NULL, argv[i]))
+                return 1;
+    }
     blkv_program_free(&P);
     return 0;
 }

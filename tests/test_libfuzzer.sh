@@ -48,7 +48,7 @@ mkdir -p "$tmp/corpus" "$tmp/artifacts"
 if [ "$cmd" = raw ]; then
     t=$(bin raw)
     cat "$src/fuzz/program.dict" "$src/fuzz/raw.dict" >"$tmp/dict"
-    cp "$src/corpus/raw"/* "$tmp/corpus/" # libFuzzer adds to its first corpus directory
+    cp "$src/corpus/programs"/* "$tmp/corpus/" # libFuzzer adds to its first corpus directory
     BLKV_REPRO_DIR="$tmp/artifacts" "$t" -seed=1 -runs=4000 -max_len=1024 -dict="$tmp/dict" \
         -artifact_prefix="$tmp/artifacts/" "$tmp/corpus" >"$tmp/log" 2>&1
     rc=$?
