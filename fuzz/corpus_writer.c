@@ -19,6 +19,7 @@
 
 #include <blkv/program.h>
 #include "util/util.h"
+#include "qcow2_image.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -574,260 +575,10 @@ static int print_seed(const char *target, const char *name)
  * qcow2_open_fuzzer takes a qcow2 image, optionally followed by "BLKV-PUT"
  * sections (bytes at an offset), "BLKV-OPS" and ops, and "BLKV-BAK" and a
  * backing file (see the fuzzer).  Its seeds are small valid images built
- * byte by byte here, independent of the
- * driver's allocation choices: header, refcount table at cluster 1,
- * refcount block at cluster 2, then L2 tables and data in the order the
- * seed asks for them, and the L1 table last so that the file can end right
- * after its entries (every other cluster lies whole inside the file, as
- * qemu-img check wants).  Refcounts and copied flags are computed at the end.
- * Images over 64 KiB (large clusters) are written as their first bytes and
+ * byte by byte (qcow2_image.h), independent of the driver's allocation
+ * choices.  Images over 64 KiB (large clusters) are written as their first bytes and
  * PUT sections for the rest, leaving out the zeros in between.
  */
-
-#define QI_MAX_CLUSTERS 64
-
-struct qimg {
-    uint8_t *b;            /* the file, QI_MAX_CLUSTERS clusters */
-    unsigned version, cb, rorder;
-    uint64_t cs, size, l1_size, nclusters;
-    uint64_t *l1;          /* L2 table cluster per L1 entry (0: none) */
-    uint32_t refs[QI_MAX_CLUSTERS];
-    uint64_t hdr_end;      /* header and extensions written so far */
-    uint64_t cpos;         /* where the next compressed cluster goes (0: new cluster) */
-};
-
-static struct qimg Q;
-
-static void q_be(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = n; i-- > 0; v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t q_get(const uint8_t *p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void q_fail(const char *what)
-{
-    fprintf(stderr, "corpus_writer: qcow2 seed: %s\n", what);
-    exit(2);
-}
-
-/* A new image: version, log2 cluster size, refcount order, virtual size. */
-static void q_begin(unsigned version, unsigned cb, unsigned rorder, uint64_t size)
-{
-    free(Q.b);
-    free(Q.l1);
-    memset(&Q, 0, sizeof(Q));
-    Q.version = version, Q.cb = cb, Q.rorder = rorder, Q.size = size;
-    Q.cs = UINT64_C(1) << cb;
-    Q.l1_size = ((size + Q.cs - 1) / Q.cs + Q.cs / 8 - 1) / (Q.cs / 8);
-    Q.b = calloc(QI_MAX_CLUSTERS, Q.cs);
-    Q.l1 = calloc(Q.l1_size, sizeof(*Q.l1));
-    if (!Q.b || !Q.l1)
-        q_fail("out of memory");
-    Q.nclusters = 3; /* header, refcount table, refcount block */
-    q_be(Q.b, 0x514649fb, 4);
-    q_be(Q.b + 4, version, 4);
-    q_be(Q.b + 20, cb, 4);
-    q_be(Q.b + 24, size, 8);
-    q_be(Q.b + 36, Q.l1_size, 4);
-    q_be(Q.b + 48, Q.cs, 8); /* refcount table: cluster 1 */
-    q_be(Q.b + 56, 1, 4);
-    q_be(Q.b + Q.cs, 2 * Q.cs, 8); /* its one block: cluster 2 */
-    Q.hdr_end = 72;
-    if (version >= 3) {
-        q_be(Q.b + 96, rorder, 4);
-        q_be(Q.b + 100, 104, 4);
-        Q.hdr_end = 104;
-    }
-}
-
-/* A new cluster; returns its index. */
-static uint64_t q_alloc(void)
-{
-    if (Q.nclusters >= QI_MAX_CLUSTERS - 1)
-        q_fail("too many clusters");
-    return Q.nclusters++;
-}
-
-/* The L2 table of guest cluster gc (made on first use); its byte offset. */
-static uint64_t q_l2(uint64_t gc)
-{
-    uint64_t i = gc / (Q.cs / 8);
-    if (i >= Q.l1_size)
-        q_fail("guest cluster past the L1 table");
-    if (!Q.l1[i])
-        Q.l1[i] = q_alloc();
-    return Q.l1[i] * Q.cs;
-}
-
-/* Set the L2 entry of guest cluster gc. */
-static void q_entry(uint64_t gc, uint64_t e)
-{
-    q_be(Q.b + q_l2(gc) + gc % (Q.cs / 8) * 8, e, 8);
-}
-
-/* Compressible content that differs per tag. */
-static void q_fill(uint8_t *p, uint64_t n, unsigned tag)
-{
-    for (uint64_t i = 0; i < n; i++)
-        p[i] = (uint8_t)((i / 64) * tag + (i % 7 == 0 ? tag : 0));
-}
-
-/* Guest cluster gc holds data in a new host cluster. */
-static void q_data(uint64_t gc, unsigned tag)
-{
-    uint64_t c = q_alloc();
-    q_fill(Q.b + c * Q.cs, Q.cs, tag);
-    Q.refs[c]++;
-    q_entry(gc, c * Q.cs); /* the copied flag comes at the end */
-}
-
-/* Guest cluster gc reads as zeros (version 3): plainly, or over a
- * preallocated host cluster starting with garbage that must not show. */
-static void q_zero(uint64_t gc, bool alloc)
-{
-    uint64_t c = 0;
-    if (alloc) {
-        c = q_alloc();
-        memset(Q.b + c * Q.cs, 0xa5, Q.cs < 4096 ? Q.cs : 4096);
-        Q.refs[c]++;
-    }
-    q_entry(gc, c * Q.cs | 1);
-}
-
-/* Guest cluster gc is compressed; consecutive ones pack into one host
- * cluster at unaligned offsets while they fit. */
-static void q_compressed(uint64_t gc, unsigned tag)
-{
-    uint8_t *in = malloc(Q.cs), *out = malloc(2 * Q.cs);
-    uint64_t n, sectors, shift = 62 - (Q.cb - 8);
-    z_stream z;
-
-    if (!in || !out)
-        q_fail("out of memory");
-    /* sparse content, so that even 2 MiB compress to a few KiB */
-    memset(in, 0, Q.cs);
-    for (uint64_t i = 0; i < Q.cs; i += 512)
-        in[i] = (uint8_t)(tag + i / 512);
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, 9, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
-        q_fail("deflateInit2");
-    z.next_in = in;
-    z.avail_in = (uInt)Q.cs;
-    z.next_out = out;
-    z.avail_out = (uInt)(2 * Q.cs);
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
-        q_fail("deflate");
-    n = 2 * Q.cs - z.avail_out;
-    deflateEnd(&z);
-    if (n > Q.cs - 3)
-        q_fail("incompressible");
-    /* 1-bit refcounts cannot count two references */
-    if (!Q.cpos || Q.cpos / Q.cs != (Q.cpos + n - 1) / Q.cs || Q.rorder == 0)
-        Q.cpos = q_alloc() * Q.cs + 3; /* not sector aligned */
-    memcpy(Q.b + Q.cpos, out, n);
-    sectors = (Q.cpos % 512 + n + 511) / 512 - 1;
-    for (uint64_t c = Q.cpos / Q.cs; c <= (Q.cpos + n - 1) / Q.cs; c++)
-        Q.refs[c]++;
-    q_entry(gc, UINT64_C(1) << 62 | sectors << shift | Q.cpos);
-    Q.cpos += n + 5;
-    free(in);
-    free(out);
-}
-
-/* A header extension (version 3: after the header, before the backing name). */
-static void q_ext(uint32_t type, const void *data, uint32_t len)
-{
-    q_be(Q.b + Q.hdr_end, type, 4);
-    q_be(Q.b + Q.hdr_end + 4, len, 4);
-    memcpy(Q.b + Q.hdr_end + 8, data, len);
-    Q.hdr_end += 8 + (len + 7) / 8 * 8;
-}
-
-/* The backing file's name (after the extensions and their end marker). */
-static void q_backing(const char *name)
-{
-    uint64_t off = Q.hdr_end + 8;
-    q_be(Q.b + 8, off, 8);
-    q_be(Q.b + 16, strlen(name), 4);
-    memcpy(Q.b + off, name, strlen(name));
-}
-
-static void q_rc_set(uint8_t *blk, uint64_t i, uint64_t v)
-{
-    unsigned bits = 1u << Q.rorder;
-    if (bits < 64 && v >> bits)
-        q_fail("refcount too wide");
-    if (bits < 8) {
-        uint64_t bit = i * bits;
-        blk[bit / 8] |= (uint8_t)(v << (bit % 8));
-    } else {
-        q_be(blk + i * (bits / 8), v, bits / 8);
-    }
-}
-
-/* Lay out the L1 table last, write refcounts and copied flags; returns the
- * file length (the L1 table ends the file). */
-static size_t q_finish(void)
-{
-    uint64_t l1c = (Q.l1_size * 8 + Q.cs - 1) / Q.cs, l1 = Q.nclusters, len;
-    uint8_t *rb = Q.b + 2 * Q.cs;
-
-    if (l1 + l1c > QI_MAX_CLUSTERS || l1 + l1c > (Q.cs * 8) >> Q.rorder)
-        q_fail("image too big for one refcount block");
-    Q.refs[0] = Q.refs[1] = Q.refs[2] = 1;
-    for (uint64_t i = 0; i < Q.l1_size; i++) {
-        if (Q.l1[i]) {
-            Q.refs[Q.l1[i]]++;
-            q_be(Q.b + (l1 * Q.cs) + i * 8, Q.l1[i] * Q.cs, 8);
-        }
-    }
-    for (uint64_t c = l1; c < l1 + l1c; c++)
-        Q.refs[c] = 1;
-    /* copied flags: set exactly where the refcount is 1 */
-    for (uint64_t i = 0; i < Q.l1_size; i++) {
-        uint8_t *l2;
-        if (!Q.l1[i])
-            continue;
-        if (Q.refs[Q.l1[i]] == 1)
-            Q.b[l1 * Q.cs + i * 8] |= 0x80;
-        l2 = Q.b + Q.l1[i] * Q.cs;
-        for (uint64_t j = 0; j < Q.cs / 8; j++) {
-            uint64_t e = q_get(l2 + j * 8, 8), off = e & UINT64_C(0x00fffffffffffe00);
-            if (!(e >> 62) && off && Q.refs[off / Q.cs] == 1)
-                l2[j * 8] |= 0x80;
-        }
-    }
-    for (uint64_t c = 0; c < l1 + l1c; c++)
-        q_rc_set(rb, c, Q.refs[c]);
-    q_be(Q.b + 40, l1 * Q.cs, 8);
-    len = l1 * Q.cs + Q.l1_size * 8;
-    return (size_t)len;
-}
-
-/* A shared L2 table (as internal snapshots leave behind): L1 entries 0 and
- * 1 both name the table of entry 0, which then has refcount 2, and so do
- * the clusters it maps (counted once per table reference, as QEMU does). */
-static void q_share_l2(void)
-{
-    const uint8_t *l2;
-    if (Q.l1_size < 2 || !Q.l1[0] || Q.l1[1])
-        q_fail("cannot share an L2 table");
-    Q.l1[1] = Q.l1[0];
-    l2 = Q.b + Q.l1[0] * Q.cs;
-    for (uint64_t j = 0; j < Q.cs / 8; j++) {
-        uint64_t e = q_get(l2 + j * 8, 8), off = e & UINT64_C(0x00fffffffffffe00);
-        if (!(e >> 62) && off)
-            Q.refs[off / Q.cs]++;
-    }
-}
 
 /* ---- the seeds --------------------------------------------------------- */
 
@@ -846,46 +597,46 @@ struct qseed {
 static size_t qs_c512(uint64_t a)
 {
     bool v2 = a > 6;
-    q_begin(v2 ? 2 : 3, 9, v2 ? 4 : (unsigned)a, 256 * KiB);
-    q_data(0, 3);
+    qimg_begin(v2 ? 2 : 3, 9, v2 ? 4 : (unsigned)a, 256 * KiB);
+    qimg_data(0, 3);
     if (!v2) {
-        q_zero(1, false);
-        q_zero(2, true);
+        qimg_zero(1, false);
+        qimg_zero(2, true);
     }
-    q_compressed(3, 5);
-    q_compressed(4, 9);
-    q_data(70, 11); /* the second L2 table */
-    q_data(511, 13); /* the last cluster */
-    return q_finish();
+    qimg_compressed(3, 5);
+    qimg_compressed(4, 9);
+    qimg_data(70, 11); /* the second L2 table */
+    qimg_data(511, 13); /* the last cluster */
+    return qimg_finish();
 }
 
 /* 4 KiB clusters, refcount order a, a device of 1 MiB (+512 when a is 6:
  * an unaligned size). */
 static size_t qs_c4k(uint64_t a)
 {
-    q_begin(3, 12, (unsigned)a, MiB + (a == 6 ? 512 : 0));
-    q_data(0, 3);
-    q_data(1, 4);
-    q_data(2, 5);
-    q_zero(3, false);
-    q_zero(4, true);
-    q_compressed(5, 7);
-    q_compressed(6, 9);
-    q_data(MiB / 4096 - 1 + (a == 6), 11);
-    return q_finish();
+    qimg_begin(3, 12, (unsigned)a, MiB + (a == 6 ? 512 : 0));
+    qimg_data(0, 3);
+    qimg_data(1, 4);
+    qimg_data(2, 5);
+    qimg_zero(3, false);
+    qimg_zero(4, true);
+    qimg_compressed(5, 7);
+    qimg_compressed(6, 9);
+    qimg_data(MiB / 4096 - 1 + (a == 6), 11);
+    return qimg_finish();
 }
 
 /* Large clusters (log2 a): zero and compressed clusters in an L2 table
  * (no data cluster: it would take a whole cluster of the input). */
 static size_t qs_large(uint64_t a)
 {
-    q_begin(3, (unsigned)a, 4, UINT64_C(1) << (2 * a - 3)); /* one L2 table's worth */
-    q_zero(0, false);
-    q_compressed(1, 7);
-    q_zero(2, true);
-    q_compressed(5, 9);
-    q_zero(((UINT64_C(1) << (a - 3)) - 1), false); /* the last cluster */
-    return q_finish();
+    qimg_begin(3, (unsigned)a, 4, UINT64_C(1) << (2 * a - 3)); /* one L2 table's worth */
+    qimg_zero(0, false);
+    qimg_compressed(1, 7);
+    qimg_zero(2, true);
+    qimg_compressed(5, 9);
+    qimg_zero(((UINT64_C(1) << (a - 3)) - 1), false); /* the last cluster */
+    return qimg_finish();
 }
 
 /* Lazy refcounts left dirty: the refcounts of clusters 3 to 5 (data and
@@ -893,15 +644,15 @@ static size_t qs_large(uint64_t a)
 static size_t qs_dirty(uint64_t a)
 {
     size_t len;
-    q_begin(3, 12, 4, MiB);
-    q_data(0, 3);
-    q_data(9, 4);
-    q_zero(10, true);
-    len = q_finish();
-    q_be(Q.b + 72, 1, 8); /* dirty */
-    q_be(Q.b + 80, 1, 8); /* lazy refcounts */
+    qimg_begin(3, 12, 4, MiB);
+    qimg_data(0, 3);
+    qimg_data(9, 4);
+    qimg_zero(10, true);
+    len = qimg_finish();
+    qimg_be(qimg.b + 72, 1, 8); /* dirty */
+    qimg_be(qimg.b + 80, 1, 8); /* lazy refcounts */
     for (uint64_t c = 3; c < 6; c++)
-        q_be(Q.b + 2 * Q.cs + 2 * c, 0, 2);
+        qimg_be(qimg.b + 2 * qimg.cs + 2 * c, 0, 2);
     return len;
 }
 
@@ -917,22 +668,22 @@ static size_t qs_exts(uint64_t a)
                  {1, 0, "lazy refcounts"}, {2, 0, "bitmaps"}, {2, 1, "raw external data"}};
     uint8_t ft[sizeof(names) / sizeof(names[0]) * 48];
 
-    q_begin(3, 12, 4, MiB);
-    q_be(Q.b + 100, 112, 4); /* header length: with the compression type (0: zlib) */
-    Q.hdr_end = 112;
+    qimg_begin(3, 12, 4, MiB);
+    qimg_be(qimg.b + 100, 112, 4); /* header length: with the compression type (0: zlib) */
+    qimg.hdr_end = 112;
     memset(ft, 0, sizeof(ft));
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         ft[i * 48] = names[i].type;
         ft[i * 48 + 1] = names[i].bit;
         memcpy(ft + i * 48 + 2, names[i].name, strlen(names[i].name));
     }
-    q_ext(0x6803f857, ft, sizeof(ft));
-    q_ext(0x12345678, "blkv!", 5);
-    q_be(Q.b + 80, UINT64_C(1) << 5, 8); /* an unknown compatible feature */
-    q_be(Q.b + 88, 1, 8);               /* auto-clear: bitmaps (cleared on open) */
-    q_data(0, 3);
-    q_compressed(1, 5);
-    return q_finish();
+    qimg_ext(0x6803f857, ft, sizeof(ft));
+    qimg_ext(0x12345678, "blkv!", 5);
+    qimg_be(qimg.b + 80, UINT64_C(1) << 5, 8); /* an unknown compatible feature */
+    qimg_be(qimg.b + 88, 1, 8);               /* auto-clear: bitmaps (cleared on open) */
+    qimg_data(0, 3);
+    qimg_compressed(1, 5);
+    return qimg_finish();
 }
 
 /* A backing file named in the header (with its format when a names one:
@@ -941,50 +692,50 @@ static size_t qs_exts(uint64_t a)
 static size_t qs_backed(uint64_t a)
 {
     static const char *const fmt[] = {NULL, "raw", "qcow2"};
-    q_begin(a ? 3 : 2, 12, 4, 256 * KiB);
+    qimg_begin(a ? 3 : 2, 12, 4, 256 * KiB);
     if (fmt[a])
-        q_ext(0xe2792aca, fmt[a], (uint32_t)strlen(fmt[a]));
-    q_backing(a == 1 ? "backing.raw" : "backing.qcow2");
-    q_data(1, 3);
+        qimg_ext(0xe2792aca, fmt[a], (uint32_t)strlen(fmt[a]));
+    qimg_backing(a == 1 ? "backing.raw" : "backing.qcow2");
+    qimg_data(1, 3);
     if (a)
-        q_zero(2, false);
-    return q_finish();
+        qimg_zero(2, false);
+    return qimg_finish();
 }
 
 /* An L2 table shared by two L1 entries (refcount 2, no copied flags). */
 static size_t qs_shared(uint64_t a)
 {
-    q_begin(3, 9, 4, 256 * KiB);
-    q_data(0, 3);
-    q_data(1, 4);
-    q_share_l2();
-    return q_finish();
+    qimg_begin(3, 9, 4, 256 * KiB);
+    qimg_data(0, 3);
+    qimg_data(1, 4);
+    qimg_share_l2();
+    return qimg_finish();
 }
 
 /* 512-byte clusters with 64-bit refcounts: one refcount table cluster
  * covers 2 MiB of file, so writing more makes the table grow. */
 static size_t qs_small_table(uint64_t a)
 {
-    q_begin(3, 9, 6, 4 * MiB);
-    q_data(0, 3);
-    return q_finish();
+    qimg_begin(3, 9, 6, 4 * MiB);
+    qimg_data(0, 3);
+    return qimg_finish();
 }
 
 /* Backing files: raw bytes (a: their length), or a qcow2 image. */
 static size_t qb_raw(uint64_t a)
 {
-    q_begin(2, 12, 4, 4096); /* only for its buffer (256 KiB) */
-    q_fill(Q.b, a, 17);
+    qimg_begin(2, 12, 4, 4096); /* only for its buffer (256 KiB) */
+    qimg_fill(qimg.b, a, 17);
     return (size_t)a;
 }
 
 static size_t qb_qcow2(uint64_t a)
 {
-    q_begin(2, 9, 4, 256 * KiB);
-    q_data(0, 19);
-    q_data(2, 23);
-    q_compressed(4, 29);
-    return q_finish();
+    qimg_begin(2, 9, 4, 256 * KiB);
+    qimg_data(0, 19);
+    qimg_data(2, 23);
+    qimg_compressed(4, 29);
+    return qimg_finish();
 }
 
 /* OPS sections: programs for the image (the fuzzer decodes them after its
@@ -1070,7 +821,7 @@ static void q_append(uint8_t **buf, size_t *len, const void *data, size_t n)
 {
     uint8_t *nb = realloc(*buf, *len + n);
     if (!nb)
-        q_fail("out of memory");
+        qimg_fail("out of memory");
     memcpy(nb + *len, data, n);
     *buf = nb;
     *len += n;
@@ -1084,7 +835,7 @@ static void q_check_ops(const uint8_t *ops, size_t n, uint64_t size, uint64_t cs
     struct blkv_program d;
 
     if (!dec)
-        q_fail("out of memory");
+        qimg_fail("out of memory");
     dec[0] = 0xff;
     for (int i = 0; i < 8; i++)
         dec[1 + i] = (uint8_t)(size >> (8 * i));
@@ -1095,12 +846,12 @@ static void q_check_ops(const uint8_t *ops, size_t n, uint64_t size, uint64_t cs
     blkv_program_init(&d);
     if (blkv_program_decode(dec, 14 + n, &d) || d.nops != P.nops ||
         memcmp(d.ops, P.ops, P.nops * sizeof(*P.ops)) || d.cfg.seed != P.cfg.seed)
-        q_fail("the OPS section does not decode back");
+        qimg_fail("the OPS section does not decode back");
     blkv_program_free(&d);
     free(dec);
 }
 
-/* Append the image (len bytes of Q.b): over 64 KiB, its first bytes up to
+/* Append the image (len bytes of qimg.b): over 64 KiB, its first bytes up to
  * a long run of zeros, then a PUT section (tag, 8-byte big-endian offset,
  * bytes) for each later stretch of nonzero bytes, and one for its last 8
  * bytes (they make the file end where it does). */
@@ -1110,28 +861,28 @@ static void q_append_image(uint8_t **out, size_t *outlen, size_t len)
     size_t pos = 0, end;
 
     if (len <= 64 * KiB) {
-        q_append(out, outlen, Q.b, len);
+        q_append(out, outlen, qimg.b, len);
         return;
     }
     while (pos < len) {
         uint8_t off[8];
         size_t zeros = 0;
         for (end = pos; end < len && zeros < gap; end++)
-            zeros = Q.b[end] ? 0 : zeros + 1;
+            zeros = qimg.b[end] ? 0 : zeros + 1;
         end -= zeros;
         if (pos) {
-            q_be(off, pos, 8);
+            qimg_be(off, pos, 8);
             q_append(out, outlen, "BLKV-PUT", 8);
             q_append(out, outlen, off, 8);
         }
-        q_append(out, outlen, Q.b + pos, end - pos);
-        for (pos = end; pos < len && !Q.b[pos]; pos++)
+        q_append(out, outlen, qimg.b + pos, end - pos);
+        for (pos = end; pos < len && !qimg.b[pos]; pos++)
             ;
         if (pos >= len && end < len) { /* the file's last bytes, zeros */
-            q_be(off, len - 8, 8);
+            qimg_be(off, len - 8, 8);
             q_append(out, outlen, "BLKV-PUT", 8);
             q_append(out, outlen, off, 8);
-            q_append(out, outlen, Q.b + len - 8, 8);
+            q_append(out, outlen, qimg.b + len - 8, 8);
         }
     }
 }
@@ -1140,7 +891,7 @@ static void q_append_image(uint8_t **out, size_t *outlen, size_t len)
 static int q_seed(const struct qseed *s, const char *path, const char *target)
 {
     size_t len = s->build(s->a), n;
-    uint64_t size = Q.size, cs = Q.cs;
+    uint64_t size = qimg.size, cs = qimg.cs;
     uint8_t *out = NULL, *enc;
     size_t outlen = 0;
     FILE *f;
@@ -1151,12 +902,12 @@ static int q_seed(const struct qseed *s, const char *path, const char *target)
         s->ops(size, cs);
         enc = blkv_program_encode(&P, &n);
         if (!enc)
-            q_fail("out of memory");
+            qimg_fail("out of memory");
         /* drop the size and grain fields: the fuzzer puts the image's there */
         skip = enc[0] == 0xff ? 9 : 1;
         skip += skip < n && enc[skip] == 0xff ? 5 : 1;
         if (skip > n)
-            q_fail("short program encoding");
+            qimg_fail("short program encoding");
         q_check_ops(enc + skip, n - skip, size, cs);
         q_append(&out, &outlen, "BLKV-OPS", 8);
         q_append(&out, &outlen, enc + skip, n - skip);
@@ -1165,7 +916,7 @@ static int q_seed(const struct qseed *s, const char *path, const char *target)
     if (s->backing) {
         size_t blen = s->backing(s->ba);
         q_append(&out, &outlen, "BLKV-BAK", 8);
-        q_append(&out, &outlen, Q.b, blen);
+        q_append(&out, &outlen, qimg.b, blen);
     }
     if (!path) {
         printf("# corpus/%s/%s: %zu bytes, a qcow2 image of %zu bytes%s%s\n", target, s->name,
@@ -1193,9 +944,7 @@ static int do_qcow2_images(const char *outdir, const char *target)
         if (q_seed(s, outdir ? path : NULL, target))
             return -1;
     }
-    free(Q.b);
-    free(Q.l1);
-    memset(&Q, 0, sizeof(Q));
+    qimg_free();
     return 0;
 }
 

@@ -32,7 +32,7 @@
 #include <blkv/driver.h>
 #include <blkv/program.h>
 #include <blkv/prop.h>
-#include "program_edit.h"
+#include "matrix.h"
 #include "test.h"
 #include <blkv/run.h>
 #include "registry.h"
@@ -43,30 +43,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Run p against spec; on anything but OK print the report and count a failure. */
-static int run_one(const struct blkv_program *p, const char *spec, struct blkv_run_result *res)
-{
-    struct blkv_run_opts o = {.quiet = true};
-    int st = blkv_run_spec(p, spec, &o, res);
-    if (st != BLKV_RUN_OK) {
-        char *text = blkv_program_format(p);
-        fprintf(stderr, "driver '%s': status %d: %s\n%s\n--- program:\n%s", spec, st,
-                res->message, res->report ? res->report : "", text ? text : "");
-        free(text);
-        t_failures++;
-    }
-    return st;
-}
-
 /* A random program for the matrix: a modest device, a reopen halfway, a
  * check at the end; with unmap_only, every write-zeroes may unmap. */
 static void matrix_program(uint64_t seed, uint64_t idx, bool unmap_only, struct blkv_program *p)
 {
     static const uint64_t sizes[] = {UINT64_C(4) << 20, UINT64_C(64) << 20,
                                      UINT64_C(256) << 20};
-    REQUIRE(blkv_program_random(seed, idx, 64, p) == 0);
-    p->cfg.size = sizes[idx % 3];
-    p->cfg.grain = 1u << (9 + idx % 13);
+    t_matrix_program(seed, idx, 64, sizes, p);
     if (unmap_only)
         for (size_t i = 0; i < p->nops; i++)
             if (p->ops[i].code == BLKV_P_WZERO)
@@ -92,7 +75,7 @@ static void test_matrix(const char *version, const char *cluster, uint64_t runs)
             struct blkv_run_result res;
             blkv_program_init(&p);
             matrix_program(0x11bc0 + w, i, v3, &p);
-            bad = run_one(&p, spec, &res) != BLKV_RUN_OK;
+            bad = t_run_ok(&p, spec, NULL, &res) != BLKV_RUN_OK;
             ops += res.stats.ops, reads += res.stats.reads_checked;
             bytes += res.stats.bytes_verified, reopens += res.stats.reopens;
             blkv_run_result_free(&res);
@@ -261,7 +244,7 @@ static void test_stale(void)
     if (st != BLKV_RUN_VIOLATION)
         fprintf(stderr, "stale trace: status %d: %s\n", st, res.message);
     blkv_run_result_free(&res);
-    run_one(&p, "libqcow version=2 cluster-size=4096", &res);
+    t_run_ok(&p, "libqcow version=2 cluster-size=4096", NULL, &res);
     blkv_run_result_free(&res);
     blkv_program_free(&p);
 
@@ -282,7 +265,7 @@ static void test_stale(void)
                 CHECK(!strncmp(res.signature, "contents/read/", 14));
                 blkv_run_result_free(&res);
                 snprintf(spec, sizeof(spec), "libqcow%s", specs[i] + strlen("libqcow-stale"));
-                run_one(&p, spec, &res);
+                t_run_ok(&p, spec, NULL, &res);
             } else if (st != BLKV_RUN_OK) {
                 fprintf(stderr, "%s, seed %" PRIu64 ": status %d: %s\n", specs[i], seed, st,
                         res.message);
