@@ -18,7 +18,7 @@
 #include <blkv/fuzz.h>
 
 #include <blkv/program.h>
-#include "util/util.h"
+#include "targets.h"
 #include "qcow2_image.h"
 
 #include <errno.h>

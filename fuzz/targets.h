@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * targets.h - what the in-tree fuzz targets share beyond <blkv/fuzz.h>: the
- * built-in drivers they fuzz, and qcow2's image options drawn from a program.
+ * built-in drivers they fuzz, qcow2's image options drawn from a program,
+ * and sizes.
  */
 #ifndef BLKV_FUZZ_TARGETS_H
 #define BLKV_FUZZ_TARGETS_H
@@ -12,6 +13,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#define KiB (UINT64_C(1) << 10)
+#define MiB (UINT64_C(1) << 20)
+#define GiB (UINT64_C(1) << 30)
+#define TiB (UINT64_C(1) << 40)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 /*
  * qcow2 image options drawn from program p, for targets whose driver takes

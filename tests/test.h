@@ -6,10 +6,52 @@
 #ifndef BLKV_TEST_H
 #define BLKV_TEST_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #define T_SKIP 77
+
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+#ifndef MiB
+#define KiB (UINT64_C(1) << 10)
+#define MiB (UINT64_C(1) << 20)
+#endif
+
+/* T_ASAN: built with AddressSanitizer (gcc or clang). */
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN 1
+#endif
+#endif
+
+/* A seeded generator for test inputs (splitmix64).  Deterministic. */
+struct t_rng {
+    uint64_t s;
+};
+
+static inline void t_rng_seed(struct t_rng *r, uint64_t seed)
+{
+    r->s = seed;
+}
+
+static inline uint64_t t_rng_next(struct t_rng *r)
+{
+    uint64_t z = (r->s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n); n > 0. */
+static inline uint64_t t_rng_below(struct t_rng *r, uint64_t n)
+{
+    return t_rng_next(r) % n;
+}
 
 static int t_failures;
 

@@ -11,7 +11,6 @@
 #include <blkv/program.h>
 #include <blkv/prop.h>
 #include "test.h"
-#include "util/util.h"
 #include <blkv/run.h>
 #include "registry.h"
 
@@ -41,23 +40,23 @@ static uint64_t hash(const uint8_t *d, size_t n)
 size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size)
 {
-    struct blkv_rng r;
+    struct t_rng r;
     size_t pos;
 
     byte_mutations++;
-    blkv_rng_seed(&r, hash(data, size) + size);
-    pos = size ? blkv_rng_below(&r, size) : 0;
-    switch (blkv_rng_below(&r, 3)) {
+    t_rng_seed(&r, hash(data, size) + size);
+    pos = size ? t_rng_below(&r, size) : 0;
+    switch (t_rng_below(&r, 3)) {
     case 0:
         if (size) {
-            data[pos] ^= (uint8_t)(1 + blkv_rng_below(&r, 255));
+            data[pos] ^= (uint8_t)(1 + t_rng_below(&r, 255));
             return size;
         }
         /* fall through */
     case 1:
         if (size < max_size) {
             memmove(data + pos + 1, data + pos, size - pos);
-            data[pos] = (uint8_t)blkv_rng_next(&r);
+            data[pos] = (uint8_t)t_rng_next(&r);
             return size + 1;
         }
         /* fall through */
@@ -80,16 +79,16 @@ static struct input pool[POOL];
 /* Fill the pool with encoded random programs, random bytes and the empty input. */
 static void pool_init(void)
 {
-    struct blkv_rng r;
-    blkv_rng_seed(&r, 42);
+    struct t_rng r;
+    t_rng_seed(&r, 42);
     for (int i = 0; i < POOL; i++) {
         struct input *in = &pool[i];
         if (i == 0) {
             in->n = 0;
         } else if (i % 3 == 0) {
-            in->n = 1 + blkv_rng_below(&r, 200);
+            in->n = 1 + t_rng_below(&r, 200);
             for (size_t j = 0; j < in->n; j++)
-                in->d[j] = (uint8_t)blkv_rng_next(&r);
+                in->d[j] = (uint8_t)t_rng_next(&r);
         } else {
             struct blkv_program p;
             uint8_t *enc;
@@ -129,20 +128,20 @@ static void test_mutate_fits_and_decodes(void)
     static const size_t maxes[] = {4, 8, 12, 16, 32, 64, 256, 1024, MAXLEN};
     static uint8_t buf[MAXLEN];
     struct blkv_program p;
-    struct blkv_rng r;
+    struct t_rng r;
     uint64_t structured = 0, calls = 0, before; /* calls with room to grow */
     int bad = 0;
 
     blkv_program_init(&p);
-    blkv_rng_seed(&r, 1);
+    t_rng_seed(&r, 1);
     for (unsigned i = 0; i < 40000; i++) {
-        struct input *in = &pool[blkv_rng_below(&r, POOL)];
-        size_t max = maxes[blkv_rng_below(&r, sizeof(maxes) / sizeof(maxes[0]))], n;
+        struct input *in = &pool[t_rng_below(&r, POOL)];
+        size_t max = maxes[t_rng_below(&r, sizeof(maxes) / sizeof(maxes[0]))], n;
         if (max < in->n)
             max = in->n; /* libFuzzer never passes Size > MaxSize */
         memcpy(buf, in->d, in->n);
         before = byte_mutations;
-        n = blkv_fuzz_mutate(buf, in->n, max, (unsigned)blkv_rng_next(&r));
+        n = blkv_fuzz_mutate(buf, in->n, max, (unsigned)t_rng_next(&r));
         calls += max >= in->n + 64;
         if (n > max && bad++ < 5)
             fprintf(stderr, "mutator returned %zu bytes, MaxSize %zu\n", n, max);
@@ -156,7 +155,7 @@ static void test_mutate_fits_and_decodes(void)
                 fprintf(stderr, "structured output goes over the data budget\n");
         }
         /* the mutated input replaces a pool slot: programs evolve */
-        in = &pool[blkv_rng_below(&r, POOL)];
+        in = &pool[t_rng_below(&r, POOL)];
         memcpy(in->d, buf, n);
         in->n = n;
     }
@@ -277,17 +276,17 @@ static void test_runs_clean(void)
 {
     static uint8_t buf[MAXLEN];
     struct blkv_program p;
-    struct blkv_rng r;
+    struct t_rng r;
     struct input cur = pool[5];
 
     blkv_program_init(&p);
-    blkv_rng_seed(&r, 3);
+    t_rng_seed(&r, 3);
     for (unsigned i = 0; i < 300; i++) {
         struct blkv_run_opts o = {.driver = &blkv_driver_raw, .quiet = true};
         struct blkv_run_result res;
         size_t n;
         memcpy(buf, cur.d, cur.n);
-        n = blkv_fuzz_mutate(buf, cur.n, 512, (unsigned)blkv_rng_next(&r));
+        n = blkv_fuzz_mutate(buf, cur.n, 512, (unsigned)t_rng_next(&r));
         REQUIRE(blkv_program_decode(buf, n, &p) == 0);
         blkv_run(&p, &o, &res);
         if (res.status == BLKV_RUN_VIOLATION)

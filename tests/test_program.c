@@ -6,7 +6,6 @@
 #include <blkv/driver.h>
 #include <blkv/program.h>
 #include "test.h"
-#include "util/util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -117,21 +116,21 @@ static bool program_valid(const struct blkv_program *p, bool decoded)
 }
 
 /* Random bytes in one of a few shapes: uniform, small values, escape-heavy. */
-static size_t random_input(struct blkv_rng *r, uint8_t *buf, size_t max)
+static size_t random_input(struct t_rng *r, uint8_t *buf, size_t max)
 {
-    size_t len = (size_t)blkv_rng_below(r, max + 1);
-    unsigned shape = (unsigned)blkv_rng_below(r, 4);
+    size_t len = (size_t)t_rng_below(r, max + 1);
+    unsigned shape = (unsigned)t_rng_below(r, 4);
     for (size_t i = 0; i < len; i++) {
-        uint8_t b = (uint8_t)blkv_rng_next(r);
+        uint8_t b = (uint8_t)t_rng_next(r);
         switch (shape) {
         case 1:
             b &= 0x1f;
             break;
         case 2:
-            b = blkv_rng_below(r, 2) ? 0xff : b;
+            b = t_rng_below(r, 2) ? 0xff : b;
             break;
         case 3:
-            b = blkv_rng_below(r, 4) ? b : 0;
+            b = t_rng_below(r, 4) ? b : 0;
             break;
         default:
             break;
@@ -293,14 +292,14 @@ static void test_op_table(void)
 static void test_decode_total(void)
 {
     enum { N = 100000, MAXLEN = 4096 };
-    struct blkv_rng r;
+    struct t_rng r;
     uint8_t *buf = malloc(MAXLEN);
     struct blkv_program p;
     unsigned bad = 0, bad_bin = 0, bad_text = 0, nbin = 0, ntext = 0;
     uint64_t ops = 0;
 
     REQUIRE(buf);
-    blkv_rng_seed(&r, 0x626c6b76);
+    t_rng_seed(&r, 0x626c6b76);
     blkv_program_init(&p);
     for (unsigned i = 0; i < N; i++) {
         size_t len = random_input(&r, buf, MAXLEN);
@@ -333,16 +332,16 @@ static void test_decode_total(void)
 /* Every prefix of an input decodes too (truncation mid-literal). */
 static void test_prefixes(void)
 {
-    struct blkv_rng r;
+    struct t_rng r;
     uint8_t buf[600];
     struct blkv_program p;
     bool ok = true;
 
-    blkv_rng_seed(&r, 7);
+    t_rng_seed(&r, 7);
     blkv_program_init(&p);
     for (int k = 0; k < 20; k++) {
         for (size_t i = 0; i < sizeof(buf); i++)
-            buf[i] = (uint8_t)(blkv_rng_below(&r, 3) ? blkv_rng_next(&r) : 0xff);
+            buf[i] = (uint8_t)(t_rng_below(&r, 3) ? t_rng_next(&r) : 0xff);
         for (size_t len = 0; len <= sizeof(buf); len++)
             ok = ok && blkv_program_decode(buf, len, &p) == 0 && program_valid(&p, true);
     }
@@ -738,24 +737,24 @@ static void test_text_fuzz(void)
         "0x200",     "18446744073709551615",
         "\t",        "\r",
     };
-    struct blkv_rng r;
+    struct t_rng r;
     struct blkv_program p;
     char text[2048], err[256];
     unsigned parsed = 0, bad = 0;
 
-    blkv_rng_seed(&r, 99);
+    t_rng_seed(&r, 99);
     blkv_program_init(&p);
     for (int k = 0; k < 20000; k++) {
         size_t n = 0;
-        unsigned nwords = (unsigned)blkv_rng_below(&r, 40);
+        unsigned nwords = (unsigned)t_rng_below(&r, 40);
         for (unsigned i = 0; i < nwords && n < sizeof(text) - 64; i++) {
-            const char *w = words[blkv_rng_below(&r, ARRAY_SIZE(words))];
+            const char *w = words[t_rng_below(&r, ARRAY_SIZE(words))];
             size_t l = strlen(w);
             memcpy(text + n, w, l);
             n += l;
-            text[n++] = blkv_rng_below(&r, 3) ? ' ' : '\n';
-            if (blkv_rng_below(&r, 50) == 0)
-                text[n++] = (char)blkv_rng_next(&r);
+            text[n++] = t_rng_below(&r, 3) ? ' ' : '\n';
+            if (t_rng_below(&r, 50) == 0)
+                text[n++] = (char)t_rng_next(&r);
         }
         if (blkv_program_parse(text, n, "f.trace", &p, err, sizeof(err)) == 0) {
             parsed++;
@@ -793,20 +792,20 @@ static void test_text_max_ops(void)
 static void test_bias(void)
 {
     enum { N = 4000, LEN = 1024 };
-    struct blkv_rng r;
+    struct t_rng r;
     uint8_t buf[LEN];
     struct blkv_program p;
     uint64_t ranged = 0, grain_aligned = 0, overlap = 0, cross = 0, unaligned = 0, tiny = 0;
     uint64_t sector_len = 0, fua = 0, unmap = 0, faults = 0, steps = 0, cancels = 0, ops = 0;
     uint64_t counts[BLKV_P__COUNT] = {0};
 
-    blkv_rng_seed(&r, 12345);
+    t_rng_seed(&r, 12345);
     blkv_program_init(&p);
     for (int k = 0; k < N; k++) {
         uint64_t ro[16], rl[16];
         unsigned nr = 0, head = 0;
         for (size_t i = 0; i < LEN; i++)
-            buf[i] = (uint8_t)blkv_rng_next(&r);
+            buf[i] = (uint8_t)t_rng_next(&r);
         REQUIRE(blkv_program_decode(buf, LEN, &p) == 0);
         ops += p.nops;
         for (size_t i = 0; i < p.nops; i++) {

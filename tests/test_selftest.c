@@ -16,11 +16,9 @@
  *     semantics) run well over 100,000 random ops without a report.
  */
 #include <blkv/driver.h>
-#include "model/pattern.h"
 #include <blkv/program.h>
 #include <blkv/prop.h>
 #include "test.h"
-#include "util/util.h"
 #include <blkv/run.h>
 #include "registry.h"
 
@@ -96,7 +94,7 @@ static void test_traces(void)
             continue;
         }
         sscanf(e + 10, "%95s", expect);
-#ifdef BLKV_ASAN
+#ifdef T_ASAN
         /* a finding in a library that AddressSanitizer stops in the library
          * itself, before the verifier sees the read */
         if (strstr(text, "# asan: skip")) {
