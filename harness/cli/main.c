@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * blkv_main.c - the blkv command-line tool: replay reproducers, convert
+ * main.c - the blkv command-line tool: replay reproducers, convert
  * between binary and text, generate random programs, list drivers.
  */
 #include <blkv/driver.h>

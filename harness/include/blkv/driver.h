@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * blkv.h - the one public header for block drivers under test.
+ * <blkv/driver.h> - the driver API: the one header a block driver under
+ * test includes.
  *
- * A driver is one `const struct blkv_driver` listed in drivers/registry.c.
- * The core allocates `state_size` zeroed bytes of driver state, checks every
+ * A driver is one `const struct blkv_driver`, handed to the core as a
+ * pointer (blkv_run, the fuzz entry), loaded from a plugin
+ * (BLKV_REGISTER_PLUGIN), or opened below another driver (filters).  The
+ * struct only grows at its end: new callbacks and capability fields are
+ * appended, and a driver built against an older, smaller struct keeps
+ * working (its struct_size says how much of it there is; the rest reads as
+ * zero).  The core allocates `state_size` zeroed bytes of driver state, checks every
  * request against the driver's capabilities before the driver sees it (range,
  * alignment, max transfer, read-only), and expects exactly one completion per
  * submitted request with 0 or a negative errno.
@@ -17,8 +23,8 @@
  * Every callback returns 0 or a negative errno; messages go to the error
  * context with blkv_error().  Nothing here touches the global errno.
  */
-#ifndef BLKV_H
-#define BLKV_H
+#ifndef BLKV_DRIVER_H
+#define BLKV_DRIVER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * program.h - a blkv program: a config and a list of ops, with a total binary
+ * <blkv/program.h> - a blkv program: a config and a list of ops, with a total binary
  * decoder (every byte string is a valid program), its encoder, and the
  * human-readable trace text that round-trips with it.
  *

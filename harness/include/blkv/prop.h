@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * prop.h - the property runner: random programs from a seed, no coverage
+ * <blkv/prop.h> - the property runner: random programs from a seed, no coverage
  * guidance, and shrinking of a failing program to a minimal one.
  */
 #ifndef BLKV_PROP_H

@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * verify.h - run a program against a driver under test and the raw model.
+ * <blkv/run.h> - run a program against a driver under test and the raw model,
+ * and load drivers from plugins.
  *
  * blkv_run() opens the driver, submits the program's requests through the one
  * dispatch layer that checks the driver contract, drives the scheduler, and
  * checks every completion against the model: return values first, then read
- * data.  The first violation produces the report (report.c); in fuzz mode it
+ * data.  The first violation produces the report; in fuzz mode it
  * then calls abort() so that libFuzzer, AFL++ and OSS-Fuzz see a crash, in
  * tool mode the run drains, closes and returns BLKV_RUN_VIOLATION.
  */
-#ifndef BLKV_VERIFY_H
-#define BLKV_VERIFY_H
+#ifndef BLKV_RUN_H
+#define BLKV_RUN_H
 
 #include <blkv/driver.h>
 #include <blkv/program.h>
