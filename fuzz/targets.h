@@ -15,11 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KiB (UINT64_C(1) << 10)
-#define MiB (UINT64_C(1) << 20)
-#define GiB (UINT64_C(1) << 30)
-#define TiB (UINT64_C(1) << 40)
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "../harness/util/sizes.h"
 
 /*
  * qcow2 image options drawn from program p, for targets whose driver takes

@@ -12,13 +12,7 @@
 
 #define T_SKIP 77
 
-#ifndef ARRAY_SIZE
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#endif
-#ifndef MiB
-#define KiB (UINT64_C(1) << 10)
-#define MiB (UINT64_C(1) << 20)
-#endif
+#include "../harness/util/sizes.h"
 
 /* T_ASAN: built with AddressSanitizer (gcc or clang). */
 #if defined(__SANITIZE_ADDRESS__)

@@ -81,10 +81,13 @@ int blkv_child_open(struct blkv_ctx *ctx, const struct blkv_driver *drv, const c
         child_free(c);
         return ret;
     }
-    if (c->caps.align == 0)
-        c->caps.align = 1;
-    if (c->caps.max_transfer == 0 || c->caps.max_transfer > BLKV_MAX_REQUEST)
-        c->caps.max_transfer = BLKV_MAX_REQUEST;
+    if (!blkv_core_caps_ok(&c->caps)) {
+        blkv_error(ctx, "child %s: open returned invalid capabilities", c->drv.name);
+        if (c->drv.close)
+            c->drv.close(c->state);
+        child_free(c);
+        return -EINVAL;
+    }
     *caps = c->caps;
     *child = c;
     return 0;
@@ -105,22 +108,16 @@ void blkv_core_children_free(struct blkv_run *run)
         child_free(run->children);
 }
 
-/* The contract for a child's request, as dispatch.c applies it to the
- * run's: 0, or the error the raw model gives. */
+/* The contract for a child's request: the run's (dispatch.c), and a
+ * write-zeroes only where the child has them (the core emulates them for
+ * the run's requests, not for a filter's). */
 static int child_request_error(const struct blkv_caps *c, enum blkv_op op, uint64_t off,
                                uint64_t len)
 {
-    if (op == BLKV_OP_FLUSH)
-        return 0;
-    if (len == 0 || len > c->max_transfer || off > c->size || len > c->size - off)
-        return -EINVAL;
-    if ((off | len) & (c->align - 1))
-        return -EINVAL;
-    if (c->read_only && op != BLKV_OP_READ)
-        return -EROFS;
-    if (op == BLKV_OP_WRITE_ZEROES && !c->write_zeroes)
-        return -ENOTSUP;
-    return 0;
+    int ret = blkv_core_request_error(c, op, off, len);
+    if (!ret && op == BLKV_OP_WRITE_ZEROES && !c->write_zeroes)
+        ret = -ENOTSUP;
+    return ret;
 }
 
 int blkv_child_io(struct blkv_child *c, struct blkv_req *parent, enum blkv_op op,

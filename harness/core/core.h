@@ -71,7 +71,18 @@ void blkv_core_children_free(struct blkv_run *run);
 /* The initial image's bytes at [off, off+len); zeros past its end. */
 void blkv_core_image_read(void *opaque, void *buf, uint64_t len, uint64_t off);
 
-/* dispatch.c */
+/* dispatch.c: the contract */
+/* Normalise the capabilities open reported (align 0 means 1, max transfer
+ * 0 or too big means BLKV_MAX_REQUEST); false if they are invalid. */
+bool blkv_core_caps_ok(struct blkv_caps *c);
+/* The atomicity unit to check: what the config asks for (0: 1), as far as
+ * the driver promises it. */
+unsigned blkv_core_atomic(const struct blkv_caps *c, unsigned want);
+/* What the raw model says of a request to a device of capabilities c: 0,
+ * or the error a malformed one fails with (-EINVAL, -EROFS). */
+int blkv_core_request_error(const struct blkv_caps *c, enum blkv_op op, uint64_t off,
+                            uint64_t len);
+/* dispatch.c: requests */
 /* Submit the request of a read, write, wzero, discard or flush op: wait for
  * room, check it against the contract, register it with the model, hand it
  * to the driver. */

@@ -141,9 +141,27 @@ static bool must_wait(struct blkv_run *run, const struct blkv_pop *op)
     return false;
 }
 
-static int submit_error(const struct blkv_run *run, enum blkv_op op, uint64_t off, uint64_t len)
+bool blkv_core_caps_ok(struct blkv_caps *c)
 {
-    const struct blkv_caps *c = &run->h.caps;
+    if (c->align == 0)
+        c->align = 1;
+    if (c->max_transfer == 0 || c->max_transfer > BLKV_MAX_REQUEST)
+        c->max_transfer = BLKV_MAX_REQUEST;
+    return blkv_is_pow2(c->align) && c->align <= (1u << 20) &&
+           (!c->atomic || blkv_is_pow2(c->atomic)) && c->max_transfer >= c->align &&
+           c->size <= BLKV_MAX_DEVICE_SIZE;
+}
+
+unsigned blkv_core_atomic(const struct blkv_caps *c, unsigned want)
+{
+    unsigned promised = c->atomic ? c->atomic : 1;
+    want = want ? want : 1;
+    return want < promised ? want : promised;
+}
+
+int blkv_core_request_error(const struct blkv_caps *c, enum blkv_op op, uint64_t off,
+                            uint64_t len)
+{
     if (op == BLKV_OP_FLUSH)
         return 0;
     if (len == 0 || len > c->max_transfer || off > c->size || len > c->size - off)
@@ -179,7 +197,7 @@ void blkv_core_submit(struct blkv_run *run, const struct blkv_pop *op)
     r->req.op = kind;
     r->req.offset = kind == BLKV_OP_FLUSH ? 0 : op->offset;
     r->req.len = len;
-    r->expect_err = submit_error(run, kind, r->req.offset, len);
+    r->expect_err = blkv_core_request_error(&run->h.caps, kind, r->req.offset, len);
     if (kind == BLKV_OP_WRITE && (op->flags & BLKV_P_FUA) && run->h.caps.fua)
         r->req.flags |= BLKV_REQ_FUA;
     if (kind == BLKV_OP_WRITE_ZEROES) {

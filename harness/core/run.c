@@ -106,7 +106,6 @@ static int driver_open(struct blkv_run *run, bool create)
 {
     char eb[64];
     int ret = driver_call(run, 0, create);
-    uint64_t maxt;
 
     if (run->h.opts->untrusted && run->stuck) /* deadlocked: reported */
         return BLKV_RUN_VIOLATION;
@@ -122,14 +121,7 @@ static int driver_open(struct blkv_run *run, bool create)
     if (ret < 0)
         return blkv_core_run_error(run, "%s: open failed: %s%s%s", run->drv.name, err_name(ret, eb, sizeof eb),
                          run->ctx.error[0] ? ": " : "", run->ctx.error);
-    if (run->h.caps.align == 0)
-        run->h.caps.align = 1;
-    maxt = run->h.caps.max_transfer;
-    if (maxt == 0 || maxt > BLKV_MAX_REQUEST)
-        run->h.caps.max_transfer = BLKV_MAX_REQUEST;
-    if (!blkv_is_pow2(run->h.caps.align) || run->h.caps.align > (1u << 20) ||
-        (run->h.caps.atomic && !blkv_is_pow2(run->h.caps.atomic)) ||
-        run->h.caps.max_transfer < run->h.caps.align || run->h.caps.size > BLKV_MAX_DEVICE_SIZE) {
+    if (!blkv_core_caps_ok(&run->h.caps)) {
         if (run->h.opts->untrusted) { /* the image cannot make the driver break the API */
             run->opened = true; /* open succeeded: close it */
             if (!run->h.failed)
@@ -142,10 +134,7 @@ static int driver_open(struct blkv_run *run, bool create)
                          " size %" PRIu64 ")", run->drv.name, run->h.caps.align,
                          run->h.caps.max_transfer, run->h.caps.size);
     }
-    /* check the atomicity the config asks for, as far as the driver promises it */
-    run->h.atomic = run->h.prog->cfg.atomic ? run->h.prog->cfg.atomic : 1;
-    if (run->h.atomic > (run->h.caps.atomic ? run->h.caps.atomic : 1))
-        run->h.atomic = run->h.caps.atomic ? run->h.caps.atomic : 1;
+    run->h.atomic = blkv_core_atomic(&run->h.caps, run->h.prog->cfg.atomic);
     run->opened = true;
     run->h.res->caps = run->h.caps;
     return 0;

@@ -16,11 +16,7 @@
 #endif
 #endif
 
-#define KiB (UINT64_C(1) << 10)
-#define MiB (UINT64_C(1) << 20)
-#define GiB (UINT64_C(1) << 30)
-#define TiB (UINT64_C(1) << 40)
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#include "util/sizes.h"
 
 /* splitmix64: a tiny, good-enough seeded generator.  Deterministic. */
 struct blkv_rng {
