@@ -2,7 +2,7 @@
 /*
  * test_runtime.c - the runtime alone: coroutines and their pool, lower files,
  * the scheduler's completion orders, faults, cancel, mutex and queue,
- * deadlock detection, the lower-file cap, load/save.
+ * deadlock detection, the lower-file cap, load/save, durability and crashes.
  */
 #include "runtime/runtime.h"
 #include "test.h"
@@ -782,6 +782,193 @@ static void test_misuse(void)
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
 }
 
+
+/* ---- durability and crashes ------------------------------------------------- */
+
+/* A runtime with durability, lower file 0 holding 4 KiB of 0x11 (durable). */
+static struct blkv_rt *dur_rt(struct blkv_lower **f)
+{
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
+    unsigned char old[4096];
+    blkv_rt_set_durability(rt, true);
+    *f = blkv_rt_lower(rt, 0);
+    memset(old, 0x11, sizeof old);
+    blkv_lower_poke(*f, old, sizeof old, 0);
+    return rt;
+}
+
+/* Which value each of the 8 sectors of [0, 4096) holds: the common byte,
+ * or -1 if a sector is mixed (never allowed). */
+static void sectors(struct blkv_lower *f, int v[8])
+{
+    unsigned char b[4096];
+    blkv_lower_peek(f, b, sizeof b, 0);
+    for (int s = 0; s < 8; s++) {
+        v[s] = b[s * 512];
+        for (int i = 1; i < 512; i++)
+            if (b[s * 512 + i] != b[s * 512])
+                v[s] = -1;
+    }
+}
+
+/* Write 4 KiB of byte x (and wait for it), then optionally flush. */
+static void write_all(struct blkv_rt *rt, struct blkv_lower *f, unsigned char x, bool flush)
+{
+    static unsigned char buf[4096];
+    struct job w = {.f = f, .kind = J_WRITE, .buf = buf, .len = sizeof buf, .off = 0};
+    struct job fl = {.f = f, .kind = J_FLUSH};
+    memset(buf, x, sizeof buf);
+    blkv_rt_spawn(rt, job_fn, &w, NULL);
+    drain(rt);
+    CHECK(w.done && w.ret == 0);
+    if (flush) {
+        blkv_rt_spawn(rt, job_fn, &fl, NULL);
+        drain(rt);
+        CHECK(fl.done && fl.ret == 0);
+    }
+}
+
+/* A completed and flushed write survives every crash; the memory for what
+ * is not durable is given back at the flush. */
+static void test_crash_flushed(void)
+{
+    for (uint64_t seed = 0; seed < 40; seed++) {
+        struct blkv_lower *f;
+        struct blkv_rt *rt = dur_rt(&f);
+        int v[8];
+        write_all(rt, f, 0x22, false);
+        CHECK(blkv_rt_volatile_bytes(rt) > 0);
+        write_all(rt, f, 0x33, true);
+        CHECK(blkv_rt_volatile_bytes(rt) == 0);
+        blkv_rt_crash(rt, seed);
+        sectors(f, v);
+        for (int s = 0; s < 8; s++)
+            CHECK(v[s] == 0x33);
+        blkv_rt_free(rt);
+    }
+}
+
+/* Completed but unflushed writes may or may not survive, per sector, as
+ * any of the sector's versions since the durable point, never a mix. */
+static void test_crash_unflushed(void)
+{
+    bool seen[3] = {false, false, false}, mixed_sectors = false;
+
+    for (uint64_t seed = 0; seed < 64; seed++) {
+        struct blkv_lower *f;
+        struct blkv_rt *rt = dur_rt(&f);
+        int v[8];
+        write_all(rt, f, 0x22, false);
+        write_all(rt, f, 0x33, false);
+        blkv_rt_crash(rt, seed);
+        sectors(f, v);
+        for (int s = 0; s < 8; s++) {
+            CHECK(v[s] == 0x11 || v[s] == 0x22 || v[s] == 0x33);
+            seen[0] |= v[s] == 0x11, seen[1] |= v[s] == 0x22, seen[2] |= v[s] == 0x33;
+            mixed_sectors |= v[s] != v[0];
+        }
+        /* after the crash everything it holds is durable */
+        CHECK(blkv_rt_volatile_bytes(rt) == 0);
+        blkv_rt_crash(rt, seed + 1000);
+        {
+            int w[8];
+            sectors(f, w);
+            CHECK(memcmp(v, w, sizeof v) == 0);
+        }
+        blkv_rt_free(rt);
+    }
+    CHECK(seen[0] && seen[1] && seen[2]);
+    CHECK(mixed_sectors);
+}
+
+/* A write still in flight at the crash may land or not, per sector; it
+ * never completes, its coroutine is gone, and nothing is pending after. */
+static void test_crash_pending(void)
+{
+    bool landed = false, not_landed = false;
+
+    for (uint64_t seed = 0; seed < 32; seed++) {
+        struct blkv_lower *f;
+        struct blkv_rt *rt = dur_rt(&f);
+        unsigned char buf[1024];
+        struct job w = {.f = f, .kind = J_WRITE, .buf = buf, .len = sizeof buf, .off = 512};
+        int v[8];
+        memset(buf, 0x44, sizeof buf);
+        blkv_rt_spawn(rt, job_fn, &w, NULL);
+        CHECK(blkv_rt_pending(rt) == 1 && blkv_rt_live(rt) == 1);
+        blkv_rt_crash(rt, seed);
+        CHECK(!w.done && blkv_rt_pending(rt) == 0 && blkv_rt_live(rt) == 0);
+        CHECK(!blkv_rt_progress(rt));
+        sectors(f, v);
+        for (int s = 0; s < 8; s++)
+            CHECK(v[s] == ((s == 1 || s == 2) && v[s] == 0x44 ? 0x44 : 0x11));
+        landed |= v[1] == 0x44 || v[2] == 0x44;
+        not_landed |= v[1] == 0x11 || v[2] == 0x11;
+        blkv_rt_free(rt);
+    }
+    CHECK(landed && not_landed);
+}
+
+/* A flush covers only the writes that completed before it was issued, and
+ * a failed flush covers none. */
+static void test_crash_flush_order(void)
+{
+    bool lost_late = false, lost_failed = false;
+
+    for (uint64_t seed = 0; seed < 32; seed++) {
+        struct blkv_lower *f;
+        struct blkv_rt *rt = dur_rt(&f);
+        unsigned char buf[4096];
+        struct job w = {.f = f, .kind = J_WRITE, .buf = buf, .len = sizeof buf, .off = 0};
+        struct job fl = {.f = f, .kind = J_FLUSH};
+        int v[8];
+
+        memset(buf, 0x55, sizeof buf);
+        blkv_rt_spawn(rt, job_fn, &w, NULL);
+        blkv_rt_spawn(rt, job_fn, &fl, NULL); /* issued while the write is in flight */
+        drain(rt);                            /* FIFO: the write, then the flush */
+        CHECK(w.ret == 0 && fl.ret == 0);
+        blkv_rt_crash(rt, seed);
+        sectors(f, v);
+        lost_late |= v[0] == 0x11;
+        blkv_rt_free(rt);
+
+        rt = dur_rt(&f);
+        write_all(rt, f, 0x66, false);
+        memset(&fl, 0, sizeof fl);
+        fl.f = f, fl.kind = J_FLUSH;
+        blkv_rt_spawn(rt, job_fn, &fl, NULL);
+        CHECK(blkv_rt_step(rt, 0, EIO) && fl.ret == -EIO);
+        blkv_rt_crash(rt, seed);
+        sectors(f, v);
+        lost_failed |= v[0] == 0x11;
+        blkv_rt_free(rt);
+    }
+    CHECK(lost_late && lost_failed);
+}
+
+/* Without durability a crash keeps what the files hold, and still drops
+ * every coroutine and pending I/O. */
+static void test_crash_untracked(void)
+{
+    struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
+    struct blkv_lower *f = blkv_rt_lower(rt, 0);
+    unsigned char buf[4096];
+    struct job w = {.f = f, .kind = J_WRITE, .buf = buf, .len = sizeof buf, .off = 0};
+    struct job w2 = w;
+    int v[8];
+
+    memset(buf, 0x77, sizeof buf);
+    blkv_rt_spawn(rt, job_fn, &w, NULL);
+    drain(rt);
+    blkv_rt_spawn(rt, job_fn, &w2, NULL);
+    blkv_rt_crash(rt, 1);
+    CHECK(blkv_rt_volatile_bytes(rt) == 0 && blkv_rt_pending(rt) == 0 && !w2.done);
+    sectors(f, v);
+    CHECK(v[0] == 0x77 && v[7] == 0x77);
+    blkv_rt_free(rt);
+}
+
 int main(void)
 {
     RUN(test_reuse);
@@ -804,5 +991,10 @@ int main(void)
     RUN(test_scale);
     RUN(test_many_in_one);
     RUN(test_misuse);
+    RUN(test_crash_flushed);
+    RUN(test_crash_unflushed);
+    RUN(test_crash_pending);
+    RUN(test_crash_flush_order);
+    RUN(test_crash_untracked);
     T_EXIT();
 }

@@ -40,8 +40,17 @@ struct lower_io {
     void *rbuf;
     const void *wbuf; /* NULL for a write of zeros */
     uint64_t len, off; /* truncate: off is the new size */
+    uint64_t flush_seq; /* flush: the writes completed when it was issued */
     struct blkv_co *co;
     int ret;
+};
+
+/* A lower write that completed but is not durable yet (durability on). */
+struct dur_rec {
+    struct dur_rec *next;
+    uint64_t seq;        /* completion order on its file, from 1 */
+    uint64_t off, len;
+    unsigned char *data; /* what it wrote; NULL: zeros */
 };
 
 struct blkv_co {
@@ -67,7 +76,14 @@ struct co_slab {
 
 struct blkv_lower {
     struct blkv_rt *rt;
-    struct blkv_store store;
+    struct blkv_store store;   /* the current content: what reads see */
+    /* Durability (when the runtime tracks it): the durable content of every
+     * page a record touches (a page map), and the records in completion
+     * order.  A page that is not in `durable` is durable as it is now. */
+    struct blkv_store durable;
+    struct dur_rec *recs, **recs_tail;
+    uint64_t seq;              /* writes completed so far */
+    uint64_t rec_bytes;        /* bytes of data the records hold */
 };
 
 struct co_list {
@@ -87,6 +103,8 @@ struct blkv_rt {
     bool in_pass;
     size_t pass_progress; /* slices in this pass that did not just yield */
     uint64_t faults;
+    bool durability;     /* lower files keep what is durable (crash ops) */
+    uint64_t dur_held;   /* bytes of the durable page maps */
     size_t live;
     struct co_slab *slabs;
 };
@@ -103,6 +121,13 @@ int blkv_rt_wait_io(const char *fn, struct lower_io *io);
 /* lower.c */
 /* Do the data transfer of a completed I/O; returns its result. */
 int blkv_lower_io_transfer(struct lower_io *io);
+/* A lower I/O is issued (before it blocks): flushes note what completed. */
+void blkv_lower_io_issue(struct lower_io *io);
 void blkv_lower_free(struct blkv_lower *f);
+/* A power loss: the lower file keeps, per 512-byte sector, its durable
+ * content or one not-yet-durable version (rng chooses), `pending` being
+ * the writes in flight to it.  Everything it then holds is durable. */
+void blkv_lower_crash(struct blkv_lower *f, struct lower_io *const *pending, size_t npending,
+                      struct blkv_rng *rng);
 
 #endif

@@ -77,6 +77,17 @@ bool blkv_rt_step(struct blkv_rt *rt, uint32_t idx, int err);
 bool blkv_rt_progress(struct blkv_rt *rt);
 /* Number of lower I/Os failed by blkv_rt_step with err != 0 so far. */
 uint64_t blkv_rt_faults(const struct blkv_rt *rt);
+/* Whether lower files keep what is durable, as a crash needs (lower.c);
+ * set before the first lower I/O.  Off, a crash keeps everything. */
+void blkv_rt_set_durability(struct blkv_rt *rt, bool on);
+/* A power loss, from main: each lower file keeps, per 512-byte sector, its
+ * durable content or one of the versions written since (completed or in
+ * flight), as `seed` chooses; then every coroutine is dropped where it
+ * stands and no pending lower I/O ever completes.  Lower files and the
+ * runtime stay usable (coroutine handles stay valid, as finished ones). */
+void blkv_rt_crash(struct blkv_rt *rt, uint64_t seed);
+/* Bytes held for what is not durable yet (records and durable pages). */
+uint64_t blkv_rt_volatile_bytes(const struct blkv_rt *rt);
 /* Live coroutines (started, not finished). */
 size_t blkv_rt_live(const struct blkv_rt *rt);
 

@@ -432,9 +432,54 @@ int blkv_rt_wait_io(const char *fn, struct lower_io *io)
     }
     io->co = co;
     io->ret = -EIO;
+    blkv_lower_io_issue(io);
     rt->pending[rt->npending++] = io;
     co->io = io;
     co->state = CO_IO;
     blkv_fiber_switch_out(co->fiber);
     return io->ret;
+}
+
+void blkv_rt_set_durability(struct blkv_rt *rt, bool on)
+{
+    rt->durability = on;
+}
+
+void blkv_rt_crash(struct blkv_rt *rt, uint64_t seed)
+{
+    struct blkv_rng rng;
+
+    need_main("blkv_rt_crash");
+    blkv_rng_seed(&rng, seed);
+    for (unsigned i = 0; i < 2; i++)
+        if (rt->lower[i] && rt->durability)
+            blkv_lower_crash(rt->lower[i], rt->pending, rt->npending, &rng);
+    /* every coroutine dies where it stands: no I/O of theirs completes */
+    for (struct co_slab *s = rt->slabs; s; s = s->next) {
+        for (unsigned i = 0; i < s->used; i++) {
+            struct blkv_co *co = &s->co[i];
+            if (!co->fiber)
+                continue;
+            if (co->started)
+                blkv_fiber_abandon(co->fiber);
+            else
+                blkv_fiber_put(co->fiber);
+            co->fiber = NULL;
+            co->io = NULL;
+            co->state = CO_DONE;
+            rt->live--;
+        }
+    }
+    rt->npending = 0;
+    rt->ready.head = rt->ready.tail = NULL;
+    rt->yielded.head = rt->yielded.tail = NULL;
+}
+
+uint64_t blkv_rt_volatile_bytes(const struct blkv_rt *rt)
+{
+    uint64_t n = rt->dur_held;
+    for (unsigned i = 0; i < 2; i++)
+        if (rt->lower[i])
+            n += rt->lower[i]->rec_bytes;
+    return n;
 }

@@ -318,3 +318,11 @@ int blkv_store_each(const struct blkv_store *f,
     }
     return 0;
 }
+
+unsigned char *blkv_store_page(struct blkv_store *f, uint64_t pgno, bool create)
+{
+    struct blkv_store_page *p = page_find(f, pgno);
+    if (!p && create)
+        p = page_add(f, pgno, true);
+    return p ? p->data : NULL;
+}

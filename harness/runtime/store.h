@@ -50,6 +50,11 @@ void blkv_store_truncate(struct blkv_store *s, uint64_t size);
 /* The first offset in [off, end) on a page that exists (data) or not; end
  * if none.  Pages past the size do not exist.  Requires off < end. */
 uint64_t blkv_store_seek(const struct blkv_store *s, uint64_t off, uint64_t end, bool data);
+/* Page pgno's bytes (BLKV_STORE_PAGE of them), or NULL when it is a hole;
+ * with create, a hole becomes a zeroed page first (NULL only on -ENOMEM).
+ * For stores used as page maps (a page that is there may hold zeros):
+ * blkv_store_write frees whole pages of zeros, so do not mix the two. */
+unsigned char *blkv_store_page(struct blkv_store *s, uint64_t pgno, bool create);
 /* Call fn for each page holding data below the size, in no particular
  * order: its offset and its bytes (n of them: the last page may be cut by
  * the size).  Stops at and returns fn's first non-zero return. */
