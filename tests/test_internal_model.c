@@ -55,9 +55,11 @@ struct tc {
     struct blkv_mismatch mm; /* of the last rejected read */
 };
 
-static void tc_init(struct tc *c, uint64_t size, unsigned atomic, enum blkv_src_kind init)
+static void tc_init2(struct tc *c, uint64_t size, unsigned atomic, enum blkv_src_kind init,
+                     bool crash)
 {
-    struct blkv_model_config cfg = {.size = size, .atomic = atomic, .initial = init};
+    struct blkv_model_config cfg = {.size = size, .atomic = atomic, .initial = init,
+                                    .crash = crash};
     if (init == BLKV_SRC_IMAGE) {
         cfg.image_read = image_read;
         cfg.image_opaque = image;
@@ -66,6 +68,11 @@ static void tc_init(struct tc *c, uint64_t size, unsigned atomic, enum blkv_src_
     c->m = blkv_model_new(&cfg);
     REQUIRE(c->m);
     c->next_req = 1000;
+}
+
+static void tc_init(struct tc *c, uint64_t size, unsigned atomic, enum blkv_src_kind init)
+{
+    tc_init2(c, size, atomic, init, false);
 }
 
 static void tc_free(struct tc *c)
@@ -1298,6 +1305,184 @@ static bool xrun_one(struct xrun *X, uint64_t seed, unsigned nops)
     return ok;
 }
 
+
+/* ---- power loss ----------------------------------------------------------------- */
+
+/* A flush submitted now and completed. */
+static void tflush(struct tc *c)
+{
+    uint64_t s = tick(c);
+    blkv_model_flush(c->m, s, tick(c));
+}
+
+static void tcrash(struct tc *c)
+{
+    blkv_model_crash(c->m, tick(c));
+}
+
+/* Whether a read of [off, off+len) holding source src's data is accepted,
+ * on a copy of the scenario: build(c) sets it up, each call afresh. */
+typedef void (*scenario_fn)(struct tc *c);
+static bool after(scenario_fn build, uint32_t src, uint64_t off, uint64_t len)
+{
+    struct tc c;
+    bool ok;
+    tc_init2(&c, 1 << 20, 1, BLKV_SRC_PATTERN, true);
+    build(&c);
+    blkv_pattern_fill(buf, src, off, len); /* every source here is a pattern */
+    ok = rread(&c, off, len, buf);
+    tc_free(&c);
+    return ok;
+}
+
+static void sc_flushed(struct tc *c)
+{
+    wfull(c, 2, BLKV_SRC_PATTERN, 0, 8192);
+    tflush(c);
+    tcrash(c);
+}
+
+static void sc_unflushed(struct tc *c)
+{
+    wfull(c, 2, BLKV_SRC_PATTERN, 0, 8192);
+    tcrash(c);
+}
+
+static void sc_fua(struct tc *c)
+{
+    wfull(c, 2, BLKV_SRC_PATTERN, 0, 8192);
+    blkv_model_durable(c->m, 2);
+    tcrash(c);
+}
+
+static void sc_in_flight(struct tc *c)
+{
+    wsub(c, 2, BLKV_SRC_PATTERN, 0, 8192);
+    tcrash(c);
+}
+
+/* 2 durable, then 3 durable over it: 2 is gone for good */
+static void sc_two_durable(struct tc *c)
+{
+    wfull(c, 2, BLKV_SRC_PATTERN, 0, 8192);
+    tflush(c);
+    wfull(c, 3, BLKV_SRC_PATTERN, 0, 8192);
+    tflush(c);
+    tcrash(c);
+}
+
+/* 2 durable, 3 and 4 over it not: 2, 3 and 4 may all be there */
+static void sc_durable_then_volatile(struct tc *c)
+{
+    wfull(c, 2, BLKV_SRC_PATTERN, 0, 8192);
+    tflush(c);
+    wfull(c, 3, BLKV_SRC_PATTERN, 0, 8192);
+    wfull(c, 4, BLKV_SRC_PATTERN, 0, 8192);
+    tcrash(c);
+}
+
+/* the flush was submitted while 2 was in flight: it does not cover 2 */
+static void sc_flush_too_early(struct tc *c)
+{
+    uint64_t s;
+    wsub(c, 2, BLKV_SRC_PATTERN, 0, 8192);
+    s = tick(c);
+    wdone(c, 2);
+    blkv_model_flush(c->m, s, tick(c));
+    tcrash(c);
+}
+
+/* A completed and flushed write survives; one completed but not flushed,
+ * one with FUA, and one in flight at the crash each as the rules say. */
+static void test_crash_durability(void)
+{
+    CHECK(after(sc_flushed, 2, 0, 8192));
+    CHECK(!after(sc_flushed, BLKV_SRC_INITIAL, 0, 8192));
+    /* completed, unflushed: the write or the old data, per byte */
+    CHECK(after(sc_unflushed, 2, 0, 8192));
+    CHECK(after(sc_unflushed, BLKV_SRC_INITIAL, 0, 8192));
+    {
+        struct tc c;
+        tc_init2(&c, 1 << 20, 1, BLKV_SRC_PATTERN, true);
+        sc_unflushed(&c);
+        sfill(&c, buf, 2, 0, 8192);
+        blkv_pattern_fill(buf + 1000, BLKV_SRC_INITIAL, 1000, 3000); /* mixed bytes */
+        CHECK(rread(&c, 0, 8192, buf));
+        tc_free(&c);
+    }
+    CHECK(after(sc_fua, 2, 0, 8192));
+    CHECK(!after(sc_fua, BLKV_SRC_INITIAL, 0, 8192));
+    CHECK(after(sc_in_flight, 2, 0, 8192));
+    CHECK(after(sc_in_flight, BLKV_SRC_INITIAL, 0, 8192));
+    CHECK(after(sc_flush_too_early, BLKV_SRC_INITIAL, 0, 8192));
+    CHECK(after(sc_flush_too_early, 2, 0, 8192));
+    /* never data older than the durable value, or that nobody wrote */
+    CHECK(after(sc_two_durable, 3, 0, 8192));
+    CHECK(!after(sc_two_durable, 2, 0, 8192));
+    CHECK(!after(sc_two_durable, BLKV_SRC_INITIAL, 0, 8192));
+    CHECK(after(sc_durable_then_volatile, 2, 0, 8192));
+    CHECK(after(sc_durable_then_volatile, 3, 0, 8192));
+    CHECK(after(sc_durable_then_volatile, 4, 0, 8192));
+    CHECK(!after(sc_durable_then_volatile, BLKV_SRC_INITIAL, 0, 8192));
+    CHECK(!after(sc_durable_then_volatile, 7, 0, 8192));
+}
+
+/* A read after the crash fixes the value: what it saw stays until written
+ * again; a second crash brings nothing new back. */
+static void test_crash_observation(void)
+{
+    struct tc c;
+
+    tc_init2(&c, 1 << 20, 1, BLKV_SRC_PATTERN, true);
+    sc_durable_then_volatile(&c);
+    sfill(&c, buf, 3, 0, 8192);
+    CHECK(rread(&c, 0, 8192, buf));
+    CHECK(rread(&c, 0, 8192, buf));
+    sfill(&c, buf2, 2, 0, 8192);
+    CHECK(!rread(&c, 0, 8192, buf2)); /* no flip-flop back to the durable value */
+    sfill(&c, buf2, 4, 0, 8192);
+    CHECK(!rread(&c, 0, 8192, buf2));
+    /* a write after the crash replaces it as before */
+    wfull(&c, 5, BLKV_SRC_PATTERN, 0, 4096);
+    sfill(&c, buf, 5, 0, 4096);
+    CHECK(rread(&c, 0, 4096, buf));
+    sfill(&c, buf, 3, 0, 4096);
+    CHECK(!rread(&c, 0, 4096, buf));
+    tc_free(&c);
+
+    /* the write in flight at the crash that nobody read may still be there
+     * after a second crash, and the read value before it too */
+    tc_init2(&c, 1 << 20, 1, BLKV_SRC_PATTERN, true);
+    sc_in_flight(&c);
+    tcrash(&c);
+    sfill(&c, buf, 2, 0, 8192);
+    CHECK(rread(&c, 0, 8192, buf));
+    tc_free(&c);
+}
+
+/* Without crash tracking nothing of it changes the model; with it, what a
+ * flush makes durable lets the model forget what it replaced. */
+static void test_crash_memory(void)
+{
+    struct tc c;
+    struct blkv_model_stats a, b;
+
+    tc_init2(&c, 1 << 20, 1, BLKV_SRC_PATTERN, true);
+    for (uint32_t w = 2; w < 202; w++)
+        wfull(&c, w, BLKV_SRC_PATTERN, 0, 4096);
+    blkv_model_stats(c.m, &a);
+    CHECK(a.candidates >= 200); /* all may come back: none durable */
+    tflush(&c);
+    blkv_model_stats(c.m, &b);
+    CHECK(b.candidates <= 4);
+    tcrash(&c);
+    sfill(&c, buf, 201, 0, 4096);
+    CHECK(rread(&c, 0, 4096, buf));
+    sfill(&c, buf, 200, 0, 4096);
+    CHECK(!rread(&c, 0, 4096, buf));
+    tc_free(&c);
+}
+
 static void test_random_vs_reference(void)
 {
     static struct xrun X;
@@ -1380,6 +1565,9 @@ int main(void)
     RUN(test_huge_device);
     RUN(test_memory_scattered);
     RUN(test_memory_same_range);
+    RUN(test_crash_durability);
+    RUN(test_crash_observation);
+    RUN(test_crash_memory);
     RUN(test_random_vs_reference);
     T_EXIT();
 }

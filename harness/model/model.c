@@ -33,6 +33,15 @@
  * observation rule, which only has work where several candidates are
  * visible.  Only the last pass changes the map.
  *
+ * Power loss (cfg.crash): an evicted candidate is kept, not pruned, while it
+ * may still be what the medium holds, so that a crash can bring it back.
+ * It is "dead" (CAND_DEAD) once a durable write over its bytes was
+ * submitted after its source completed: that write certainly replaced it
+ * for good.  Sources become durable when they complete with FUA or a flush
+ * submitted after their completion completes (blkv_model_flush).  At a
+ * crash every candidate that is not dead is live again, and the sources in
+ * flight become "maybe" (failed) ones.
+ *
  * Allocation failure after blkv_model_new() aborts with a message: a harness
  * that cannot allocate a few bytes cannot go on checking anyway.
  */
@@ -53,8 +62,12 @@ struct cand {
     uint64_t evicted_at; /* BLKV_TIME_NEVER while live */
     uint64_t by;         /* evicting source or read request */
     uint32_t src;
-    uint32_t why; /* enum blkv_evict */
+    uint32_t why; /* enum blkv_evict, or'd with CAND_DEAD */
 };
+
+/* A durable write replaced this candidate: no crash brings it back. */
+#define CAND_DEAD 0x100u
+#define CAND_WHY(c) ((enum blkv_evict)((c)->why & 0xffu))
 
 struct ext {
     uint64_t start;
@@ -71,6 +84,8 @@ struct ext {
 struct src_slot {
     uint64_t submitted, completed, off, len;
     uint8_t kind, status, known;
+    uint8_t durable; /* completed with FUA, or covered by a flush since */
+    uint64_t durable_at;
 };
 
 /* One piece of an atomicity unit: the part of one extent inside it. */
@@ -97,6 +112,9 @@ struct blkv_model {
     struct useg *segs; /* scratch pieces of an atomicity unit */
     size_t segs_cap;
     uint8_t *scratch; /* SCRATCH_BYTES for image comparisons, or NULL */
+    uint32_t *undurable; /* cfg.crash: sources completed, not durable yet */
+    size_t nundurable, undurable_cap;
+    uint64_t crashes;
 };
 
 /* ---- allocation ---------------------------------------------------------- */
@@ -402,9 +420,15 @@ static void cand_evict(struct blkv_model *m, struct cand *c, uint64_t t, enum bl
                        uint64_t by)
 {
     c->evicted_at = t;
-    c->why = why;
+    c->why = why | (c->why & CAND_DEAD);
     c->by = by;
     m->churn++;
+}
+
+/* Whether an evicted candidate must be kept for a crash to bring back. */
+static inline bool cand_keep(const struct blkv_model *m, const struct cand *c)
+{
+    return m->cfg.crash && !(c->why & CAND_DEAD);
 }
 
 /* Submit time of the oldest read in flight (UINT64_MAX if none). */
@@ -430,7 +454,7 @@ static void ext_prune(struct blkv_model *m, struct ext *e)
     /* an evicted candidate is unseen if no read in flight started before
      * its eviction; g0, g1: the two most recently evicted unseen ones */
     for (uint32_t i = 0; i < n; i++) {
-        if (cand_live(&c[i]) || c[i].evicted_at > oldest)
+        if (cand_live(&c[i]) || c[i].evicted_at > oldest || cand_keep(m, &c[i]))
             continue;
         unseen++;
         if (g0 == UINT32_MAX || c[i].evicted_at >= c[g0].evicted_at) {
@@ -443,7 +467,8 @@ static void ext_prune(struct blkv_model *m, struct ext *e)
     if (unseen <= MODEL_GHOSTS)
         return;
     for (uint32_t i = 0; i < n; i++) {
-        bool drop = !cand_live(&c[i]) && c[i].evicted_at <= oldest && i != g0 && i != g1;
+        bool drop = !cand_live(&c[i]) && c[i].evicted_at <= oldest && !cand_keep(m, &c[i]) &&
+                    i != g0 && i != g1;
         if (!drop)
             c[j++] = c[i];
     }
@@ -574,6 +599,7 @@ void blkv_model_free(struct blkv_model *m)
     free(m->tmp);
     free(m->segs);
     free(m->scratch);
+    free(m->undurable);
     free(m);
 }
 
@@ -628,6 +654,13 @@ void blkv_model_complete(struct blkv_model *m, uint32_t w, bool ok, bool evicts,
         return;
     sl->completed = t;
     sl->status = ok ? BLKV_SRC_DONE : BLKV_SRC_FAILED;
+    if (ok && m->cfg.crash) { /* durable at the next flush (or now, with FUA) */
+        if (m->nundurable == m->undurable_cap) {
+            m->undurable_cap = m->undurable_cap ? 2 * m->undurable_cap : 64;
+            m->undurable = xrealloc(m->undurable, m->undurable_cap * sizeof(*m->undurable));
+        }
+        m->undurable[m->nundurable++] = w;
+    }
     if (!ok || !evicts || !clip(m, sl->off, sl->len, &a, &b))
         return;
     /* w is live over all of [a, b) (nothing evicts a request in flight), so
@@ -640,6 +673,81 @@ void blkv_model_complete(struct blkv_model *m, uint32_t w, bool ok, bool evicts,
     }
     merge_range(m, first, b);
     maybe_sweep(m);
+}
+
+/* ---- durability and crashes ------------------------------------------------------ */
+
+/* Source w is durable: every candidate over its range whose source completed
+ * before w was submitted is dead (w replaced it on the medium). */
+static void make_durable(struct blkv_model *m, uint32_t w)
+{
+    struct src_slot *sl = &m->srcs[w];
+    struct ext *e;
+    uint64_t a, b;
+
+    if (sl->durable)
+        return;
+    sl->durable = 1;
+    if (!clip(m, sl->off, sl->len, &a, &b))
+        return;
+    for (e = tree_find(m, a); e && e->start < b; e = e->next) {
+        struct cand *c = ext_cands(e);
+        for (uint32_t i = 0; i < e->n; i++)
+            if (c[i].src != w && src_completed_before(m, c[i].src, sl->submitted))
+                c[i].why |= CAND_DEAD;
+    }
+    merge_range(m, tree_find(m, a), b);
+}
+
+void blkv_model_durable(struct blkv_model *m, uint32_t w)
+{
+    if (m->cfg.crash && w > BLKV_SRC_INITIAL && w < m->srcs_cap && m->srcs[w].known &&
+        m->srcs[w].status == BLKV_SRC_DONE)
+        make_durable(m, w);
+}
+
+void blkv_model_flush(struct blkv_model *m, uint64_t s, uint64_t t)
+{
+    size_t j = 0;
+
+    (void)t;
+    if (!m->cfg.crash)
+        return;
+    for (size_t i = 0; i < m->nundurable; i++) {
+        uint32_t w = m->undurable[i];
+        if (m->srcs[w].completed < s)
+            make_durable(m, w);
+        else if (!m->srcs[w].durable)
+            m->undurable[j++] = w;
+    }
+    m->nundurable = j;
+}
+
+void blkv_model_crash(struct blkv_model *m, uint64_t t)
+{
+    if (!m->cfg.crash)
+        return;
+    /* requests in flight never complete: they may or may not have landed */
+    for (size_t w = BLKV_SRC_INITIAL + 1; w < m->srcs_cap; w++)
+        if (m->srcs[w].known && m->srcs[w].status == BLKV_SRC_INFLIGHT) {
+            m->srcs[w].status = BLKV_SRC_FAILED;
+            m->srcs[w].completed = t;
+        }
+    /* every value the medium may hold is a candidate again */
+    for (struct ext *e = m->head; e; e = e->next) {
+        struct cand *c = ext_cands(e);
+        for (uint32_t i = 0; i < e->n; i++)
+            if (!cand_live(&c[i]) && !(c[i].why & CAND_DEAD)) {
+                c[i].evicted_at = BLKV_TIME_NEVER;
+                c[i].why = BLKV_EVICT_NONE;
+                c[i].by = 0;
+                m->churn++;
+            }
+    }
+    m->nreads = 0; /* reads in flight are gone with the rest */
+    m->nundurable = 0;
+    m->crashes++;
+    merge_range(m, m->head, UINT64_MAX);
 }
 
 /* ---- reads --------------------------------------------------------------------- */
@@ -1037,7 +1145,7 @@ size_t blkv_model_candidates(const struct blkv_model *m, uint64_t off, struct bl
             .kind = sl ? (enum blkv_src_kind)sl->kind : BLKV_SRC_ANY,
             .status = sl ? (enum blkv_src_status)sl->status : BLKV_SRC_INFLIGHT,
             .evicted_at = c[i].evicted_at,
-            .evict_why = (enum blkv_evict)c[i].why,
+            .evict_why = CAND_WHY(&c[i]), .dead = (c[i].why & CAND_DEAD) != 0,
             .evicted_by = c[i].by,
             .ext_start = e->start,
             .ext_end = ext_end(m, e),
@@ -1077,7 +1185,8 @@ bool blkv_model_source(const struct blkv_model *m, uint32_t w, struct blkv_src_i
                                   .submitted = sl->submitted,
                                   .completed = sl->completed,
                                   .off = sl->off,
-                                  .len = sl->len};
+                                  .len = sl->len,
+                                  .durable = sl->durable != 0};
     return true;
 }
 

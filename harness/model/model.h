@@ -34,8 +34,11 @@
  * is torn if bytes remain.  When every candidate wrote the whole unit, this
  * is: one candidate source visible over the whole unit explains all of it.
  *
+ * Power loss: see blkv_model_crash below.
+ *
  * Memory is proportional to the number of distinct extents touched, not to
- * the device size.
+ * the device size (and, with crashes, to the writes since the last
+ * durable point).
  */
 #ifndef BLKV_MODEL_H
 #define BLKV_MODEL_H
@@ -73,6 +76,7 @@ typedef void (*blkv_image_read_fn)(void *opaque, void *buf, uint64_t len, uint64
 
 struct blkv_model_config {
     uint64_t size;                /* device size */
+    bool crash;                   /* the run may lose power: keep what a crash may bring back */
     unsigned atomic;              /* atomicity unit, power of 2 >= 1 */
     enum blkv_src_kind initial;   /* PATTERN, ZEROES or IMAGE */
     blkv_image_read_fn image_read; /* for IMAGE */
@@ -90,6 +94,18 @@ void blkv_model_submit(struct blkv_model *m, uint32_t w, enum blkv_src_kind kind
 /* Source w completes at time t.  `evicts` is false for a completion that
  * must not evict older data even on success (ZEROES_OR_OLD discard). */
 void blkv_model_complete(struct blkv_model *m, uint32_t w, bool ok, bool evicts, uint64_t t);
+
+/* Power loss (cfg.crash; no effect otherwise).  A source is durable once
+ * it completed successfully with FUA (blkv_model_durable, after its
+ * completion) or a flush submitted after its completion completed
+ * successfully (blkv_model_flush: the flush was submitted at s).  At a
+ * crash at time t, sources in flight end as "maybe" (failed), and every
+ * byte may hold its durable value or that of any source submitted after
+ * it: every candidate not replaced by a durable write submitted after its
+ * completion is a candidate again.  Reads in flight are forgotten. */
+void blkv_model_durable(struct blkv_model *m, uint32_t w);
+void blkv_model_flush(struct blkv_model *m, uint64_t s, uint64_t t);
+void blkv_model_crash(struct blkv_model *m, uint64_t t);
 
 /* A read is in flight from time s: the model keeps what it may observe. */
 void blkv_model_read_start(struct blkv_model *m, uint64_t s);
@@ -122,6 +138,7 @@ struct blkv_cand_info {
     uint64_t evicted_at;       /* BLKV_TIME_NEVER if live */
     enum blkv_evict evict_why;
     uint64_t evicted_by;
+    bool dead;                 /* replaced by a durable write: no crash brings it back */
     uint64_t ext_start, ext_end; /* the extent (same candidates) containing the byte */
 };
 
@@ -147,6 +164,7 @@ struct blkv_src_info {
     enum blkv_src_status status;
     uint64_t submitted, completed; /* completed is BLKV_TIME_NEVER while in flight */
     uint64_t off, len;
+    bool durable;                  /* (crash tracking) completed with FUA or flushed since */
 };
 bool blkv_model_source(const struct blkv_model *m, uint32_t w, struct blkv_src_info *out);
 
