@@ -89,20 +89,25 @@ static bool program_valid(const struct blkv_program *p, bool decoded)
         bool ranged = op->code <= BLKV_P_DISCARD;
         unsigned allowed = op->code == BLKV_P_WRITE   ? BLKV_P_FUA
                            : op->code == BLKV_P_WZERO ? BLKV_P_FUA | BLKV_P_UNMAP
+                           : op->code == BLKV_P_FAULT ? BLKV_P_ONCE
                                                       : 0;
         bool ok = op->code < BLKV_P__COUNT && !(op->flags & ~allowed);
         if (ranged)
             ok = ok && op->len >= 1 && op->len <= BLKV_MAX_REQUEST &&
                  op->offset < BLKV_MAX_DEVICE_SIZE;
+        else if (op->code == BLKV_P_FAULT) /* len: I/Os spared */
+            ok = ok && op->len <= 65535 && op->offset == 0;
         else
             ok = ok && op->len == 0 && op->offset == 0;
         if (op->code == BLKV_P_CANCEL || op->code == BLKV_P_WAIT)
             ok = ok && op->arg < nsub;
-        else if (op->code == BLKV_P_STEP)
+        else if (op->code == BLKV_P_STEP || op->code == BLKV_P_CRASH)
             ok = ok && op->arg <= 255 && op->err <= 4095;
+        else if (op->code == BLKV_P_FAULT)
+            ok = ok && op->arg >= 1 && op->arg <= 255 && op->err >= 1 && op->err <= 4095;
         else
             ok = ok && op->arg == 0;
-        if (op->code != BLKV_P_STEP)
+        if (op->code != BLKV_P_STEP && op->code != BLKV_P_FAULT)
             ok = ok && op->err == 0;
         if (!ok) {
             char l[160];
@@ -220,8 +225,9 @@ static void test_defaults(void)
 
 static void test_names(void)
 {
-    static const char *const names[] = {"read", "write", "wzero", "discard", "flush", "cancel",
-                                        "step", "wait",  "drain", "reopen",  "check"};
+    static const char *const names[] = {"read", "write", "wzero",  "discard", "flush",
+                                        "cancel", "step", "wait",  "drain",   "reopen",
+                                        "check", "crash", "fault"};
     struct blkv_program p;
     struct blkv_pop op = {.code = BLKV_P_FLUSH};
     char buf[64];
@@ -275,7 +281,8 @@ static void test_op_table(void)
         REQUIRE(oi != NULL);
         CHECK(oi->name && oi->usage && !strncmp(oi->usage, oi->name, strlen(oi->name)));
         CHECK(oi->req >= -1 && oi->req <= BLKV_OP_FLUSH);
-        CHECK(oi->flags == 0 || oi->operand == BLKV_OPND_RANGE);
+        CHECK(oi->flags == 0 || oi->operand == BLKV_OPND_RANGE ||
+              oi->operand == BLKV_OPND_FAULT);
         CHECK((oi->operand == BLKV_OPND_RANGE) == (oi->req >= 0 && oi->req != BLKV_OP_FLUSH));
         CHECK(oi->decode[0].bytes > 0);
         for (unsigned k = 0; k < 4 && oi->decode[k].bytes; k++) {
@@ -410,11 +417,21 @@ static void test_extremes(void)
         op = (struct blkv_pop){.code = BLKV_P_STEP, .arg = 255, .err = 4095};
         REQUIRE(blkv_program_push(&p, &op) == 0);
         for (unsigned c = BLKV_P_FLUSH; c < BLKV_P__COUNT; c++) {
-            if (c == BLKV_P_CANCEL || c == BLKV_P_WAIT || c == BLKV_P_STEP)
+            if (c == BLKV_P_CANCEL || c == BLKV_P_WAIT || c == BLKV_P_STEP || c == BLKV_P_FAULT)
                 continue;
             op = (struct blkv_pop){.code = (uint8_t)c};
             REQUIRE(blkv_program_push(&p, &op) == 0);
         }
+        /* crash and fault at the ends of their ranges */
+        op = (struct blkv_pop){.code = BLKV_P_CRASH, .arg = 255};
+        REQUIRE(blkv_program_push(&p, &op) == 0);
+        for (unsigned ev = 1; ev <= 255; ev += 17) {
+            op = (struct blkv_pop){.code = BLKV_P_FAULT, .arg = ev, .err = (uint16_t)(ev * 16 + 1),
+                                   .flags = (ev & 2) ? BLKV_P_ONCE : 0, .len = ev * 257};
+            REQUIRE(blkv_program_push(&p, &op) == 0);
+        }
+        op = (struct blkv_pop){.code = BLKV_P_FAULT, .arg = 255, .err = 4095, .len = 65535};
+        REQUIRE(blkv_program_push(&p, &op) == 0);
         CHECK(program_valid(&p, true));
         CHECK(binary_roundtrip(&p));
         CHECK(text_roundtrip(&p));

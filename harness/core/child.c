@@ -102,10 +102,13 @@ void blkv_child_close(struct blkv_child *c)
     child_free(c);
 }
 
-void blkv_core_children_free(struct blkv_run *run)
+void blkv_core_children_free(struct blkv_run *run, bool release)
 {
-    while (run->children)
+    while (run->children) {
+        if (release && run->children->drv.release)
+            run->children->drv.release(run->children->state);
         child_free(run->children);
+    }
 }
 
 /* The contract for a child's request: the run's (dispatch.c), and a

@@ -49,6 +49,8 @@ struct blkv_run {
     char *spec;            /* "name opts", for reports and reproducers */
     int image_fd;          /* init image, or -1 */
     struct blkv_child *children; /* opened by filters, not closed yet */
+    uint64_t crashes;      /* crash ops so far */
+    uint64_t leaks;        /* what the last check reported leaked (blkv_check_leaks) */
     struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
     size_t nfoot;
 };
@@ -64,8 +66,9 @@ int blkv_core_opts_parse(const struct blkv_driver *d, const char *opts, struct b
 int blkv_core_driver_copy(struct blkv_driver *out, const struct blkv_driver *d, char *err,
                           size_t len);
 
-/* child.c: free the children the drivers left open. */
-void blkv_core_children_free(struct blkv_run *run);
+/* child.c: free the children the drivers left open; with release, let
+ * them release what they hold first (a crash: no I/O). */
+void blkv_core_children_free(struct blkv_run *run, bool release);
 
 /* services.c */
 /* The initial image's bytes at [off, off+len); zeros past its end. */

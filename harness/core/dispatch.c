@@ -78,9 +78,14 @@ void blkv_complete(struct blkv_req *req, int ret)
     if (!run->h.failed && !retval_ok(run, r, ret))
         blkv_report_retval(&run->h, r, r->expect_err);
 
-    if (r->in_model && run->h.model)
+    if (r->in_model && run->h.model) {
         blkv_model_complete(run->h.model, BLKV_SRC_OF_REQ(r->req.id), ok && !r->expect_err,
                             r->evicts, r->t_complete);
+        if (ok && !r->expect_err && (r->req.flags & BLKV_REQ_FUA)) /* durable now */
+            blkv_model_durable(run->h.model, BLKV_SRC_OF_REQ(r->req.id));
+    }
+    if (r->req.op == BLKV_OP_FLUSH && ok && run->h.model)
+        blkv_model_flush(run->h.model, r->t_submit, r->t_complete);
 
     if (r->req.op == BLKV_OP_READ && !r->expect_err && run->h.model) {
         if (ok && !run->h.failed) {

@@ -102,6 +102,24 @@ int blkv_core_run_error(struct blkv_run *run, const char *fmt, ...)
     return BLKV_RUN_ERROR;
 }
 
+/* Whether p may lose power (a crash op): then durability is tracked. */
+static bool program_crashes(const struct blkv_program *p)
+{
+    for (size_t i = 0; i < p->nops; i++)
+        if (p->ops[i].code == BLKV_P_CRASH)
+            return true;
+    return false;
+}
+
+/* Whether p has an op that needs lower files (crash, fault). */
+static bool program_needs_lower(const struct blkv_program *p)
+{
+    for (size_t i = 0; i < p->nops; i++)
+        if (p->ops[i].code == BLKV_P_CRASH || p->ops[i].code == BLKV_P_FAULT)
+            return true;
+    return false;
+}
+
 static int driver_open(struct blkv_run *run, bool create)
 {
     char eb[64];
@@ -210,7 +228,7 @@ static void do_cancel(struct blkv_run *run, uint32_t num)
     if (num >= run->h.next_req)
         return;
     r = &run->h.reqs[num];
-    if (!r->submitted || r->completed || !run->drv.cancel)
+    if (!r->submitted || r->completed || r->lost_at || !run->drv.cancel)
         return;
     r->cancelled = true;
     run->h.res->stats.cancels++;
@@ -235,6 +253,7 @@ static void do_check(struct blkv_run *run)
         return; /* the driver has seen nothing since it passed: it would pass again */
     run->checked = true;
     run->ctx.error[0] = 0;
+    run->leaks = 0;
     ret = driver_call(run, 2, false);
     if (run->h.opts->untrusted) { /* may fail, with an errno */
         if (ret != 0 && !blkv_core_is_errno(ret) && !run->h.failed)
@@ -244,6 +263,74 @@ static void do_check(struct blkv_run *run)
     if (ret < 0 && !run->h.failed)
         blkv_report_other(&run->h, NULL, "check", "image check failed: %s",
                           run->ctx.error[0] ? run->ctx.error : strerror(-ret));
+    /* leaked space is harmless after an injected fault, and after a crash
+     * where the driver says so */
+    else if (run->leaks && !run->h.failed && !(run->rt && blkv_rt_faults(run->rt)) &&
+             !(run->h.crash_op && run->h.caps.crash_check == BLKV_CRASH_LEAKS))
+        blkv_report_other(&run->h, NULL, "check/leak",
+                          "image check: %" PRIu64 " leaked cluster(s)%s%s%s", run->leaks,
+                          run->h.crash_op ? " after a crash, where the driver promises a clean "
+                                            "image" : " without a crash",
+                          run->ctx.error[0] ? ": " : "", run->ctx.error);
+}
+
+/*
+ * A power loss at this op: requests in flight are lost (no completion ever
+ * comes), the lower files keep per sector what the program chooses, the
+ * driver's memory is released without close, and it opens again on what
+ * the lower files hold; then the image must check as the driver declares.
+ */
+static int do_crash(struct blkv_run *run, const struct blkv_pop *op)
+{
+    uint64_t size = run->h.caps.size;
+    uint64_t seed = run->h.prog->cfg.seed * UINT64_C(0x9e3779b97f4a7c15) ^
+                    ((uint64_t)op->arg << 32 | ++run->crashes);
+
+    if (run->stuck)
+        return 0;
+    blkv_rt_crash(run->rt, seed);
+    for (uint64_t i = 0; i < run->h.next_req; i++) {
+        struct blkv_core_req *r = &run->h.reqs[i];
+        if (r->submitted && !r->completed) {
+            r->lost_at = run->h.cur_op + 1;
+            r->co_running = false;
+        }
+    }
+    run->inflight = run->inflight_bytes = 0;
+    ++run->clock;
+    if (run->h.model)
+        blkv_model_crash(run->h.model, run->clock);
+    run->h.crash_op = run->h.cur_op + 1;
+    run->h.res->stats.crashes++;
+    /* the driver's memory, without I/O */
+    if (run->opened && run->drv.release)
+        run->drv.release(run->state);
+    blkv_core_children_free(run, true);
+    memset(run->state, 0, run->drv.state_size ? run->drv.state_size : 1);
+    run->opened = false;
+    run->checked = false;
+    run->ctx.error[0] = 0;
+    if (driver_open(run, false)) {
+        char msg[sizeof(run->h.res->message)];
+        snprintf(msg, sizeof(msg), "%s", run->h.res->message);
+        run->h.res->status = BLKV_RUN_OK;
+        blkv_report_other(&run->h, NULL, "crash/open", "open after the crash failed: %s", msg);
+        return -1;
+    }
+    if (run->h.caps.size != size && !run->h.failed)
+        blkv_report_other(&run->h, NULL, "crash/open", "size changed in the crash: %" PRIu64
+                          " != %" PRIu64, run->h.caps.size, size);
+    do_check(run);
+    return 0;
+}
+
+/* A fault rule from now on. */
+static void do_fault(struct blkv_run *run, const struct blkv_pop *op)
+{
+    if (blkv_rt_fault_rule(run->rt, op->arg, op->err, op->flags & BLKV_P_ONCE, op->len) < 0) {
+        fprintf(stderr, "blkv: out of memory for a fault rule\n");
+        abort();
+    }
 }
 
 static int do_reopen(struct blkv_run *run)
@@ -297,7 +384,8 @@ static void run_ops(struct blkv_run *run)
             do_step(run, op);
             break;
         case BLKV_P_WAIT:
-            while (op->arg < run->h.next_req && !run->h.reqs[op->arg].completed && blkv_core_progress(run))
+            while (op->arg < run->h.next_req && !run->h.reqs[op->arg].completed &&
+                   !run->h.reqs[op->arg].lost_at && blkv_core_progress(run))
                 ;
             break;
         case BLKV_P_DRAIN:
@@ -309,6 +397,13 @@ static void run_ops(struct blkv_run *run)
             break;
         case BLKV_P_CHECK:
             do_check(run);
+            break;
+        case BLKV_P_CRASH:
+            if (do_crash(run, op))
+                return;
+            break;
+        case BLKV_P_FAULT:
+            do_fault(run, op);
             break;
         }
         run->h.res->stats.ops++;
@@ -467,7 +562,8 @@ static int setup_write_initial(struct blkv_run *run)
 static int setup_initial(struct blkv_run *run)
 {
     const struct blkv_config *cfg = &run->h.prog->cfg;
-    struct blkv_model_config mc = {.size = run->h.caps.size, .atomic = run->h.atomic};
+    struct blkv_model_config mc = {.size = run->h.caps.size, .atomic = run->h.atomic,
+                                   .crash = program_crashes(run->h.prog)};
 
     if (run->h.opts->untrusted)
         return 0; /* content unknown: no model, nothing written */
@@ -565,6 +661,7 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
             blkv_core_run_error(run, "out of memory");
             goto out;
         }
+        blkv_rt_set_durability(run->rt, program_crashes(p));
         if (p->cfg.lower_image && !opts->lower[0]) {
             int ret = blkv_rt_lower_load(run->rt, 0, p->cfg.lower_image);
             if (ret < 0) {
@@ -576,6 +673,10 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
             if (opts->lower[i] && opts->lower_len[i])
                 blkv_lower_poke(blkv_rt_lower(run->rt, i), opts->lower[i], opts->lower_len[i], 0);
         }
+    } else if (program_needs_lower(p)) {
+        blkv_core_run_error(run, "%s: crash and fault ops need an in-process driver (its lower "
+                            "files lose power and fail I/Os); this one has none", run->drv.name);
+        goto out;
     } else if (opts->lower[0] || opts->lower[1]) {
         blkv_core_run_error(run, "%s: lower file content for a driver that has no lower files",
                   run->drv.name);
@@ -594,6 +695,8 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
         goto out;
     if (setup_initial(run))
         goto out;
+    if (run->rt) /* the program starts on a device made, filled and synced */
+        blkv_rt_durable_now(run->rt);
     run_ops(run);
 
 out:
@@ -601,7 +704,7 @@ out:
         drain(run);
         driver_close(run);
     }
-    blkv_core_children_free(run);
+    blkv_core_children_free(run, false);
     if (run->rt)
         res->stats.faults = blkv_rt_faults(run->rt);
     for (uint64_t i = 0; i < run->h.next_req; i++)

@@ -26,6 +26,11 @@ void blkv_error(struct blkv_ctx *ctx, const char *fmt, ...)
     va_end(ap);
 }
 
+void blkv_check_leaks(struct blkv_ctx *ctx, uint64_t clusters)
+{
+    ctx->run->leaks += clusters;
+}
+
 const char *blkv_opts(struct blkv_ctx *ctx)
 {
     return ctx->opts ? ctx->opts : "";

@@ -245,6 +245,17 @@ static uint8_t pick_flags(struct blkv_rng *r, unsigned allowed)
     return allowed ? (uint8_t)(below(r, allowed + 1) & allowed) : 0;
 }
 
+/* A fault rule: mostly a standard event, sometimes a driver's own; an
+ * errno; once or always; a few I/Os spared. */
+static void pick_fault(struct blkv_rng *r, struct blkv_pop *op)
+{
+    op->arg = one_in(r, 8) ? BLKV_EV__STANDARD + (uint32_t)below(r, 4)
+                           : 1 + (uint32_t)below(r, BLKV_EV__STANDARD - 1);
+    op->err = errs[below(r, ARRAY_SIZE(errs))];
+    op->flags = one_in(r, 2) ? BLKV_P_ONCE : 0;
+    op->len = one_in(r, 2) ? 0 : below(r, one_in(r, 4) ? 64 : 4);
+}
+
 /* A new op to go at position pos. */
 static struct mop new_op(struct blkv_rng *r, struct mprog *m, size_t pos)
 {
@@ -270,6 +281,12 @@ static struct mop new_op(struct blkv_rng *r, struct mprog *m, size_t pos)
     case BLKV_OPND_STEP:
         o.op.arg = (uint32_t)(one_in(r, 4) ? below(r, 256) : below(r, 4));
         o.op.err = one_in(r, 4) ? errs[below(r, ARRAY_SIZE(errs))] : 0;
+        break;
+    case BLKV_OPND_CRASH:
+        o.op.arg = (uint32_t)below(r, 256);
+        break;
+    case BLKV_OPND_FAULT:
+        pick_fault(r, &o.op);
         break;
     case BLKV_OPND_NONE:
         break;
@@ -426,6 +443,12 @@ static bool ed_kind(struct blkv_rng *r, struct mprog *m)
             o->tid = pick_target(r, m, (size_t)(o - m->v));
         return true;
     }
+    case BLKV_OPND_CRASH:
+        o->op.arg = (uint32_t)below(r, 256);
+        return true;
+    case BLKV_OPND_FAULT:
+        pick_fault(r, &o->op);
+        return true;
     case BLKV_OPND_NONE:
         break;
     }

@@ -96,6 +96,14 @@
  * ENOSPC EDQUOT EPERM EFBIG ENOMEM EAGAIN EROFS ETIMEDOUT ESHUTDOWN ENODEV
  * ECANCELED.
  *
+ * crash: a byte, what the lower files keep (0..255).
+ *
+ * fault: an event byte b: 0xff + u8 literal (0 becomes 1); 0xf0..0xfe the
+ * driver's own events 13 + (b - 0xf0); else standard event 1 + b % 12.  An
+ * errno byte e: 0xff + u16 literal (as step's); else the step table's
+ * entry e % 16.  An after byte a: 0xff + u16 literal; 0xf0..0xfe:
+ * (a - 0xef) * 8; else a % 4.  "once" is in the opcode byte.
+ *
  * flush, drain, reopen, check: no operands.
  *
  * The encoder writes the shortest of a few forms that decodes back to the
@@ -297,7 +305,8 @@ static void encode_config(struct wb *w, const struct blkv_config *cfg)
 static void op_lookup(uint8_t b, uint8_t *code, uint8_t *flags)
 {
     unsigned lo = 0;
-    for (unsigned c = 0; c < BLKV_P__COUNT; c++) {
+    for (unsigned i = 0; i < BLKV_P__COUNT; i++) {
+        unsigned c = blkv_opcode_in_order(i);
         const struct blkv_opinfo *oi = blkv_opinfo(c);
         for (unsigned k = 0; k < 4 && oi->decode[k].bytes; k++) {
             if (b < lo + oi->decode[k].bytes) {
@@ -315,7 +324,8 @@ static uint8_t op_byte(unsigned code, unsigned flags)
 {
     unsigned lo = 0;
     flags &= blkv_opcode_flags(code);
-    for (unsigned c = 0; c < BLKV_P__COUNT; c++) {
+    for (unsigned i = 0; i < BLKV_P__COUNT; i++) {
+        unsigned c = blkv_opcode_in_order(i);
         const struct blkv_opinfo *oi = blkv_opinfo(c);
         for (unsigned k = 0; k < 4 && oi->decode[k].bytes; k++) {
             if (c == code && oi->decode[k].flags == flags)
@@ -331,6 +341,10 @@ static const uint16_t step_err_tab[16] = {
     EFBIG, ENOMEM, EAGAIN, EROFS, ETIMEDOUT, ESHUTDOWN, ENODEV, ECANCELED,
 };
 #define STEP_ERR_FIRST 0xe0
+/* fault: event bytes from here name a driver's own events; after bytes
+ * from here mean multiples of 8 */
+#define FAULT_EV_OWN 0xf0
+#define FAULT_AFTER_BIG 0xf0
 
 /* Generators: the high nibble of a mode byte, by range.  The mode byte 0xff
  * is the literal form of both. */
@@ -591,6 +605,24 @@ static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op
         else if (b >= STEP_ERR_FIRST)
             op->err = step_err_tab[(b - STEP_ERR_FIRST) % 16];
         break;
+    case BLKV_OPND_CRASH:
+        op->arg = rd_u8(r);
+        break;
+    case BLKV_OPND_FAULT:
+        b = rd_u8(r);
+        if (b == ESC) {
+            b = rd_u8(r);
+            op->arg = b ? b : 1; /* events are 1..255 */
+        } else {
+            op->arg = b >= FAULT_EV_OWN ? BLKV_EV__STANDARD + (uint32_t)(b - FAULT_EV_OWN)
+                                        : 1 + (uint32_t)b % (BLKV_EV__STANDARD - 1);
+        }
+        b = rd_u8(r);
+        op->err = b == ESC ? norm_errno(rd_le(r, 2)) : step_err_tab[b % 16];
+        b = rd_u8(r);
+        op->len = b == ESC ? rd_le(r, 2) : b >= FAULT_AFTER_BIG ? (uint64_t)(b - FAULT_AFTER_BIG + 1) * 8
+                                                                : b % 4;
+        break;
     case BLKV_OPND_NONE:
         break;
     }
@@ -734,6 +766,37 @@ static bool encode_op(const struct dstate *st, const struct blkv_pop *op, struct
             }
         }
         break;
+    case BLKV_OPND_CRASH:
+        by_u8(&s, (uint8_t)op->arg);
+        break;
+    case BLKV_OPND_FAULT: {
+        unsigned i;
+        if (op->arg >= 1 && op->arg < BLKV_EV__STANDARD) {
+            by_u8(&s, (uint8_t)(op->arg - 1));
+        } else if (op->arg >= BLKV_EV__STANDARD && op->arg < BLKV_EV__STANDARD + (ESC - FAULT_EV_OWN)) {
+            by_u8(&s, (uint8_t)(FAULT_EV_OWN + op->arg - BLKV_EV__STANDARD));
+        } else {
+            by_u8(&s, ESC);
+            by_u8(&s, (uint8_t)op->arg);
+        }
+        for (i = 0; i < 16 && step_err_tab[i] != op->err; i++)
+            ;
+        if (i < 16) {
+            by_u8(&s, (uint8_t)i);
+        } else {
+            by_u8(&s, ESC);
+            by_le(&s, op->err, 2);
+        }
+        if (op->len < 4) {
+            by_u8(&s, (uint8_t)op->len);
+        } else if (op->len % 8 == 0 && op->len / 8 <= (uint64_t)(ESC - FAULT_AFTER_BIG)) {
+            by_u8(&s, (uint8_t)(FAULT_AFTER_BIG + op->len / 8 - 1));
+        } else {
+            by_u8(&s, ESC);
+            by_le(&s, op->len, 2);
+        }
+        break;
+    }
     case BLKV_OPND_NONE:
         break;
     }

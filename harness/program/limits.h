@@ -18,6 +18,12 @@
 #define BLKV_ATOMIC_MAX UINT32_C(4096)
 #define BLKV_STEP_INDEX_MAX UINT32_C(255) /* step I: I in 0..255 */
 #define BLKV_STEP_ERRNO_MAX 4095          /* step I fail E: E in 1..4095 */
+#define BLKV_CRASH_ARG_MAX UINT32_C(255)  /* crash N: N in 0..255 */
+#define BLKV_EVENT_MAX 255u               /* fault EVENT: events 1..255 */
+#define BLKV_FAULT_AFTER_MAX UINT64_C(65535) /* fault ... after N: N in 0..65535 */
+
+/* The kind whose opcode bytes come i-th (ops.c's decode order). */
+unsigned blkv_opcode_in_order(unsigned i);
 
 /* Device size: a multiple of 512 in 4096 .. BLKV_MAX_DEVICE_SIZE. */
 static inline bool blkv_cfg_size_ok(uint64_t v)

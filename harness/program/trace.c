@@ -412,6 +412,43 @@ static int parse_op(struct parser *ps, unsigned code)
             return perr(ps, "step: unknown errno '%s' (a name like EIO or 1..%d)", ps->w[3],
                         BLKV_STEP_ERRNO_MAX);
         break;
+    case BLKV_OPND_CRASH:
+        if (ps->nw > 2 || ps->too_many)
+            return perr(ps, "crash: too many words (expected '%s')", oi->usage);
+        if (ps->nw == 2 && (ret = word_u64(ps, 1, "crash choice", 0, BLKV_CRASH_ARG_MAX, &n)))
+            return ret;
+        op.arg = ps->nw == 2 ? (uint32_t)n : 0;
+        break;
+    case BLKV_OPND_FAULT: {
+        int ev;
+        if (ps->nw < 3)
+            return perr(ps, "fault: missing operand (expected '%s')", oi->usage);
+        if ((ev = blkv_event_parse(ps->w[1])) < 0)
+            return perr(ps, "fault: unknown event '%s' (data_read, data_write, cow_read, "
+                        "cow_write, l1_update, l2_update, l2_alloc, refblock_update, "
+                        "refblock_alloc, reftable_grow, header_update, flush, or event-N)",
+                        ps->w[1]);
+        op.arg = (uint32_t)ev;
+        op.err = (uint16_t)blkv_errno_parse(ps->w[2]);
+        if (!op.err)
+            return perr(ps, "fault: unknown errno '%s' (a name like EIO or 1..%d)", ps->w[2],
+                        BLKV_STEP_ERRNO_MAX);
+        if (ps->too_many)
+            return perr(ps, "fault: too many words (expected '%s')", oi->usage);
+        for (size_t i = 3; i < ps->nw; i++) {
+            if (!strcmp(ps->w[i], "once") && !(op.flags & BLKV_P_ONCE)) {
+                op.flags |= BLKV_P_ONCE;
+            } else if (!strcmp(ps->w[i], "after") && i + 1 < ps->nw && !op.len) {
+                if ((ret = word_u64(ps, i + 1, "fault after", 0, BLKV_FAULT_AFTER_MAX,
+                                    &op.len)))
+                    return ret;
+                i++;
+            } else {
+                return perr(ps, "fault: unexpected '%s' (expected '%s')", ps->w[i], oi->usage);
+            }
+        }
+        break;
+    }
     case BLKV_OPND_NONE:
         ret = want_words(ps, 1, oi->usage);
         break;
@@ -585,6 +622,24 @@ void blkv_pop_format(const struct blkv_pop *op, char *buf, size_t len)
             snprintf(buf, len, "%s %" PRIu32, oi->name, op->arg);
         }
         break;
+    case BLKV_OPND_CRASH:
+        if (op->arg)
+            snprintf(buf, len, "%s %" PRIu32, oi->name, op->arg);
+        else
+            snprintf(buf, len, "%s", oi->name);
+        break;
+    case BLKV_OPND_FAULT: {
+        char ev[32], en[16];
+        const char *e = blkv_errno_name(op->err);
+        int n;
+        if (!e)
+            snprintf(en, sizeof(en), "%u", (unsigned)op->err);
+        n = snprintf(buf, len, "%s %s %s%s", oi->name, blkv_event_name(op->arg, ev, sizeof(ev)),
+                     e ? e : en, (op->flags & BLKV_P_ONCE) ? " once" : "");
+        if (op->len && n >= 0 && (size_t)n < len)
+            snprintf(buf + n, len - (size_t)n, " after %" PRIu64, op->len);
+        break;
+    }
     case BLKV_OPND_NONE:
         snprintf(buf, len, "%s", oi->name);
         break;

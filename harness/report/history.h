@@ -32,6 +32,7 @@ struct blkv_core_req {
     bool submitted, completed;
     bool cancelled;       /* a cancel was delivered */
     bool setup;           /* writes the initial content: not checked */
+    size_t lost_at;       /* in flight at the crash of this op + 1 (0: not lost) */
     void *data;           /* buffer owned by the core (bufpool.h): a read's data */
 
     /* The core's own; the report does not look at these. */
@@ -60,6 +61,7 @@ struct blkv_history {
     uint64_t next_req;
     size_t cur_op;                    /* the op running; prog->nops after the last */
     bool setting_up;                  /* writing the initial content */
+    size_t crash_op;                  /* the op of the last crash + 1 (0: none yet) */
     bool failed;                      /* a violation was reported */
 };
 

@@ -41,6 +41,8 @@ struct lower_io {
     const void *wbuf; /* NULL for a write of zeros */
     uint64_t len, off; /* truncate: off is the new size */
     uint64_t flush_seq; /* flush: the writes completed when it was issued */
+    unsigned event;     /* what it is for (enum blkv_event) */
+    int inject;         /* a fault rule fails it with -inject at completion, or 0 */
     struct blkv_co *co;
     int ret;
 };
@@ -64,6 +66,8 @@ struct blkv_co {
     struct blkv_co_waiter waiter;
     enum co_state state;
     bool cancelled;
+    unsigned next_event;          /* blkv_lower_event: for its next I/O on next_event_file */
+    struct blkv_lower *next_event_file;
     bool yielded; /* its last slice ended in blkv_co_yield */
     bool started; /* entered at least once */
 };
@@ -86,6 +90,14 @@ struct blkv_lower {
     uint64_t rec_bytes;        /* bytes of data the records hold */
 };
 
+/* A fault rule: I/Os of `event` fail with -err, the first `after` spared. */
+struct fault_rule {
+    unsigned event;
+    int err;
+    bool once, fired;
+    uint64_t after, seen;
+};
+
 struct co_list {
     struct blkv_co *head, *tail;
 };
@@ -104,6 +116,8 @@ struct blkv_rt {
     size_t pass_progress; /* slices in this pass that did not just yield */
     uint64_t faults;
     bool durability;     /* lower files keep what is durable (crash ops) */
+    struct fault_rule *rules;
+    size_t nrules;
     uint64_t dur_held;   /* bytes of the durable page maps */
     size_t live;
     struct co_slab *slabs;
@@ -124,6 +138,8 @@ int blkv_lower_io_transfer(struct lower_io *io);
 /* A lower I/O is issued (before it blocks): flushes note what completed. */
 void blkv_lower_io_issue(struct lower_io *io);
 void blkv_lower_free(struct blkv_lower *f);
+/* Everything f holds is durable from now on. */
+void blkv_lower_durable_now(struct blkv_lower *f);
 /* A power loss: the lower file keeps, per 512-byte sector, its durable
  * content or one not-yet-durable version (rng chooses), `pending` being
  * the writes in flight to it.  Everything it then holds is durable. */

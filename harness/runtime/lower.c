@@ -257,6 +257,11 @@ void blkv_lower_crash(struct blkv_lower *f, struct lower_io *const *pending, siz
     dur_reset(f);
 }
 
+void blkv_lower_durable_now(struct blkv_lower *f)
+{
+    dur_reset(f);
+}
+
 void blkv_lower_io_issue(struct lower_io *io)
 {
     if (io->kind == IO_FLUSH)

@@ -80,12 +80,22 @@ uint64_t blkv_rt_faults(const struct blkv_rt *rt);
 /* Whether lower files keep what is durable, as a crash needs (lower.c);
  * set before the first lower I/O.  Off, a crash keeps everything. */
 void blkv_rt_set_durability(struct blkv_rt *rt, bool on);
+/* Everything the lower files hold is durable from now on (the device as
+ * the program finds it: made, filled with its initial content, synced). */
+void blkv_rt_durable_now(struct blkv_rt *rt);
 /* A power loss, from main: each lower file keeps, per 512-byte sector, its
  * durable content or one of the versions written since (completed or in
  * flight), as `seed` chooses; then every coroutine is dropped where it
  * stands and no pending lower I/O ever completes.  Lower files and the
  * runtime stay usable (coroutine handles stay valid, as finished ones). */
 void blkv_rt_crash(struct blkv_rt *rt, uint64_t seed);
+/* A fault rule (blkdebug's, as data): from now on lower I/Os tagged
+ * `event` (blkv_lower_event, or by their kind) fail with -err at their
+ * completion, transferring nothing, but for the first `after` of them; with
+ * `once`, only one.  The first rule that matches an I/O takes it.  Only
+ * the I/Os of requests' coroutines count (not open's, close's or a
+ * check's: those are how the harness looks at the image).  0 or -ENOMEM. */
+int blkv_rt_fault_rule(struct blkv_rt *rt, unsigned event, int err, bool once, uint64_t after);
 /* Bytes held for what is not durable yet (records and durable pages). */
 uint64_t blkv_rt_volatile_bytes(const struct blkv_rt *rt);
 /* Live coroutines (started, not finished). */

@@ -173,6 +173,7 @@ void blkv_rt_free(struct blkv_rt *rt)
     if (!rt)
         return;
     need_main("blkv_rt_free");
+    free(rt->rules);
     for (s = rt->slabs; s; s = next) {
         next = s->next;
         for (unsigned i = 0; i < s->used; i++) {
@@ -278,6 +279,8 @@ static void rt_complete(struct blkv_rt *rt, size_t i, int err)
     struct blkv_co *co = io->co;
 
     pending_remove(rt, i);
+    if (!err)
+        err = io->inject;
     if (err) {
         io->ret = err > 0 ? -err : err;
         rt->faults++;
@@ -432,6 +435,23 @@ int blkv_rt_wait_io(const char *fn, struct lower_io *io)
     }
     io->co = co;
     io->ret = -EIO;
+    io->event = co->next_event && co->next_event_file == io->f ? co->next_event
+                : io->kind == IO_READ                             ? BLKV_EV_DATA_READ
+                : io->kind == IO_WRITE                            ? BLKV_EV_DATA_WRITE
+                : io->kind == IO_FLUSH                            ? BLKV_EV_FLUSH
+                                                                  : BLKV_EV_NONE;
+    co->next_event = 0;
+    co->next_event_file = NULL;
+    io->inject = 0;
+    /* rules fail the I/O of requests, not of open, close and check */
+    for (size_t i = 0; co->req && i < rt->nrules; i++) {
+        struct fault_rule *fr = &rt->rules[i];
+        if (fr->event != io->event || (fr->once && fr->fired) || ++fr->seen <= fr->after)
+            continue;
+        fr->fired = true;
+        io->inject = fr->err;
+        break;
+    }
     blkv_lower_io_issue(io);
     rt->pending[rt->npending++] = io;
     co->io = io;
@@ -443,6 +463,13 @@ int blkv_rt_wait_io(const char *fn, struct lower_io *io)
 void blkv_rt_set_durability(struct blkv_rt *rt, bool on)
 {
     rt->durability = on;
+}
+
+void blkv_rt_durable_now(struct blkv_rt *rt)
+{
+    for (unsigned i = 0; i < 2; i++)
+        if (rt->lower[i])
+            blkv_lower_durable_now(rt->lower[i]);
 }
 
 void blkv_rt_crash(struct blkv_rt *rt, uint64_t seed)
@@ -482,4 +509,22 @@ uint64_t blkv_rt_volatile_bytes(const struct blkv_rt *rt)
         if (rt->lower[i])
             n += rt->lower[i]->rec_bytes;
     return n;
+}
+
+int blkv_rt_fault_rule(struct blkv_rt *rt, unsigned event, int err, bool once, uint64_t after)
+{
+    struct fault_rule *r = realloc(rt->rules, (rt->nrules + 1) * sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    rt->rules = r;
+    rt->rules[rt->nrules++] = (struct fault_rule){.event = event, .err = err, .once = once,
+                                                  .after = after};
+    return 0;
+}
+
+void blkv_lower_event(struct blkv_lower *f, unsigned ev)
+{
+    struct blkv_co *co = blkv_rt_need_co("blkv_lower_event");
+    co->next_event = ev;
+    co->next_event_file = f;
 }

@@ -56,6 +56,12 @@ enum blkv_op {
 #define BLKV_REQ_FUA 0x1u   /* write: durable on completion */
 #define BLKV_REQ_UNMAP 0x2u /* write-zeroes: the driver may deallocate */
 
+/* What the image check may find after a power loss (the driver declares it). */
+enum blkv_crash_check {
+    BLKV_CRASH_CLEAN = 0, /* nothing: the open repairs what a crash leaves */
+    BLKV_CRASH_LEAKS,     /* leaked space (blkv_check_leaks), harmless; never corruption */
+};
+
 /* What reads of a discarded range may return, as the driver declares it. */
 enum blkv_discard {
     BLKV_DISCARD_IGNORED = 0,   /* discard is accepted and changes nothing */
@@ -87,6 +93,7 @@ struct blkv_caps {
                                is accepted, a failed write may or may not have
                                landed, and the data of successful requests is
                                still checked */
+    enum blkv_crash_check crash_check; /* what its check may report after a crash */
 };
 
 /*
@@ -147,6 +154,18 @@ struct blkv_driver {
     /* Optional.  Consistency check of the image; no request is in flight.
      * Returns 0, or -EUCLEAN with a message in the context. */
     int (*check)(void *state);
+
+    /* Appended after API version 1's first struct (a driver built before
+     * them has a smaller struct_size, and they read as zero). */
+
+    /* Optional.  After a power loss: free everything the state holds, with
+     * no I/O (the lower files are not what the driver last saw, and its
+     * requests are gone).  The core then frees the state and opens the
+     * driver again.  Without it, what the driver allocated is lost. */
+    void (*release)(void *state);
+    /* Optional.  Names of the driver's own lower-I/O events (fault rules),
+     * numbered from BLKV_EV__STANDARD; NULL-terminated. */
+    const char *const *events;
 };
 
 /* Helper for the struct_size/api_version header fields. */
@@ -244,6 +263,36 @@ BLKV_API void blkv_lower_poke(struct blkv_lower *f, const void *buf, uint64_t le
  * caught).  Uninitialised; len as passed to blkv_scratch_get. */
 BLKV_API void *blkv_scratch_get(size_t len);
 BLKV_API void blkv_scratch_put(void *p, size_t len);
+
+/* ---- events and faults (in-process drivers) ------------------------------
+ * A driver tags a lower I/O with what it is for, so that a program's fault
+ * rules ("fault l2_update EIO once") can fail the I/Os of one kind, the way
+ * QEMU's blkdebug does.  An untagged I/O is data_read, data_write or flush
+ * by its kind. */
+enum blkv_event {
+    BLKV_EV_NONE,            /* untagged */
+    BLKV_EV_DATA_READ,       /* guest data read */
+    BLKV_EV_DATA_WRITE,      /* guest data written */
+    BLKV_EV_COW_READ,        /* data read to copy on write */
+    BLKV_EV_COW_WRITE,       /* data written by a copy on write */
+    BLKV_EV_L1_UPDATE,       /* an L1 (top-level table) entry written */
+    BLKV_EV_L2_UPDATE,       /* an L2 (second-level table) entry written */
+    BLKV_EV_L2_ALLOC,        /* a new L2 table written */
+    BLKV_EV_REFBLOCK_UPDATE, /* a refcount block entry written */
+    BLKV_EV_REFBLOCK_ALLOC,  /* a new refcount block written */
+    BLKV_EV_REFTABLE_GROW,   /* a grown refcount table written */
+    BLKV_EV_HEADER_UPDATE,   /* the image header written */
+    BLKV_EV_FLUSH,           /* a flush */
+    BLKV_EV__STANDARD        /* a driver's own events are numbered from here */
+};
+
+/* The next lower I/O the calling coroutine issues on f is for event ev. */
+BLKV_API void blkv_lower_event(struct blkv_lower *f, unsigned ev);
+/* From check: the image leaks `clusters` units of space (referenced by
+ * nothing, counted as used): harmless after a crash where the driver
+ * declares BLKV_CRASH_LEAKS, a finding anywhere else.  The check then
+ * returns 0 if nothing else is wrong. */
+BLKV_API void blkv_check_leaks(struct blkv_ctx *ctx, uint64_t clusters);
 
 /* ---- filters: drivers over other drivers (in-process drivers only) -------
  * A filter opens another driver through the core (its child), on the same

@@ -32,12 +32,17 @@ enum blkv_opcode {
     BLKV_P_DRAIN,   /* run the scheduler until nothing is in flight */
     BLKV_P_REOPEN,  /* drain, close the driver, open it again */
     BLKV_P_CHECK,   /* drain, run the driver's consistency check */
+    BLKV_P_CRASH,   /* power loss: requests in flight are lost, lower files
+                       keep per sector what arg chooses, the driver opens again */
+    BLKV_P_FAULT,   /* a fault rule from now on: lower I/Os of event arg fail
+                       with -err (flags: BLKV_P_ONCE), the first len spared */
     BLKV_P__COUNT
 };
 
 /* Op flags. */
 #define BLKV_P_FUA 0x1u
 #define BLKV_P_UNMAP 0x2u
+#define BLKV_P_ONCE 0x4u /* fault: fail one I/O, not every one */
 
 /*
  * The op table: everything about an op kind that is not what the run does
@@ -54,6 +59,8 @@ enum blkv_operand {
     BLKV_OPND_RANGE, /* OFF LEN, then the flag words the op allows */
     BLKV_OPND_REQ,   /* #N: a request submitted earlier (arg) */
     BLKV_OPND_STEP,  /* I [fail ERRNO]: a pending lower I/O (arg), an errno (err) */
+    BLKV_OPND_CRASH, /* [N]: what the lower files keep (arg, 0..255) */
+    BLKV_OPND_FAULT, /* EVENT ERRNO [once] [after N]: arg, err, flags, len */
 };
 
 /* How `blkv export-qemu-io` writes an op. */
@@ -88,9 +95,11 @@ struct blkv_pop {
     uint8_t code;    /* enum blkv_opcode */
     uint8_t flags;   /* BLKV_P_FUA, BLKV_P_UNMAP */
     uint16_t err;    /* step: errno to inject (a positive errno value), 0 for none */
-    uint32_t arg;    /* cancel, wait: request number; step: pending-I/O index */
+    uint32_t arg;    /* cancel, wait: request number; step: pending-I/O index;
+                        crash: what the lower files keep; fault: the event */
     uint64_t offset; /* read, write, wzero, discard */
-    uint64_t len;    /* read, write, wzero, discard: 1 .. BLKV_MAX_REQUEST */
+    uint64_t len;    /* read, write, wzero, discard: 1 .. BLKV_MAX_REQUEST;
+                        fault: how many I/Os of the event pass first */
 };
 
 enum blkv_sched {
@@ -138,6 +147,11 @@ BLKV_API void blkv_program_free(struct blkv_program *p);
 BLKV_API int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op);
 /* Number of requests the program submits (read, write, wzero, discard, flush ops). */
 BLKV_API uint64_t blkv_program_nreqs(const struct blkv_program *p);
+/* The name of lower-I/O event ev ("l2_update"; "event-N" past the standard
+ * ones) into buf; and the event a name means, or -1. */
+BLKV_API const char *blkv_event_name(unsigned ev, char *buf, size_t len);
+BLKV_API int blkv_event_parse(const char *name);
+
 /* The op table row of code (NULL for an unknown code). */
 BLKV_API const struct blkv_opinfo *blkv_opinfo(unsigned code);
 /* Whether an op submits a request (read, write, wzero, discard, flush). */

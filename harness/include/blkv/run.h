@@ -81,6 +81,7 @@ struct blkv_run_stats {
     uint64_t bytes_verified; /* bytes of read data verified */
     uint64_t faults;         /* lower I/Os failed by injection */
     uint64_t reopens;
+    uint64_t crashes;        /* crash ops run */
 };
 
 struct blkv_run_result {
