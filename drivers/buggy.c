@@ -552,6 +552,12 @@ static void buggy_close(void *state)
     buggy_release(s);
 }
 
+/* After a power loss: the history goes (raw, the child, the core releases). */
+static void buggy_drv_release(void *state)
+{
+    buggy_release(state);
+}
+
 static int buggy_check(void *state)
 {
     struct buggy_state *s = state;
@@ -570,4 +576,5 @@ const struct blkv_driver blkv_driver_buggy = {
     .co_submit = buggy_co_submit,
     .cancel = buggy_cancel,
     .check = buggy_check,
+    .release = buggy_drv_release,
 };

@@ -362,6 +362,14 @@ static int libqcow_co_submit(void *state, struct blkv_req *req)
     return ret;
 }
 
+/* After a power loss: libqcow's files and the memfds go (the qcow2 child
+ * is the core's to release). */
+static void libqcow_drv_release(void *state)
+{
+    struct libqcow_state *s = state;
+    libqcow_release(s);
+}
+
 static int libqcow_check(void *state)
 {
     struct libqcow_state *s = state;
@@ -380,4 +388,5 @@ const struct blkv_driver blkv_driver_libqcow = {
     .close = libqcow_close,
     .co_submit = libqcow_co_submit,
     .check = libqcow_check,
+    .release = libqcow_drv_release,
 };

@@ -275,6 +275,7 @@ int qcow2_check_image(struct qcow2_state *s, bool fix)
     free(c.touched);
     if (ret < 0)
         return ret;
+    s->check_leaks = fix ? 0 : c.leaks;
     if (fix)
         s->free_hint = 0;
     if (c.corruptions) {

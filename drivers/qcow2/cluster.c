@@ -111,6 +111,8 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t gc)
     old_e = s->l1[l1i];
     if (old && (old_e & QCOW2_OFLAG_COPIED))
         return 0;
+    if ((ret = qcow2_mapping_change(s)) < 0)
+        return ret;
     if ((ret = qcow2_alloc_clusters(s, 1, &c, &got)) < 0)
         return ret;
     noff = c << s->cluster_bits;
@@ -120,12 +122,17 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t gc)
      * clusters stay copy-on-write) */
     if (old)
         ret = blkv_lower_pread(s->file, e->data, s->cluster_size, old);
-    if (!ret)
+    if (!ret) {
+        blkv_lower_event(s->file, BLKV_EV_L2_ALLOC);
         ret = blkv_lower_pwrite(s->file, e->data, s->cluster_size, noff);
+    }
+    if (!ret) /* the table and its refcount are durable before L1 names it */
+        ret = qcow2_barrier(s);
     if (!ret) {
         s->l1[l1i] = noff | QCOW2_OFLAG_COPIED;
         s->l1_used = qcow2_max(s->l1_used, l1i + 1);
         qcow2_put_be64(be, s->l1[l1i]);
+        blkv_lower_event(s->file, BLKV_EV_L1_UPDATE);
         ret = blkv_lower_pwrite(s->file, be, 8, s->l1_offset + l1i * 8);
         if (ret < 0)
             s->l1[l1i] = old_e;
@@ -137,7 +144,9 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t gc)
     }
     if (old) {
         qcow2_cache_drop(&s->l2c, old);
-        qcow2_free_bytes(s, old, s->cluster_size); /* failure only leaks it */
+        /* the shared table is freed once L1 durably names the copy */
+        if (qcow2_barrier(s) == 0)
+            qcow2_free_bytes(s, old, s->cluster_size); /* failure only leaks it */
     }
     return 0;
 }
@@ -149,7 +158,8 @@ int qcow2_l2_set(struct qcow2_state *s, uint64_t gc, uint64_t n, const uint64_t 
     struct qcow2_cache_entry *e;
     int ret;
 
-    if ((ret = qcow2_l2_prepare(s, gc)) < 0 || (ret = qcow2_l2_offset(s, gc, &off)) < 0)
+    if ((ret = qcow2_l2_prepare(s, gc)) < 0 || (ret = qcow2_l2_offset(s, gc, &off)) < 0 ||
+        (ret = qcow2_mapping_change(s)) < 0)
         return ret;
     if ((ret = qcow2_cache_get(s, &s->l2c, off, true, &e)) < 0)
         return ret;
@@ -157,12 +167,26 @@ int qcow2_l2_set(struct qcow2_state *s, uint64_t gc, uint64_t n, const uint64_t 
         old[i] = qcow2_be64(e->data + (idx + i) * 8);
         qcow2_put_be64(e->data + (idx + i) * 8, entries[i]);
     }
+    blkv_lower_event(s->file, BLKV_EV_L2_UPDATE);
     ret = blkv_lower_pwrite(s->file, e->data + idx * 8, n * 8, off + idx * 8);
     if (ret < 0)
         for (uint64_t i = 0; i < n; i++)
             qcow2_put_be64(e->data + (idx + i) * 8, old[i]);
     qcow2_cache_put(e);
     return ret;
+}
+
+bool qcow2_frees_any(const struct qcow2_state *s, const uint64_t *old, uint64_t n,
+                     const uint64_t *keep)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        enum qcow2_ctype t = qcow2_entry_type(s, old[i]);
+        if (t == QCOW2_COMPRESSED ||
+            ((t == QCOW2_NORMAL || t == QCOW2_ZERO_ALLOC) &&
+             (old[i] & QCOW2_OFFSET_MASK) != (keep ? keep[i] & QCOW2_OFFSET_MASK : 0)))
+            return true;
+    }
+    return false;
 }
 
 int qcow2_free_entry(struct qcow2_state *s, uint64_t e, uint64_t keep)

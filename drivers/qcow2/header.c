@@ -561,6 +561,8 @@ int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)
         (ret = qcow2_cache_init(&s->rbc, rbn, s->cluster_size)) < 0)
         return ret;
     s->alloc_end = qcow2_div_up(fsize, s->cluster_size);
+    if ((ret = qcow2_alloc_end_refcounts(s)) < 0)
+        return ret;
     s->free_hint = 0;
     s->dirty_marked = s->incompat & QCOW2_INCOMPAT_DIRTY;
     s->lazy = s->version >= 3 && (s->compat & QCOW2_COMPAT_LAZY) && !s->read_only;
@@ -582,6 +584,33 @@ int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)
     }
     blkv_co_mutex_unlock(&s->lock);
     return ret;
+}
+
+/* Clusters past the end of the file may be in use: a power loss can keep
+ * the refcount of a cluster whose data never reached the file (a leak).
+ * alloc_end covers them too: up to the last nonzero refcount of the last
+ * refcount block (one block: bounded, whatever a damaged image says). */
+int qcow2_alloc_end_refcounts(struct qcow2_state *s)
+{
+    struct qcow2_cache_entry *e;
+    uint64_t ti = s->rt_used, j;
+    int ret;
+
+    while (ti > 0 && !s->rt[ti - 1])
+        ti--;
+    if (ti == 0 || ((ti - 1) << s->rb_bits) + s->rb_entries <= s->alloc_end)
+        return 0; /* the file covers every cluster that block could count */
+    ti--;
+    blkv_co_mutex_lock(&s->lock);
+    ret = qcow2_cache_get(s, &s->rbc, s->rt[ti], true, &e);
+    blkv_co_mutex_unlock(&s->lock);
+    if (ret < 0)
+        return ret;
+    for (j = s->rb_entries; j > 0 && !qcow2_rc_read(s, e->data, j - 1); j--)
+        ;
+    s->alloc_end = qcow2_max(s->alloc_end, (ti << s->rb_bits) + j);
+    qcow2_cache_put(e);
+    return 0;
 }
 
 void qcow2_free_image(struct qcow2_state *s)
@@ -614,6 +643,7 @@ int qcow2_set_dirty(struct qcow2_state *s, bool dirty)
             return ret;
     }
     qcow2_put_be64(be, v);
+    blkv_lower_event(s->file, BLKV_EV_HEADER_UPDATE);
     if ((ret = blkv_lower_pwrite(s->file, be, 8, QCOW2_HDR_INCOMPAT)) < 0)
         return ret;
     if (dirty && (ret = blkv_lower_flush(s->file)) < 0)

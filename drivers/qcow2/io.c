@@ -281,23 +281,28 @@ static int qcow2_co_cow_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e, 
     int ret;
 
     if (qcow2_cluster_reads_zero(s, gc, e)) {
+        blkv_lower_event(s->file, BLKV_EV_COW_WRITE);
         if (!data)
             return blkv_lower_pwrite_zeroes(s->file, s->cluster_size, host);
         ret = blkv_lower_pwrite_zeroes(s->file, a, host);
         if (!ret)
             ret = blkv_lower_pwrite(s->file, data, b - a, host + a);
-        if (!ret)
+        if (!ret) {
+            blkv_lower_event(s->file, BLKV_EV_COW_WRITE);
             ret = blkv_lower_pwrite_zeroes(s->file, s->cluster_size - b, host + b);
+        }
         return ret;
     }
     if (!(cbuf = blkv_scratch_get(s->cluster_size)))
         return -ENOMEM;
+    blkv_lower_event(s->file, BLKV_EV_COW_READ);
     ret = qcow2_co_read_cluster(s, gc, e, cbuf);
     if (!ret) {
         if (data)
             memcpy(cbuf + a, data, b - a);
         else
             memset(cbuf + a, 0, b - a);
+        blkv_lower_event(s->file, BLKV_EV_COW_WRITE);
         ret = blkv_lower_pwrite(s->file, cbuf, s->cluster_size, host);
     }
     blkv_scratch_put(cbuf, s->cluster_size);
@@ -352,8 +357,11 @@ static int qcow2_co_alloc_write(struct qcow2_state *s, uint64_t gc, uint64_t k, 
     for (i = 0; i < k; i++)
         nents[i] = (host + (i << s->cluster_bits)) | QCOW2_OFLAG_COPIED;
     blkv_co_mutex_lock(&s->lock);
-    ret = qcow2_l2_set(s, gc, k, nents, old);
+    /* the clusters' refcounts and data are durable before anything maps them */
+    ret = qcow2_barrier(s);
     if (!ret)
+        ret = qcow2_l2_set(s, gc, k, nents, old);
+    if (!ret && qcow2_frees_any(s, old, k, NULL) && qcow2_barrier(s) == 0)
         for (i = 0; i < k; i++)
             qcow2_free_entry(s, old[i], 0); /* failure only leaks */
     blkv_co_mutex_unlock(&s->lock);
@@ -472,8 +480,10 @@ static int qcow2_co_zero_clusters(struct qcow2_state *s, uint64_t gc, uint64_t n
         }
         if (m > 0 && changed) {
             ret = qcow2_l2_set(s, gc, (uint64_t)m, nents, old);
-            for (int i = 0; i < m && !ret; i++)
-                qcow2_free_entry(s, old[i], nents[i] & QCOW2_OFFSET_MASK);
+            /* what the old entries referenced is freed once they are durably gone */
+            if (!ret && qcow2_frees_any(s, old, (uint64_t)m, nents) && qcow2_barrier(s) == 0)
+                for (int i = 0; i < m; i++)
+                    qcow2_free_entry(s, old[i], nents[i] & QCOW2_OFFSET_MASK);
         }
         blkv_co_mutex_unlock(&s->lock);
         if (m < 0 || ret < 0)

@@ -273,6 +273,9 @@ static int qcow2_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool
     caps->discard = s->version < 3 && s->backing != QCOW2_BACKING_NONE ? BLKV_DISCARD_IGNORED
                                                                        : BLKV_DISCARD_ZEROES;
     caps->initialized = filled;
+    /* lazy refcounts: the dirty bit makes the next open rebuild them;
+     * otherwise a crash may leave clusters allocated that nothing maps */
+    caps->crash_check = s->lazy ? BLKV_CRASH_CLEAN : BLKV_CRASH_LEAKS;
     return 0;
 }
 
@@ -397,7 +400,17 @@ static int qcow2_drv_check(void *state)
     blkv_co_mutex_lock(&s->lock);
     ret = qcow2_check_image(s, false);
     blkv_co_mutex_unlock(&s->lock);
+    if (ret == 0 && s->check_leaks)
+        blkv_check_leaks(s->ctx, s->check_leaks);
     return ret;
+}
+
+/* After a power loss: free what the state holds, without I/O. */
+static void qcow2_drv_release(void *state)
+{
+    struct qcow2_state *s = state;
+    qcow2_free_backing(s);
+    qcow2_free_image(s);
 }
 
 const struct blkv_driver blkv_driver_qcow2 = {
@@ -411,4 +424,5 @@ const struct blkv_driver blkv_driver_qcow2 = {
     .close = qcow2_drv_close,
     .co_submit = qcow2_drv_co_submit,
     .check = qcow2_drv_check,
+    .release = qcow2_drv_release,
 };

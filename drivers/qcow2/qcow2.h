@@ -166,6 +166,8 @@ struct qcow2_state {
     uint64_t backing_size;
     struct qcow2_state *bimg; /* qcow2 backing: its own image state */
 
+    uint64_t check_leaks;   /* clusters the last check found leaked */
+
     /* requests in flight */
     struct qcow2_range *ranges;  /* guest clusters being changed */
     struct blkv_co_queue range_q;
@@ -246,12 +248,35 @@ int qcow2_create(struct qcow2_state *s, uint64_t size, const struct qcow2_create
 /* Parse and validate the header in s->file, load L1 and the refcount
  * table, set up caches (l2n / rbn tables).  s->ctx and s->file are set. */
 int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn);
+/* Raise alloc_end to the last cluster the last refcount block counts. */
+int qcow2_alloc_end_refcounts(struct qcow2_state *s);
 /* Release everything open_image allocated (no I/O). */
 void qcow2_free_image(struct qcow2_state *s);
 /* Write back dirty metadata (lock held). */
 int qcow2_flush_meta(struct qcow2_state *s);
 /* Set (lazy refcounts) or clear the dirty bit on disk (lock held). */
 int qcow2_set_dirty(struct qcow2_state *s, bool dirty);
+
+/* A write barrier: everything written so far is durable before anything
+ * written after (a lower flush).  The image survives a power loss because
+ * of these: new clusters are referenced only after their refcounts and
+ * content are durable, and clusters are freed only after what referenced
+ * them is durably gone (as QEMU orders its caches). */
+static inline int qcow2_barrier(struct qcow2_state *s)
+{
+    blkv_lower_event(s->file, BLKV_EV_FLUSH);
+    return blkv_lower_flush(s->file);
+}
+
+/* Before a mapping changes: with lazy refcounts, the dirty bit is durable
+ * first, so that a crash leaving refcounts behind the mappings (a cluster
+ * unmapped or mapped before its refcount is) makes the next open rebuild
+ * them.  Declared in header.c. */
+int qcow2_set_dirty(struct qcow2_state *s, bool dirty);
+static inline int qcow2_mapping_change(struct qcow2_state *s)
+{
+    return s->lazy && !s->dirty_marked ? qcow2_set_dirty(s, true) : 0;
+}
 
 /* ---- cache.c -------------------------------------------------------------------- */
 
@@ -302,6 +327,10 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t gc);
  * old[].  On failure nothing changed (lock held). */
 int qcow2_l2_set(struct qcow2_state *s, uint64_t gc, uint64_t n, const uint64_t *entries,
                  uint64_t *old);
+/* Whether freeing the old entries (each unless keep[i], if keep, has its
+ * host offset) would free anything. */
+bool qcow2_frees_any(const struct qcow2_state *s, const uint64_t *old, uint64_t n,
+                     const uint64_t *keep);
 /* Drop the host clusters an old entry referenced, unless `keep` is its
  * host offset (lock held). */
 int qcow2_free_entry(struct qcow2_state *s, uint64_t e, uint64_t keep);

@@ -106,10 +106,13 @@ int qcow2_refcount_update(struct qcow2_state *s, uint64_t first, uint64_t n, int
         if (!ret) {
             if (s->lazy)
                 e->dirty = true;
-            else if (e->dirty) /* left over from lazy refcounts: write it all */
+            else if (e->dirty) { /* left over from lazy refcounts: write it all */
+                blkv_lower_event(s->file, BLKV_EV_REFBLOCK_UPDATE);
                 ret = blkv_lower_pwrite(s->file, e->data, s->cluster_size, s->rt[ti]);
-            else
+            } else {
+                blkv_lower_event(s->file, BLKV_EV_REFBLOCK_UPDATE);
                 ret = blkv_lower_pwrite(s->file, e->data + from, to - from, s->rt[ti] + from);
+            }
         }
         if (ret < 0) {
             memcpy(e->data + from, save, to - from); /* memory agrees with the file */
@@ -159,11 +162,15 @@ static int qcow2_rb_ensure(struct qcow2_state *s, uint64_t ti)
     if ((ret = qcow2_cache_get(s, &s->rbc, off, false, &e)) < 0)
         return ret;
     qcow2_rc_write(s, e->data, 0, 1);
+    blkv_lower_event(s->file, BLKV_EV_REFBLOCK_ALLOC);
     ret = blkv_lower_pwrite(s->file, e->data, s->cluster_size, off);
+    if (ret == 0) /* the block is durable before the table names it */
+        ret = qcow2_barrier(s);
     if (ret == 0) {
         s->rt[ti] = off;
         s->rt_used = qcow2_max(s->rt_used, ti + 1);
         qcow2_put_be64(be, off);
+        blkv_lower_event(s->file, BLKV_EV_REFTABLE_GROW);
         ret = blkv_lower_pwrite(s->file, be, 8, s->rt_offset + ti * 8);
         if (ret < 0)
             s->rt[ti] = 0;
@@ -238,10 +245,16 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
             qcow2_rc_write(s, blocks + j * cs, x & (s->rb_entries - 1), 1);
         }
     }
-    for (uint64_t j = 0; j < nb && !ret; j++)
+    for (uint64_t j = 0; j < nb && !ret; j++) {
+        blkv_lower_event(s->file, BLKV_EV_REFBLOCK_ALLOC);
         ret = blkv_lower_pwrite(s->file, blocks + j * cs, cs, (p + k + j) << cb);
-    if (!ret)
+    }
+    if (!ret) {
+        blkv_lower_event(s->file, BLKV_EV_REFTABLE_GROW);
         ret = blkv_lower_pwrite(s->file, table, k << cb, p << cb);
+    }
+    if (!ret) /* the new table and blocks are durable before the header names them */
+        ret = qcow2_barrier(s);
     if (ret)
         goto out;
     nrt = qcow2_table_new((k << cb) / 8);
@@ -251,6 +264,7 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
     }
     qcow2_put_be64(hdr, p << cb);
     qcow2_put_be32(hdr + 8, (uint32_t)k);
+    blkv_lower_event(s->file, BLKV_EV_HEADER_UPDATE);
     if ((ret = blkv_lower_pwrite(s->file, hdr, sizeof(hdr), QCOW2_HDR_RT_OFFSET)) < 0) {
         qcow2_table_free(nrt, (k << cb) / 8);
         goto out;
@@ -262,8 +276,10 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
     s->rt_offset = p << cb;
     s->rt_clusters = (uint32_t)k;
     s->alloc_end = qcow2_max(s->alloc_end, p + k + nb);
-    /* the old table is garbage now; failing to free it only leaks it */
-    qcow2_refcount_update(s, old_off >> cb, old_clusters, -1);
+    /* the old table is garbage once the header durably names the new one;
+     * failing to free it only leaks it */
+    if (qcow2_barrier(s) == 0)
+        qcow2_refcount_update(s, old_off >> cb, old_clusters, -1);
 out:
     free(table);
     free(blocks);

@@ -632,6 +632,7 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
         goto out;
     }
     run->h.driver_spec = run->spec;
+    run->h.driver_error = run->ctx.error;
     if (p->cfg.init == BLKV_INIT_IMAGE) {
         if (!p->cfg.init_image) {
             blkv_core_run_error(run, "init image: no image file given");

@@ -62,6 +62,7 @@ struct blkv_history {
     size_t cur_op;                    /* the op running; prog->nops after the last */
     bool setting_up;                  /* writing the initial content */
     size_t crash_op;                  /* the op of the last crash + 1 (0: none yet) */
+    const char *driver_error;         /* the first message the driver recorded, or "" */
     bool failed;                      /* a violation was reported */
 };
 

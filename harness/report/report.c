@@ -561,6 +561,8 @@ void blkv_report_retval(struct blkv_history *h, const struct blkv_core_req *r, i
     else
         fprintf(f, "  expected: 0: the request is well-formed and no fault was injected%s\n",
                 r->cancelled ? " (-ECANCELED would also do: it was cancelled)" : "");
+    if (h->driver_error && h->driver_error[0])
+        fprintf(f, "  the driver said: %s\n", h->driver_error);
     if (r->req.op != BLKV_OP_FLUSH)
         print_history(h, r->req.offset, r->req.len, f);
     snprintf(sig, sizeof(sig), "retval/%s", op);
