@@ -47,6 +47,9 @@ static void run_spec(const char *spec)
 
         blkv_program_init(&p);
         REQUIRE(blkv_program_random(5, i, OPS_PER_PROGRAM, &p) == 0);
+        /* an external driver has no lower files to crash or fail */
+        blkv_program_drop(&p, BLKV_P_CRASH);
+        blkv_program_drop(&p, BLKV_P_FAULT);
         if (p.cfg.size > (UINT64_C(1) << 30))
             p.cfg.size = UINT64_C(1) << 30;
         st = blkv_run(&p, &o, &res);

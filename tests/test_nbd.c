@@ -103,6 +103,9 @@ static int run_programs(const char *spec, uint64_t seed, struct totals *t)
 
         blkv_program_init(&p);
         REQUIRE(blkv_program_random(seed, i, OPS_PER_PROGRAM, &p) == 0);
+        /* an external driver has no lower files to crash or fail */
+        blkv_program_drop(&p, BLKV_P_CRASH);
+        blkv_program_drop(&p, BLKV_P_FAULT);
         p.cfg.qd = 32;
         p.cfg.size = UINT64_C(64) << 20;
         p.cfg.atomic = 1;

@@ -7,8 +7,11 @@
  * little-endian entry per 4 KiB guest block (0: never written, reads as
  * zeros; else the physical block number), then data blocks in the order
  * they were first written.  A write to an unmapped block allocates the next
- * physical block, writes its map entry, then the data.  Allocation is under
- * a coroutine mutex; requests otherwise run concurrently.
+ * physical block, writes all of it (the data, zeros around it), flushes,
+ * and only then writes its map entry: after a power loss a block is mapped
+ * only if its content made it, and a physical block whose entry was lost
+ * is simply allocated again.  Allocation is under a coroutine mutex;
+ * requests otherwise run concurrently.
  *
  * bug=alloc-race plants a classic bug: whether a block needs allocating is
  * decided before taking the mutex and not looked at again after it, so two
@@ -117,25 +120,34 @@ static void ext_close(void *state)
     s->map = NULL;
 }
 
-/* The physical block of guest block b, allocating it if asked. */
-static int ext_block(struct ext_state *s, uint64_t b, bool alloc, uint32_t *phys)
+/* Write [in, in+n) of guest block b: into a new physical block if b is
+ * unmapped (*done), else leave it to the caller (*done false). */
+static int ext_alloc_write(struct ext_state *s, uint64_t b, uint64_t in, uint64_t n,
+                           const uint8_t *data, bool *done)
 {
     bool unmapped = s->map[b] == 0;
-    uint8_t e[4];
+    uint8_t e[4], blk[EXT_BLOCK];
     int ret = 0;
 
-    if (unmapped && alloc) {
-        blkv_co_mutex_lock(&s->alloc);
-        if (s->alloc_race || s->map[b] == 0) { /* the bug: no second look */
-            uint32_t p = s->next++;
-            ext_put32(e, p);
+    *done = false;
+    if (!unmapped)
+        return 0;
+    blkv_co_mutex_lock(&s->alloc);
+    if (s->alloc_race || s->map[b] == 0) { /* the bug: no second look */
+        uint32_t p = s->next++;
+        memset(blk, 0, sizeof(blk));
+        memcpy(blk + in, data, n);
+        ret = blkv_lower_pwrite(s->f, blk, EXT_BLOCK, s->data_off + (p - 1) * EXT_BLOCK);
+        if (!ret) /* the block is durable before the map names it */
+            ret = blkv_lower_flush(s->f);
+        ext_put32(e, p);
+        if (!ret)
             ret = blkv_lower_pwrite(s->f, e, 4, s->map_off + b * 4);
-            if (!ret)
-                s->map[b] = p;
-        }
-        blkv_co_mutex_unlock(&s->alloc);
+        if (!ret)
+            s->map[b] = p;
+        *done = true;
     }
-    *phys = s->map[b];
+    blkv_co_mutex_unlock(&s->alloc);
     return ret;
 }
 
@@ -154,9 +166,13 @@ static int ext_co_submit(void *state, struct blkv_req *req)
         uint64_t b = off / EXT_BLOCK, in = off % EXT_BLOCK;
         uint64_t n = EXT_BLOCK - in < left ? EXT_BLOCK - in : left;
         uint32_t p;
-        if ((ret = ext_block(s, b, req->op == BLKV_OP_WRITE, &p)) < 0)
+        bool done = false;
+        if (req->op == BLKV_OP_WRITE && (ret = ext_alloc_write(s, b, in, n, buf, &done)) < 0)
             break;
-        if (req->op == BLKV_OP_READ && !p)
+        p = s->map[b];
+        if (done)
+            ; /* written with its new block */
+        else if (req->op == BLKV_OP_READ && !p)
             memset(buf, 0, n);
         else if (req->op == BLKV_OP_READ)
             ret = blkv_lower_pread(s->f, buf, n, s->data_off + (p - 1) * EXT_BLOCK + in);

@@ -58,6 +58,19 @@ int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op)
     return 0;
 }
 
+size_t blkv_program_drop(struct blkv_program *p, unsigned code)
+{
+    size_t n = 0;
+    if (blkv_opcode_submits(code))
+        return 0;
+    for (size_t i = 0; i < p->nops; i++)
+        if (p->ops[i].code != code)
+            p->ops[n++] = p->ops[i];
+    code = (unsigned)(p->nops - n);
+    p->nops = n;
+    return code;
+}
+
 uint64_t blkv_program_nreqs(const struct blkv_program *p)
 {
     uint64_t n = 0;

@@ -264,8 +264,8 @@ int blkv_prop(const struct blkv_prop_opts *o)
         fprintf(stderr, "blkv prop: out of memory\n");
         return 2;
     }
-    fprintf(out, "prop: driver '%s', seed %" PRIu64 ", %zu ops per program\n", spec, o->seed,
-            o->ops);
+    fprintf(out, "prop: driver '%s', seed %" PRIu64 ", %zu ops per program%s\n", spec, o->seed,
+            o->ops, o->driver->in_process ? "" : " (not in-process: no crash or fault ops)");
     free(spec);
     for (i = 0; (!o->runs || i < o->runs) && (!o->seconds || now() - start < o->seconds); i++) {
         struct blkv_program p;
@@ -279,6 +279,10 @@ int blkv_prop(const struct blkv_prop_opts *o)
             blkv_program_free(&p);
             fprintf(stderr, "blkv prop: out of memory\n");
             return 2;
+        }
+        if (!o->driver->in_process) { /* they need lower files */
+            blkv_program_drop(&p, BLKV_P_CRASH);
+            blkv_program_drop(&p, BLKV_P_FAULT);
         }
         st = blkv_run(&p, &ro, &res);
         ops += res.stats.ops, bytes += res.stats.bytes_verified;

@@ -145,6 +145,10 @@ BLKV_API void blkv_program_init(struct blkv_program *p);
 BLKV_API void blkv_program_free(struct blkv_program *p);
 /* Append an op; returns 0 or -ENOMEM / -E2BIG (over BLKV_PROGRAM_MAX_OPS). */
 BLKV_API int blkv_program_push(struct blkv_program *p, const struct blkv_pop *op);
+/* Remove every op of kind code that submits no request (request numbers
+ * stay), e.g. crash and fault ops for a driver that has no lower files;
+ * returns how many went. */
+BLKV_API size_t blkv_program_drop(struct blkv_program *p, unsigned code);
 /* Number of requests the program submits (read, write, wzero, discard, flush ops). */
 BLKV_API uint64_t blkv_program_nreqs(const struct blkv_program *p);
 /* The name of lower-I/O event ev ("l2_update"; "event-N" past the standard
