@@ -65,6 +65,15 @@ if [ $? -ne 2 ] || ! grep -q "blkv-only" "$tmp/err"; then
 else
     echo "ok: cancel refused"
 fi
+for op in "crash" "fault data_write EIO"; do
+    printf 'blkv-trace 1\nwrite 0 512\n%s\n' "$op" >"$tmp/c.trace"
+    "$blkv" export-qemu-io "$tmp/c.trace" >/dev/null 2>"$tmp/err"
+    if [ $? -ne 2 ] || ! grep -q "blkv-only" "$tmp/err"; then
+        echo "FAIL: ${op%% *} was not refused"; fail=1
+    else
+        echo "ok: ${op%% *} refused"
+    fi
+done
 
 if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
     for fmt in raw qcow2; do
@@ -72,7 +81,7 @@ if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
         for i in 0 1 2 3 4 5; do
             "$blkv" gen --seed 11 -i $i -n 200 |
                 sed -e 's/^init .*/init zero/' -e 's/^size .*/size 64M/' |
-                grep -v '^cancel\|^step' >"$tmp/r.trace"
+                grep -v '^cancel\|^step\|^crash\|^fault' >"$tmp/r.trace"
             "$blkv" export-qemu-io -f $fmt -o "$tmp/r.sh" "$tmp/r.trace" || { fail=1; continue; }
             if ! IMG="$tmp/r.img" sh "$tmp/r.sh" >"$tmp/out" 2>&1; then
                 echo "FAIL: $fmt program $i: the script failed"; tail -3 "$tmp/out"; fail=1

@@ -120,6 +120,14 @@ static void ext_close(void *state)
     s->map = NULL;
 }
 
+/* After a power loss: the map in memory is gone, with no I/O. */
+static void ext_release(void *state)
+{
+    struct ext_state *s = state;
+    free(s->map);
+    s->map = NULL;
+}
+
 /* Write [in, in+n) of guest block b: into a new physical block if b is
  * unmapped (*done), else leave it to the caller (*done false). */
 static int ext_alloc_write(struct ext_state *s, uint64_t b, uint64_t in, uint64_t n,
@@ -194,6 +202,7 @@ const struct blkv_driver extmap_driver = {
     .in_process = true,
     .open = ext_open,
     .close = ext_close,
+    .release = ext_release,
     .co_submit = ext_co_submit,
 };
 

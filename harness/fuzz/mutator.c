@@ -176,7 +176,7 @@ static struct blkv_pop *pick_ranged(struct blkv_rng *r, struct mprog *m)
     start = below(r, m->n);
     for (size_t i = 0; i < m->n; i++) {
         struct blkv_pop *o = &m->v[(start + i) % m->n].op;
-        if (o->len)
+        if (blkv_opcode_ranged(o->code) && o->len)
             return o;
     }
     return NULL;
@@ -544,7 +544,7 @@ size_t blkv_fuzz_mutate(uint8_t *data, size_t size, size_t max_size, unsigned in
 /* Rescale b's offsets that lie past the device of config c. */
 static void fit_offset(struct blkv_pop *o, const struct blkv_config *c)
 {
-    if (o->len && o->offset >= c->size) {
+    if (blkv_opcode_ranged(o->code) && o->len && o->offset >= c->size) {
         bool aligned = o->offset % 512 == 0;
         o->offset %= c->size;
         if (aligned)
