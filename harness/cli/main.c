@@ -225,6 +225,10 @@ static void usage_run(FILE *f)
             "                     with --load, else raw)\n"
             LOAD_HELP
             "  -s, --save DIR     save a reproducer (binary and text) of each failure in DIR\n"
+            "      --save-crash-images DIR\n"
+            "                     at each crash op, write the lower files as the power\n"
+            "                     loss left them to DIR/crash-K.lower0 (the image) and\n"
+            "                     .lower1 (a backing file); one FILE only\n"
             "      --text         treat every FILE as trace text\n"
             "      --binary       treat every FILE as a binary input\n"
             "  -v, --verbose      print each op as it runs\n"
@@ -244,7 +248,8 @@ static int cmd_run(int argc, char **argv)
         {"text", no_argument, NULL, 'T'},         {"binary", no_argument, NULL, 'B'},
         {"verbose", no_argument, NULL, 'v'},      {"quiet", no_argument, NULL, 'q'},
         {"no-verify", no_argument, NULL, 'N'},    {"help", no_argument, NULL, 'h'},
-        {"load", required_argument, NULL, 'L'},   {NULL, 0, NULL, 0},
+        {"load", required_argument, NULL, 'L'},   {"save-crash-images", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0},
     };
     struct blkv_run_opts o = {0};
     const char *spec = NULL;
@@ -260,6 +265,7 @@ static int cmd_run(int argc, char **argv)
                 return 2;
             break;
         case 's': o.repro_dir = optarg; break;
+        case 'C': o.crash_dir = optarg; break;
         case 'T': kind = INPUT_TEXT; break;
         case 'B': kind = INPUT_BINARY; break;
         case 'v': o.verbose = true; break;
@@ -271,6 +277,10 @@ static int cmd_run(int argc, char **argv)
     }
     if (optind >= argc) {
         fprintf(stderr, "%s run: no input files (see blkv run --help)\n", prog_name);
+        return 2;
+    }
+    if (o.crash_dir && argc - optind > 1) {
+        fprintf(stderr, "%s run: --save-crash-images takes one input file\n", prog_name);
         return 2;
     }
     if (check_spec(spec))

@@ -274,6 +274,25 @@ static void do_check(struct blkv_run *run)
                           run->ctx.error[0] ? ": " : "", run->ctx.error);
 }
 
+/* The lower files as the crash left them, into opts->crash_dir. */
+static int save_crash_images(struct blkv_run *run)
+{
+    const char *dir = run->h.opts->crash_dir;
+    char path[4096];
+
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return blkv_core_run_error(run, "--save-crash-images %s: %s", dir, strerror(errno));
+    for (unsigned i = 0; i < 2; i++) {
+        int ret;
+        if (!blkv_rt_lower_exists(run->rt, i))
+            continue;
+        snprintf(path, sizeof(path), "%s/crash-%" PRIu64 ".lower%u", dir, run->crashes, i);
+        if ((ret = blkv_rt_lower_save(run->rt, i, path)) < 0)
+            return blkv_core_run_error(run, "cannot write %s: %s", path, strerror(-ret));
+    }
+    return 0;
+}
+
 /*
  * A power loss at this op: requests in flight are lost (no completion ever
  * comes), the lower files keep per sector what the program chooses, the
@@ -289,6 +308,8 @@ static int do_crash(struct blkv_run *run, const struct blkv_pop *op)
     if (run->stuck)
         return 0;
     blkv_rt_crash(run->rt, seed);
+    if (run->h.opts->crash_dir && save_crash_images(run))
+        return -1;
     for (uint64_t i = 0; i < run->h.next_req; i++) {
         struct blkv_core_req *r = &run->h.reqs[i];
         if (r->submitted && !r->completed) {

@@ -523,6 +523,11 @@ static int save_page(void *opaque, uint64_t off, const void *data, size_t n)
     return write_all(*(int *)opaque, data, n, off);
 }
 
+bool blkv_rt_lower_exists(const struct blkv_rt *rt, unsigned idx)
+{
+    return idx <= 1 && rt->lower[idx];
+}
+
 int blkv_rt_lower_save(struct blkv_rt *rt, unsigned idx, const char *path)
 {
     struct blkv_lower *f = blkv_rt_lower(rt, idx);

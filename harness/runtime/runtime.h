@@ -42,6 +42,8 @@ void blkv_rt_free(struct blkv_rt *rt);
 
 /* Lower file idx (0 or 1), created empty on first use. */
 struct blkv_lower *blkv_rt_lower(struct blkv_rt *rt, unsigned idx);
+/* Whether lower file idx was ever used (created by a driver or loaded). */
+bool blkv_rt_lower_exists(const struct blkv_rt *rt, unsigned idx);
 /* Replace lower file idx's content with a host file's; 0 or -errno. */
 int blkv_rt_lower_load(struct blkv_rt *rt, unsigned idx, const char *path);
 /* Write lower file idx's content to a host file; 0 or -errno. */

@@ -70,6 +70,11 @@ struct blkv_run_opts {
      * BLKV_RUN_ERROR and the driver's message; a reopen may change the
      * size (the ops may have overwritten a corrupt image's header). */
     bool untrusted;
+    /* Directory (created if missing) for the lower files of an in-process
+     * driver as each crash leaves them, before the driver opens again:
+     * DIR/crash-K.lowerI for the Kth crash (from 1) and lower file I
+     * (0: the image, 1: a backing file, if the driver made one).  NULL: none. */
+    const char *crash_dir;
 };
 
 struct blkv_run_stats {
