@@ -119,5 +119,40 @@ if [ -f "$TRACES/buggy-lost-write.trace" ]; then
     fi
 fi
 
+# after a power loss the report says so, and what the found data was: here
+# the lost write's older data, durable once but replaced by a durable write
+cat >"$T/crash.trace" <<'EOF'
+driver buggy mode=lost-write every=2
+size 1M
+sched fifo
+write 0 4096
+drain
+flush
+drain
+write 0 4096
+drain
+flush
+drain
+write 0 4096
+crash
+read 0 4096
+EOF
+for pat in "after crash at op 9 \(1 crash in" \
+           "#2 \(op 4: write 0 4096\) t=[0-9.]+, ok \[durable\]" \
+           "submitted t=[0-9]+, lost in the crash at op 9 \[maybe\] \[volatile\]" \
+           "the found data was durable \(written with FUA, or flushed after it completed\); a durable write had replaced it"; do
+    expect 1 "$pat" -- "$BLKV" run "$T/crash.trace"
+done
+# the same program on a correct driver is clean whatever the crash keeps
+for n in 0 1 2 3 255; do
+    sed -e 's/^driver .*/driver raw/' -e "s/^crash$/crash $n/" "$T/crash.trace" >"$T/crash-ok.trace"
+    expect 0 "ok \(" -- "$BLKV" run "$T/crash-ok.trace"
+done
+printf 'driver raw\nsize 1M\nwrite 0 512\ncrash\n' >"$T/crash1.trace"
+expect 0 "ok \(" -- "$BLKV" run --save-crash-images "$T/cimg" "$T/crash1.trace"
+[ -f "$T/cimg/crash-1.lower0" ] || fail "--save-crash-images wrote no crash-1.lower0"
+expect 2 "one input file" -- "$BLKV" run --save-crash-images "$T/cimg" "$T/crash1.trace" "$T/crash1.trace"
+expect 2 "save-crash-images /dev/null/x" -- "$BLKV" run --save-crash-images /dev/null/x "$T/crash1.trace"
+
 echo "$fails failed"
 [ $fails = 0 ]

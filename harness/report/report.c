@@ -35,6 +35,11 @@ static void describe_req(struct blkv_history *h, FILE *f, uint64_t num)
 
 static void describe_outcome(FILE *f, const struct blkv_core_req *q)
 {
+    if (!q->completed && q->lost_at) {
+        fprintf(f, "submitted t=%" PRIu64 ", lost in the crash at op %zu", q->t_submit,
+                q->lost_at - 1);
+        return;
+    }
     if (!q->completed) {
         fprintf(f, "submitted t=%" PRIu64 ", in flight", q->t_submit);
         return;
@@ -69,6 +74,21 @@ static const char *src_name(struct blkv_history *h, uint32_t src, char *buf, siz
         snprintf(buf, len, "%s #%" PRIu64,
                  blkv_req_op_name(h->reqs[BLKV_REQ_OF_SRC(src)].req.op), BLKV_REQ_OF_SRC(src));
     return buf;
+}
+
+/* After a crash, what source src's data was on the medium: "durable"
+ * (initial content, or a write that completed with FUA or was flushed),
+ * "volatile" (a write not yet durable), or NULL without crash tracking. */
+static const char *durability(struct blkv_history *h, uint32_t src)
+{
+    struct blkv_src_info si;
+    if (!h->crash_op)
+        return NULL;
+    if (src == BLKV_SRC_INITIAL)
+        return "durable";
+    if (!blkv_model_source(h->model, src, &si))
+        return NULL;
+    return si.durable ? "durable" : "volatile";
 }
 
 /* ---- classification of found data ---------------------------------------- */
@@ -247,12 +267,18 @@ static bool zeros_were_here(struct blkv_history *h, const struct blkv_core_req *
     return false;
 }
 
+/* classify()'s *found when the bytes are no write's data (garbage, an
+ * unfilled buffer, a torn unit), or zeros of older data. */
+#define FOUND_NOTHING UINT32_MAX
+#define FOUND_ZEROS (UINT32_MAX - 1)
+
 /*
  * Say what the found bytes at off are and where they came from; returns the
- * class used in the signature.
+ * class used in the signature, and in *found the source whose data the bytes
+ * are (FOUND_NOTHING if none; zeros are not attributed).
  */
 static const char *classify(struct blkv_history *h, const struct blkv_core_req *r,
-                            const struct blkv_mismatch *mm, FILE *f)
+                            const struct blkv_mismatch *mm, FILE *f, uint32_t *found)
 {
     const uint8_t *buf = r->data;
     uint64_t off = mm->offset, rel = off - r->req.offset;
@@ -264,6 +290,7 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
     struct blkv_cand_info ci;
     char nb[48];
 
+    *found = FOUND_NOTHING;
     if (mm->torn) {
         fprintf(f, "  found: torn: an atomicity unit of %u bytes mixes data of different "
                    "writes\n", h->atomic);
@@ -292,11 +319,13 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
         }
         if (buf[rel] == 0 && zeros_were_here(h, r, off)) {
             fprintf(f, "  found: zeros, older data here\n");
+            *found = FOUND_ZEROS;
             return stale_class(h, r, off, f);
         }
     } else if (v == 0) {
         if (zeros_were_here(h, r, off)) {
             fprintf(f, "  found: zeros, older data here\n");
+            *found = FOUND_ZEROS;
             return stale_class(h, r, off, f);
         }
         fprintf(f, "  found: zeros, which no write explains\n");
@@ -307,6 +336,7 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
         if (buf[rel] == 0 && zeros_were_here(h, r, off)) {
             /* a word mixing older zeros with bytes of some write */
             fprintf(f, "  found: zeros, older data here\n");
+            *found = FOUND_ZEROS;
             return stale_class(h, r, off, f);
         }
         fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
@@ -320,6 +350,7 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
     fprintf(f, "  found: data of ");
     describe_src(h, f, src);
     fprintf(f, "\n");
+    *found = src;
     if (k * 8 != wo) {
         fprintf(f, "         misdirected: written for offset %" PRIu64 ", found at offset %"
                    PRIu64 " (%+" PRId64 " bytes)\n", k * 8 + (off & 7), off,
@@ -370,6 +401,8 @@ static void print_candidates(struct blkv_history *h, const struct blkv_core_req 
             fprintf(f, ")");
         if (c[i].status == BLKV_SRC_FAILED)
             fprintf(f, " [maybe]");
+        if (durability(h, c[i].src))
+            fprintf(f, " [%s]", durability(h, c[i].src));
         fprintf(f, "\n");
         /* show the newest visible candidate in the hexdump */
         if (c[i].src >= *shown_src) {
@@ -385,7 +418,9 @@ static void print_candidates(struct blkv_history *h, const struct blkv_core_req 
             continue;
         fprintf(f, "  no longer visible: ");
         describe_src(h, f, c[i].src);
-        if (c[i].evict_why == BLKV_EVICT_WRITE)
+        if (c[i].dead)
+            fprintf(f, " (replaced on the medium by a durable write: no crash brings it back)\n");
+        else if (c[i].evict_why == BLKV_EVICT_WRITE)
             fprintf(f, " (overwritten by %s at t=%" PRIu64 ")\n",
                     src_name(h, (uint32_t)c[i].evicted_by, nb, sizeof nb), c[i].evicted_at);
         else
@@ -509,6 +544,36 @@ static FILE *begin(char **buf, size_t *len)
     return f;
 }
 
+/* After a crash: whether the bad data found was durable, volatile, or
+ * neither, on the medium at the crash. */
+static void print_found_durability(struct blkv_history *h, uint64_t off, uint32_t found, FILE *f)
+{
+    struct blkv_cand_info ci;
+    const char *d;
+
+    if (found == FOUND_NOTHING) {
+        fprintf(f, "  after the crash: the found data is neither durable nor volatile: no"
+                   " write put it there\n");
+        return;
+    }
+    if (found == FOUND_ZEROS || !(d = durability(h, found)))
+        return;
+    fprintf(f, "  after the crash: the found data was %s%s%s\n", d,
+            found == BLKV_SRC_INITIAL ? " (the initial content)"
+            : !strcmp(d, "durable")   ? " (written with FUA, or flushed after it completed)"
+                                      : " (never flushed after it completed)",
+            find_cand(h, off, found, &ci) && ci.dead
+                ? "; a durable write had replaced it, so no crash may bring it back" : "");
+}
+
+/* Where the run stands in its power losses. */
+static void print_crash(struct blkv_history *h, FILE *f)
+{
+    if (h->crash_op)
+        fprintf(f, "  after crash at op %zu (%" PRIu64 " crash%s in the run so far)\n",
+                h->crash_op - 1, h->res->stats.crashes, h->res->stats.crashes == 1 ? "" : "es");
+}
+
 static void print_request(struct blkv_history *h, const struct blkv_core_req *r, FILE *f)
 {
     fprintf(f, "  request ");
@@ -516,6 +581,7 @@ static void print_request(struct blkv_history *h, const struct blkv_core_req *r,
     fprintf(f, ", ");
     describe_outcome(f, r);
     fprintf(f, "\n");
+    print_crash(h, f);
 }
 
 void blkv_report_mismatch(struct blkv_history *h, const struct blkv_core_req *r,
@@ -524,7 +590,7 @@ void blkv_report_mismatch(struct blkv_history *h, const struct blkv_core_req *r,
     char *buf, sig[96];
     size_t len;
     FILE *f = begin(&buf, &len);
-    uint32_t src;
+    uint32_t src, found;
     enum blkv_src_kind kind = BLKV_SRC_PATTERN;
     const char *cls;
 
@@ -532,7 +598,9 @@ void blkv_report_mismatch(struct blkv_history *h, const struct blkv_core_req *r,
                PRIu64 "\n", r->req.offset, r->req.len, mm->offset);
     print_request(h, r, f);
     print_candidates(h, r, mm->offset, f, &src, &kind);
-    cls = classify(h, r, mm, f);
+    cls = classify(h, r, mm, f, &found);
+    if (h->crash_op)
+        print_found_durability(h, mm->offset, found, f);
     print_hexdump(h, r, mm, src, kind, f);
     print_history(h, mm->offset, mm->len, f);
     snprintf(sig, sizeof(sig), "contents/read/%s", cls);
@@ -598,6 +666,8 @@ void blkv_report_other(struct blkv_history *h, const struct blkv_core_req *r, co
     } else {
         fprintf(f, "  after the last op\n");
     }
+    if (!r || r->setup)
+        print_crash(h, f);
     if (r)
         snprintf(sig, sizeof(sig), "%s/%s", kind, blkv_req_op_name(r->req.op));
     else
