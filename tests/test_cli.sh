@@ -38,6 +38,9 @@ expect 2 "usage" -- "$BLKV"
 expect 0 "^raw" -- "$BLKV" drivers
 expect 0 "capabilities: align" -- "$BLKV" drivers raw
 expect 2 "unknown driver 'nope'" -- "$BLKV" drivers nope
+expect 0 "fault events: data_read data_write flush cow_read .* l2_alloc .* header_update" -- "$BLKV" drivers qcow2
+expect 0 "after a crash: the check may find leaked space" -- "$BLKV" drivers qcow2
+expect 0 "fault events: none" -- "$BLKV" drivers nbd
 
 # bad traces: one-line errors naming file and line, exit 2
 printf 'size 1M\nwrite 0 512\nwrtie 0 512\n' >"$T/typo.trace"

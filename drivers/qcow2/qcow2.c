@@ -420,6 +420,10 @@ const struct blkv_driver blkv_driver_qcow2 = {
     .options = blkv_qcow2_options,
     .state_size = sizeof(struct qcow2_state),
     .in_process = true,
+    .std_events = 1u << BLKV_EV_COW_READ | 1u << BLKV_EV_COW_WRITE | 1u << BLKV_EV_L1_UPDATE |
+                  1u << BLKV_EV_L2_UPDATE | 1u << BLKV_EV_L2_ALLOC |
+                  1u << BLKV_EV_REFBLOCK_UPDATE | 1u << BLKV_EV_REFBLOCK_ALLOC |
+                  1u << BLKV_EV_REFTABLE_GROW | 1u << BLKV_EV_HEADER_UPDATE,
     .open = qcow2_drv_open,
     .close = qcow2_drv_close,
     .co_submit = qcow2_drv_co_submit,

@@ -905,6 +905,7 @@ static void print_driver(const struct blkv_driver *d)
     const char *from = blkv_plugin_path(d);
     struct blkv_caps caps;
     char err[512];
+    bool probed;
 
     printf("%s%s%s%s%s\n  %s\n", d->name, d->in_process ? " (in-process)" : "",
            from ? " (plugin " : "", from ? from : "", from ? ")" : "",
@@ -912,7 +913,8 @@ static void print_driver(const struct blkv_driver *d)
     for (const struct blkv_option *o = d->options; o && o->name; o++)
         printf("  %-16s %s%s%s%s\n", o->name, o->help ? o->help : "", o->def ? " (default " : "",
                o->def ? o->def : "", o->def ? ")" : "");
-    if (blkv_driver_probe(d, NULL, &caps, err, sizeof(err)) == 0) {
+    probed = blkv_driver_probe(d, NULL, &caps, err, sizeof(err)) == 0;
+    if (probed) {
         printf("  capabilities: align %u, max transfer %u, atomic %u, discard %s%s%s%s%s\n",
                caps.align, caps.max_transfer, caps.atomic ? caps.atomic : 1,
                discard[caps.discard % 4], caps.write_zeroes ? ", write-zeroes" : "",
@@ -920,6 +922,25 @@ static void print_driver(const struct blkv_driver *d)
                caps.read_only ? ", read-only" : "");
     } else {
         printf("  capabilities: unknown (%s)\n", err);
+    }
+    if (d->in_process) {
+        char name[32];
+        if (!d->check)
+            printf("  after a crash: no image check\n");
+        else if (probed)
+            printf("  after a crash: the check may find %s\n",
+                   caps.crash_check == BLKV_CRASH_LEAKS ? "leaked space, never corruption"
+                                                        : "nothing (the open repairs)");
+        printf("  fault events: data_read data_write flush");
+        for (unsigned ev = 1; ev < BLKV_EV__STANDARD; ev++)
+            if (ev != BLKV_EV_DATA_READ && ev != BLKV_EV_DATA_WRITE && ev != BLKV_EV_FLUSH &&
+                (d->std_events >> ev & 1))
+                printf(" %s", blkv_event_name(ev, name, sizeof(name)));
+        for (unsigned i = 0; d->events && d->events[i]; i++)
+            printf(" %s (event-%u)", d->events[i], BLKV_EV__STANDARD + i);
+        printf("\n");
+    } else {
+        printf("  fault events: none (crash and fault ops need an in-process driver)\n");
     }
 }
 

@@ -166,6 +166,11 @@ struct blkv_driver {
     /* Optional.  Names of the driver's own lower-I/O events (fault rules),
      * numbered from BLKV_EV__STANDARD; NULL-terminated. */
     const char *const *events;
+    /* Optional.  The standard events the driver tags (bit 1u << BLKV_EV_x)
+     * besides data_read, data_write and flush, which every untagged lower
+     * read, write and flush counts as.  For `blkv drivers` and the docs:
+     * a rule on an event the driver never tags simply never fires. */
+    uint32_t std_events;
 };
 
 /* Helper for the struct_size/api_version header fields. */
