@@ -14,6 +14,7 @@
 #include <blkv/run.h>
 #include "registry.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -216,6 +217,26 @@ static void test_budget(void)
     CHECK(blkv_fuzz_over_budget(&p) == p.nops);
     CHECK(p.nops == 2 + BLKV_FUZZ_MAX_REOPENS + BLKV_FUZZ_MAX_CHECKS);
     CHECK(p.ops[p.nops - 1].code == BLKV_P_WAIT && p.ops[p.nops - 1].arg == 0);
+    blkv_program_free(&p);
+
+    /* a crash counts as a reopen; fault rules past BLKV_FUZZ_MAX_RULES go */
+    blkv_program_init(&p);
+    for (unsigned i = 0; i < BLKV_FUZZ_MAX_REOPENS; i++) {
+        w = (struct blkv_pop){.code = i % 2 ? BLKV_P_CRASH : BLKV_P_REOPEN};
+        REQUIRE(blkv_program_push(&p, &w) == 0);
+    }
+    w = (struct blkv_pop){.code = BLKV_P_CRASH};
+    REQUIRE(blkv_program_push(&p, &w) == 0);
+    CHECK(blkv_fuzz_over_budget(&p) == BLKV_FUZZ_MAX_REOPENS);
+    blkv_fuzz_fit_budget(&p);
+    CHECK(p.nops == BLKV_FUZZ_MAX_REOPENS);
+    for (unsigned i = 0; i < BLKV_FUZZ_MAX_RULES + 3; i++) {
+        w = (struct blkv_pop){.code = BLKV_P_FAULT, .arg = BLKV_EV_L2_UPDATE, .err = -EIO};
+        REQUIRE(blkv_program_push(&p, &w) == 0);
+    }
+    CHECK(blkv_fuzz_over_budget(&p) == BLKV_FUZZ_MAX_REOPENS + BLKV_FUZZ_MAX_RULES);
+    blkv_fuzz_fit_budget(&p);
+    CHECK(p.nops == BLKV_FUZZ_MAX_REOPENS + BLKV_FUZZ_MAX_RULES);
     blkv_program_free(&p);
 }
 

@@ -25,7 +25,7 @@ static uint64_t budget_left(uint64_t budget, uint64_t moved)
 /* Whether op goes over the budget after the ops before it (whose counts
  * are in *moved, *reopens, *checks); counts it in if not. */
 static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
-                    unsigned *reopens, unsigned *checks)
+                    unsigned *reopens, unsigned *checks, unsigned *rules)
 {
     if (blkv_opcode_ranged(op->code)) {
         if (op->len > budget_left(budget, *moved))
@@ -35,7 +35,10 @@ static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
     }
     switch (op->code) {
     case BLKV_P_REOPEN:
+    case BLKV_P_CRASH: /* an open and a check too */
         return ++*reopens > BLKV_FUZZ_MAX_REOPENS;
+    case BLKV_P_FAULT:
+        return ++*rules > BLKV_FUZZ_MAX_RULES;
     case BLKV_P_CHECK:
         return ++*checks > BLKV_FUZZ_MAX_CHECKS;
     default:
@@ -46,26 +49,26 @@ static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
 size_t blkv_fuzz_over_budget(const struct blkv_program *p)
 {
     uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
-    unsigned reopens = 0, checks = 0;
+    unsigned reopens = 0, checks = 0, rules = 0;
 
     for (size_t i = 0; i < p->nops; i++)
-        if (op_over(&p->ops[i], budget, &moved, &reopens, &checks))
+        if (op_over(&p->ops[i], budget, &moved, &reopens, &checks, &rules))
             return i;
     return p->nops;
 }
 
-/* Requests over the budget are cut; reopens and checks over it are dropped
- * (they submit nothing, so request numbers stay). */
+/* Requests over the budget are cut; reopens, crashes, checks and fault
+ * rules over it are dropped (they submit nothing, so request numbers stay). */
 void blkv_fuzz_fit_budget(struct blkv_program *p)
 {
     uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
-    unsigned reopens = 0, checks = 0;
+    unsigned reopens = 0, checks = 0, rules = 0;
     size_t n = 0;
 
     for (size_t i = 0; i < p->nops; i++) {
         struct blkv_pop op = p->ops[i];
-        if (op_over(&op, budget, &moved, &reopens, &checks)) {
-            if (op.code == BLKV_P_REOPEN || op.code == BLKV_P_CHECK)
+        if (op_over(&op, budget, &moved, &reopens, &checks, &rules)) {
+            if (!blkv_opcode_ranged(op.code))
                 continue;
             op.len = budget_left(budget, moved);
             moved += op.len;
@@ -92,8 +95,9 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
     if (blkv_fuzz_over_budget(&p) < p.nops) {
         if (getenv("BLKV_FUZZ_VERBOSE"))
             fprintf(stderr, "blkv: input set aside: op %zu goes over the budget (%" PRIu64
-                    " bytes of data, %u reopens, %u checks)\n", blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg),
-                    BLKV_FUZZ_MAX_REOPENS, BLKV_FUZZ_MAX_CHECKS);
+                    " bytes of data, %u reopens and crashes, %u checks, %u fault rules)\n",
+                    blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg), BLKV_FUZZ_MAX_REOPENS,
+                    BLKV_FUZZ_MAX_CHECKS, BLKV_FUZZ_MAX_RULES);
         return -1;
     }
     if (opts_fn) {

@@ -55,14 +55,16 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
  * multi-megabyte requests, whose cost is in moving and checking bytes and
  * in metadata per cluster (and a pattern-initialised device is filled
  * wherever a request reaches), not in reaching code: boundaries are
- * reached by offsets.  Likewise a program may reopen and check the image at
- * most BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times: each costs a
- * close, open and full image check, and libFuzzer's hit-count buckets
- * reward doing it hundreds of times.  `blkv run` replays any program whole.
+ * reached by offsets.  Likewise a program may reopen (or crash) and check
+ * the image at most BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times:
+ * each costs a close, open and full image check, and libFuzzer's hit-count
+ * buckets reward doing it hundreds of times; and it may hold at most
+ * BLKV_FUZZ_MAX_RULES fault rules (each lower I/O looks at every rule).  `blkv run` replays any program whole.
  */
 #define BLKV_FUZZ_PAST_BUDGET 4096u
 #define BLKV_FUZZ_MAX_REOPENS 8u
 #define BLKV_FUZZ_MAX_CHECKS 8u
+#define BLKV_FUZZ_MAX_RULES 16u
 BLKV_API uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
 /* The index of p's first op over the budget, or p->nops. */
 BLKV_API size_t blkv_fuzz_over_budget(const struct blkv_program *p);
