@@ -89,6 +89,20 @@ static void step(uint32_t i, int err)
     push(&(struct blkv_pop){.code = BLKV_P_STEP, .arg = i, .err = (uint16_t)err});
 }
 
+/* Power loss; n chooses what the lower files keep. */
+static void crash(uint32_t n)
+{
+    push(&(struct blkv_pop){.code = BLKV_P_CRASH, .arg = n});
+}
+
+/* A fault rule: lower I/Os of event ev fail with err (once: only one),
+ * the first `after` of them spared. */
+static void fault(unsigned ev, int err, bool once, uint64_t after)
+{
+    push(&(struct blkv_pop){.code = BLKV_P_FAULT, .arg = ev, .err = (uint16_t)err,
+                            .flags = once ? BLKV_P_ONCE : 0, .len = after});
+}
+
 /* An op without operands: drain, reopen, check. */
 static void bare(unsigned code)
 {
@@ -467,6 +481,79 @@ static void seed_zero_read(uint64_t pa, uint64_t pb)
     rd(0, 8 * KiB);
 }
 
+/* Power loss after durable, volatile and in-flight writes; reads then pin
+ * what survived; a second crash over writes made after the first. */
+static void seed_crash(uint64_t choice, uint64_t b)
+{
+    begin();
+    P.cfg.init = BLKV_INIT_PATTERN;
+    P.cfg.size = 4 * MiB;
+    P.cfg.seed = 3;
+    wr(0, 64 * KiB);
+    bare(BLKV_P_DRAIN);
+    flush();
+    bare(BLKV_P_DRAIN);
+    wr(32 * KiB, 64 * KiB);                         /* completed, not flushed */
+    sub(BLKV_P_WRITE, BLKV_P_FUA, 1 * MiB, 8 * KiB); /* durable when done */
+    bare(BLKV_P_DRAIN);
+    wr(1 * MiB + 4 * KiB, 8 * KiB);                 /* in flight at the crash */
+    sub(BLKV_P_WZERO, BLKV_P_UNMAP, 2 * MiB, 64 * KiB);
+    crash((uint32_t)choice);
+    rd(0, 128 * KiB);
+    rd(1 * MiB, 16 * KiB);
+    rd(2 * MiB, 64 * KiB);
+    bare(BLKV_P_DRAIN);
+    wr(16 * KiB, 4 * KiB);
+    sub(BLKV_P_DISCARD, 0, 1 * MiB, 4 * KiB);
+    crash((uint32_t)(choice + 1));
+    rd(0, 128 * KiB);
+    rd(1 * MiB, 16 * KiB);
+    bare(BLKV_P_CHECK);
+}
+
+/* Fault rules by event: a data write fails once, metadata writes fail
+ * after some succeed; the image is reopened and checked. */
+static void seed_fault_rules(uint64_t err, uint64_t b)
+{
+    begin();
+    P.cfg.size = 64 * MiB;
+    fault(BLKV_EV_DATA_WRITE, (int)err, true, 1);
+    fault(BLKV_EV_L2_UPDATE, (int)err, true, 2);
+    fault(BLKV_EV_REFBLOCK_UPDATE, (int)err, false, 4);
+    for (int i = 0; i < 6; i++)
+        wr((uint64_t)i * 4 * MiB, 4 * KiB);
+    bare(BLKV_P_DRAIN);
+    for (int i = 0; i < 6; i++)
+        rd((uint64_t)i * 4 * MiB, 4 * KiB);
+    flush();
+    bare(BLKV_P_REOPEN);
+    bare(BLKV_P_CHECK);
+    rd(0, 64 * KiB);
+}
+
+/* A metadata write fails, then the power goes.  The writes land past the
+ * first L2 table's reach (512 MiB at qcow2's default 64 KiB clusters). */
+static void seed_fault_crash(uint64_t ev, uint64_t b)
+{
+    begin();
+    P.cfg.size = 2 * GiB;
+    P.cfg.sched = BLKV_SCHED_FIFO;
+    wr(0, 64 * KiB);
+    bare(BLKV_P_DRAIN);
+    flush();
+    fault((unsigned)ev, EIO, false, 0);
+    wr(1 * GiB, 64 * KiB);
+    sub(BLKV_P_WZERO, 0, 1 * GiB + 512 * MiB, 4 * KiB);
+    bare(BLKV_P_DRAIN);
+    flush();
+    crash(5);
+    rd(0, 64 * KiB);
+    rd(1 * GiB, 64 * KiB);
+    wr(1 * GiB + 256 * MiB, 4 * KiB);
+    bare(BLKV_P_DRAIN);
+    rd(1 * GiB + 256 * MiB, 4 * KiB);
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 /* A seed: its file name, its builder and the builder's two parameters. */
@@ -506,6 +593,12 @@ static const struct seed common_seeds[] = {
     {"deep-queue", seed_deep_queue, 0, 0},
     {"qd1", seed_qd1, 0, 0},
     {"discard-zero", seed_discard_zero, 0, 0},
+    {"crash", seed_crash, 0, 0},
+    {"crash-keep-new", seed_crash, 255, 0},
+    {"fault-rules-eio", seed_fault_rules, EIO, 0},
+    {"fault-rules-enospc", seed_fault_rules, ENOSPC, 0},
+    {"fault-l2-alloc-crash", seed_fault_crash, BLKV_EV_L2_ALLOC, 0},
+    {"fault-refblock-crash", seed_fault_crash, BLKV_EV_REFBLOCK_UPDATE, 0},
     {NULL, NULL, 0, 0},
 };
 

@@ -311,8 +311,15 @@ static int cmd_run(int argc, char **argv)
         } else if (st == BLKV_RUN_OK) {
             clean++;
             printf("%s: ok (%" PRIu64 " ops, %" PRIu64 " requests, %" PRIu64 " reads verified, %"
-                   PRIu64 " bytes)\n", argv[i], res.stats.ops, res.stats.requests,
+                   PRIu64 " bytes", argv[i], res.stats.ops, res.stats.requests,
                    res.stats.reads_checked, res.stats.bytes_verified);
+            if (res.stats.crashes)
+                printf(", %" PRIu64 " crash%s", res.stats.crashes,
+                       res.stats.crashes == 1 ? "" : "es");
+            if (res.stats.faults)
+                printf(", %" PRIu64 " fault%s injected", res.stats.faults,
+                       res.stats.faults == 1 ? "" : "s");
+            printf(")\n");
         } else if (st == BLKV_RUN_VIOLATION) {
             bad++;
             if (quiet)

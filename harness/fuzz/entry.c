@@ -111,6 +111,11 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
     o.repro_dir = !dir || !*dir ? "." : strcmp(dir, "-") ? dir : NULL;
     o.input = data;
     o.input_len = size;
+    /* power loss and fault rules need lower files: out-of-process drivers
+     * run without them, and what ran is saved, not the input */
+    if (!drv->in_process &&
+        (blkv_program_drop(&p, BLKV_P_CRASH) | blkv_program_drop(&p, BLKV_P_FAULT)))
+        o.input = NULL;
     o.quiet = false;
     /* a setup error (say, a config the driver refuses) is not a finding */
     o.out = stderr;
