@@ -319,6 +319,9 @@ static int cmd_run(int argc, char **argv)
             if (res.stats.faults)
                 printf(", %" PRIu64 " fault%s injected", res.stats.faults,
                        res.stats.faults == 1 ? "" : "s");
+            if (res.stats.leaks_allowed)
+                printf(", %" PRIu64 " leaked cluster%s (harmless here)", res.stats.leaks_allowed,
+                       res.stats.leaks_allowed == 1 ? "" : "s");
             printf(")\n");
         } else if (st == BLKV_RUN_VIOLATION) {
             bad++;

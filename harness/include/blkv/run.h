@@ -87,6 +87,9 @@ struct blkv_run_stats {
     uint64_t faults;         /* lower I/Os failed by injection */
     uint64_t reopens;
     uint64_t crashes;        /* crash ops run */
+    uint64_t leaks_allowed;  /* leaked clusters image checks found where that is
+                                harmless (after a fault, or a crash where the
+                                driver declares BLKV_CRASH_LEAKS), summed */
 };
 
 struct blkv_run_result {
