@@ -881,8 +881,9 @@ static void test_crash_unflushed(void)
     CHECK(mixed_sectors);
 }
 
-/* A write still in flight at the crash may land or not, per sector; it
- * never completes, its coroutine is gone, and nothing is pending after. */
+/* A write still in flight at the crash may land or not, per sector; with
+ * the power off it fails with -EIO (as no fault), its coroutine ends, and
+ * nothing is pending after. */
 static void test_crash_pending(void)
 {
     bool landed = false, not_landed = false;
@@ -897,7 +898,8 @@ static void test_crash_pending(void)
         blkv_rt_spawn(rt, job_fn, &w, NULL);
         CHECK(blkv_rt_pending(rt) == 1 && blkv_rt_live(rt) == 1);
         blkv_rt_crash(rt, seed);
-        CHECK(!w.done && blkv_rt_pending(rt) == 0 && blkv_rt_live(rt) == 0);
+        CHECK(w.done && w.ret == -EIO && blkv_rt_faults(rt) == 0);
+        CHECK(blkv_rt_pending(rt) == 0 && blkv_rt_live(rt) == 0);
         CHECK(!blkv_rt_progress(rt));
         sectors(f, v);
         for (int s = 0; s < 8; s++)
@@ -907,6 +909,73 @@ static void test_crash_pending(void)
         blkv_rt_free(rt);
     }
     CHECK(landed && not_landed);
+}
+
+/* A driver's coroutine caught by a crash: its write fails, its error path
+ * writes elsewhere and flushes, then frees what it held. */
+struct unwinder {
+    struct blkv_lower *f;
+    int first, second, flushed;
+    bool done;
+};
+
+static void unwinder_fn(void *arg)
+{
+    struct unwinder *u = arg;
+    unsigned char *held = malloc(4096);
+    memset(held, 0x55, 4096);
+    u->first = blkv_lower_pwrite(u->f, held, 1024, 1024);
+    if (u->first < 0) {
+        memset(held, 0x66, 4096);
+        u->second = blkv_lower_pwrite(u->f, held, 512, 0);
+        u->flushed = blkv_lower_flush(u->f);
+    }
+    free(held);
+    u->done = true;
+}
+
+struct sleeper {
+    struct blkv_co_queue never; /* nobody wakes it */
+    bool woke;
+};
+
+static void sleeper_fn(void *arg)
+{
+    struct sleeper *z = arg;
+    blkv_co_queue_wait(&z->never);
+    z->woke = true;
+}
+
+/* With the power off, coroutines run to their end (what they hold is
+ * freed, AddressSanitizer's leak check would say otherwise), and nothing
+ * they write lands; one waiting for what never comes is dropped. */
+static void test_crash_unwinds(void)
+{
+    for (uint64_t seed = 0; seed < 16; seed++) {
+        struct blkv_lower *f;
+        struct blkv_rt *rt = dur_rt(&f);
+        struct unwinder u = {.f = NULL};
+        struct sleeper z = {.woke = false};
+        int v[8];
+
+        u.f = f;
+        blkv_rt_spawn(rt, unwinder_fn, &u, NULL);
+        blkv_rt_spawn(rt, sleeper_fn, &z, NULL);
+        CHECK(blkv_rt_pending(rt) == 1 && blkv_rt_live(rt) == 2);
+        blkv_rt_crash(rt, seed);
+        CHECK(u.done && u.first == -EIO && u.second == -EIO && u.flushed == -EIO);
+        CHECK(!z.woke && blkv_rt_live(rt) == 0 && blkv_rt_pending(rt) == 0);
+        CHECK(blkv_rt_faults(rt) == 0);
+        sectors(f, v);
+        CHECK(v[0] == 0x11); /* the error path's write never happened */
+        for (int s = 2; s < 4; s++)
+            CHECK(v[s] == 0x11 || v[s] == 0x55);
+        /* the power is back: I/O works again */
+        write_all(rt, f, 0x77, true);
+        sectors(f, v);
+        CHECK(v[0] == 0x77);
+        blkv_rt_free(rt);
+    }
 }
 
 /* A flush covers only the writes that completed before it was issued, and
@@ -947,8 +1016,8 @@ static void test_crash_flush_order(void)
     CHECK(lost_late && lost_failed);
 }
 
-/* Without durability a crash keeps what the files hold, and still drops
- * every coroutine and pending I/O. */
+/* Without durability a crash keeps what the files hold, and still fails
+ * every pending I/O and ends every coroutine. */
 static void test_crash_untracked(void)
 {
     struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
@@ -963,7 +1032,8 @@ static void test_crash_untracked(void)
     drain(rt);
     blkv_rt_spawn(rt, job_fn, &w2, NULL);
     blkv_rt_crash(rt, 1);
-    CHECK(blkv_rt_volatile_bytes(rt) == 0 && blkv_rt_pending(rt) == 0 && !w2.done);
+    CHECK(blkv_rt_volatile_bytes(rt) == 0 && blkv_rt_pending(rt) == 0);
+    CHECK(w2.done && w2.ret == -EIO && blkv_rt_live(rt) == 0);
     sectors(f, v);
     CHECK(v[0] == 0x77 && v[7] == 0x77);
     blkv_rt_free(rt);
@@ -994,6 +1064,7 @@ int main(void)
     RUN(test_crash_flushed);
     RUN(test_crash_unflushed);
     RUN(test_crash_pending);
+    RUN(test_crash_unwinds);
     RUN(test_crash_flush_order);
     RUN(test_crash_untracked);
     T_EXIT();

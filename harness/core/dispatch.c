@@ -59,6 +59,8 @@ void blkv_complete(struct blkv_req *req, int ret)
         r->ret = ret;
         return;
     }
+    if (r->lost_at) /* swallowed by a power loss: nobody hears of it */
+        return;
 
     if (r->completed) {
         if (!run->h.failed)

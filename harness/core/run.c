@@ -310,16 +310,18 @@ static int do_crash(struct blkv_run *run, const struct blkv_pop *op)
 
     if (run->stuck)
         return 0;
-    blkv_rt_crash(run->rt, seed);
-    if (run->h.opts->crash_dir && save_crash_images(run))
-        return -1;
+    /* lost before the crash runs the driver's coroutines to their end */
     for (uint64_t i = 0; i < run->h.next_req; i++) {
         struct blkv_core_req *r = &run->h.reqs[i];
-        if (r->submitted && !r->completed) {
+        if (r->submitted && !r->completed)
             r->lost_at = run->h.cur_op + 1;
-            r->co_running = false;
-        }
     }
+    blkv_rt_crash(run->rt, seed);
+    for (uint64_t i = 0; i < run->h.next_req; i++)
+        if (run->h.reqs[i].lost_at)
+            run->h.reqs[i].co_running = false;
+    if (run->h.opts->crash_dir && save_crash_images(run))
+        return -1;
     run->inflight = run->inflight_bytes = 0;
     ++run->clock;
     if (run->h.model)

@@ -116,6 +116,8 @@ struct blkv_rt {
     size_t pass_progress; /* slices in this pass that did not just yield */
     uint64_t faults;
     bool durability;     /* lower files keep what is durable (crash ops) */
+    bool off;            /* the power is off (within blkv_rt_crash): lower I/O
+                            fails with -EIO and changes nothing */
     struct fault_rule *rules;
     size_t nrules;
     uint64_t dur_held;   /* bytes of the durable page maps */

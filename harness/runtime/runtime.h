@@ -87,9 +87,13 @@ void blkv_rt_set_durability(struct blkv_rt *rt, bool on);
 void blkv_rt_durable_now(struct blkv_rt *rt);
 /* A power loss, from main: each lower file keeps, per 512-byte sector, its
  * durable content or one of the versions written since (completed or in
- * flight), as `seed` chooses; then every coroutine is dropped where it
- * stands and no pending lower I/O ever completes.  Lower files and the
- * runtime stay usable (coroutine handles stay valid, as finished ones). */
+ * flight), as `seed` chooses.  Then, with the power off, the coroutines run
+ * on until they end: every lower I/O, pending or new, fails with -EIO and
+ * changes nothing (and counts as no fault), so that a driver's error paths
+ * free what its coroutines hold; the caller ignores their completions.
+ * Coroutines still blocked after that are dropped where they stand.  Lower
+ * files and the runtime stay usable (coroutine handles stay valid, as
+ * finished ones). */
 void blkv_rt_crash(struct blkv_rt *rt, uint64_t seed);
 /* A fault rule (blkdebug's, as data): from now on lower I/Os tagged
  * `event` (blkv_lower_event, or by their kind) fail with -err at their

@@ -281,7 +281,9 @@ static void rt_complete(struct blkv_rt *rt, size_t i, int err)
     pending_remove(rt, i);
     if (!err)
         err = io->inject;
-    if (err) {
+    if (rt->off) { /* the power is gone: nothing lands, and it is no fault */
+        io->ret = -EIO;
+    } else if (err) {
         io->ret = err > 0 ? -err : err;
         rt->faults++;
     } else {
@@ -443,8 +445,9 @@ int blkv_rt_wait_io(const char *fn, struct lower_io *io)
     co->next_event = 0;
     co->next_event_file = NULL;
     io->inject = 0;
-    /* rules fail the I/O of requests, not of open, close and check */
-    for (size_t i = 0; co->req && i < rt->nrules; i++) {
+    /* rules fail the I/O of requests, not of open, close and check (nor
+     * what a driver issues while the power is off: it never happens) */
+    for (size_t i = 0; co->req && !rt->off && i < rt->nrules; i++) {
         struct fault_rule *fr = &rt->rules[i];
         if (fr->event != io->event || (fr->once && fr->fired) || ++fr->seen <= fr->after)
             continue;
@@ -452,7 +455,8 @@ int blkv_rt_wait_io(const char *fn, struct lower_io *io)
         io->inject = fr->err;
         break;
     }
-    blkv_lower_io_issue(io);
+    if (!rt->off)
+        blkv_lower_io_issue(io);
     rt->pending[rt->npending++] = io;
     co->io = io;
     co->state = CO_IO;
@@ -472,6 +476,9 @@ void blkv_rt_durable_now(struct blkv_rt *rt)
             blkv_lower_durable_now(rt->lower[i]);
 }
 
+/* Lower I/Os a crash completes (each failing) while coroutines unwind. */
+#define CRASH_UNWIND_STEPS 100000u
+
 void blkv_rt_crash(struct blkv_rt *rt, uint64_t seed)
 {
     struct blkv_rng rng;
@@ -481,7 +488,17 @@ void blkv_rt_crash(struct blkv_rt *rt, uint64_t seed)
     for (unsigned i = 0; i < 2; i++)
         if (rt->lower[i] && rt->durability)
             blkv_lower_crash(rt->lower[i], rt->pending, rt->npending, &rng);
-    /* every coroutine dies where it stands: no I/O of theirs completes */
+    /* With the power off, the coroutines run to their end: every lower I/O,
+     * pending or new, fails with -EIO and changes nothing, so the driver
+     * unwinds its error paths and frees what its coroutines hold (their
+     * completions are the caller's to ignore).  What still has not ended
+     * after CRASH_UNWIND_STEPS completions waits for something that will
+     * never come, and dies where it stands. */
+    rt->off = true;
+    for (unsigned n = 0; n < CRASH_UNWIND_STEPS && (rt_pass(rt) || rt->npending); n++)
+        if (rt->npending)
+            rt_complete(rt, 0, 0);
+    rt->off = false;
     for (struct co_slab *s = rt->slabs; s; s = s->next) {
         for (unsigned i = 0; i < s->used; i++) {
             struct blkv_co *co = &s->co[i];
