@@ -20,6 +20,22 @@
  *                          written returns the data that write replaced
  *   mode=zeroes-noop       write-zeroes reports success and does nothing
  *
+ * and, for power loss (seen only through a crash):
+ *
+ *   mode=flush-early       a flush reports success without flushing the
+ *                          lower file
+ *   mode=fua-ignored       a FUA write (or write-zeroes, discard) reports
+ *                          success without flushing the lower file: a
+ *                          durable write is lost at a crash
+ *   mode=write-early       a write reports success while its data is only in
+ *                          the driver's memory, then goes down to the lower
+ *                          file; a flush does not wait for it
+ *   mode=writeback         no bug: a write-back cache, the silent sibling of
+ *                          the three above.  Writes are held in memory and
+ *                          reported done at once; a flush (or FUA) writes
+ *                          them back and flushes the lower file; what is not
+ *                          flushed is lost at a crash, as it may be
+ *
  * Every request goes down to a raw child (blkv_child_*): buggy changes what
  * it passes down (or what it returns), never how raw stores it.  Raw is
  * opened with its defaults, so each request is one lower I/O and the device
@@ -34,6 +50,14 @@
  * stale-read and flip-flop keep their history in lower file 1: the device's
  * current content at [BUGGY_CUR + off] (exact wherever it is tracked) and the
  * content each write replaced at [off].
+ *
+ * writeback and write-early keep a cache: the data of writes not yet known
+ * to be on the lower file, as disjoint extents, each dirty (to be written
+ * back) or clean (written back, kept until no read could miss it).  Reads
+ * take raw's data and lay the cache over it.  Write-backs run one at a time
+ * (a mutex), so two of the same range never land out of order.  In writeback
+ * mode the opportunities are writes, and a strike writes the cache back
+ * without flushing (data on the lower file that a crash may still lose).
  */
 #include <blkv/driver.h>
 
@@ -58,6 +82,10 @@ enum buggy_mode {
     BUGGY_WRONG_RETURN,
     BUGGY_FLIP_FLOP,
     BUGGY_ZEROES_NOOP,
+    BUGGY_FLUSH_EARLY,
+    BUGGY_FUA_IGNORED,
+    BUGGY_WRITE_EARLY,
+    BUGGY_WRITEBACK,
 };
 
 static const struct {
@@ -73,7 +101,14 @@ static const struct {
     [BUGGY_WRONG_RETURN] = {"wrong-return", 3},
     [BUGGY_FLIP_FLOP] = {"flip-flop", 1},
     [BUGGY_ZEROES_NOOP] = {"zeroes-noop", 1},
+    [BUGGY_FLUSH_EARLY] = {"flush-early", 1},
+    [BUGGY_FUA_IGNORED] = {"fua-ignored", 1},
+    [BUGGY_WRITE_EARLY] = {"write-early", 1},
+    [BUGGY_WRITEBACK] = {"writeback", 3},
 };
+
+/* The cache holds at most about this much before it writes back unasked. */
+#define BUGGY_CACHE_MAX (4u << 20)
 
 /* A set of byte ranges: sorted, disjoint, not touching. */
 struct buggy_iv {
@@ -82,6 +117,24 @@ struct buggy_iv {
 struct buggy_ivs {
     struct buggy_iv *v;
     size_t n, cap;
+};
+
+/* A buffer of data the driver holds (cache extents share them; a zombie
+ * write's copy), on a list so that a power loss can free them all. */
+struct buggy_buf {
+    struct buggy_buf *prev, *next;
+    unsigned refs;
+    unsigned char data[];
+};
+
+/* A cache extent: device bytes [off, off+len) hold data (NULL: zeros) from
+ * `gen`, the write that put them there (its pieces keep the number). */
+struct buggy_ext {
+    uint64_t off, len;
+    struct buggy_buf *buf;
+    unsigned char *data; /* into buf, or NULL */
+    uint64_t gen;
+    bool dirty;
 };
 
 struct buggy_state {
@@ -96,8 +149,17 @@ struct buggy_state {
     struct buggy_ivs tracked;     /* where hist mirrors the device */
     struct buggy_ivs overwritten; /* where hist holds replaced data */
     struct buggy_ivs seen;        /* read since the last write landed */
-    unsigned zombies;             /* zombie writes still in flight */
-    struct blkv_co_queue zombie_done;
+    unsigned late;                /* requests completed early, still working */
+    struct blkv_co_queue late_done;
+    struct buggy_buf *bufs;       /* every buffer held */
+    struct buggy_ext *ext;        /* the cache, sorted */
+    size_t n_ext, ext_cap;
+    uint64_t cached;              /* bytes in the cache */
+    uint64_t gen;                 /* writes put in the cache */
+    unsigned readers;             /* reads between their lower read and the overlay */
+    struct blkv_co_mutex wb_lock; /* one write-back at a time */
+    unsigned char *wb_data;       /* its copy of the data it writes */
+    size_t wb_cap;
     bool setup;               /* serving a setup request (initial content) */
     bool strike_setup;        /* option setup=on */
 };
@@ -111,8 +173,10 @@ struct buggy_req {
 static const struct blkv_option buggy_options[] = {
     {"mode", "none",
      "none, lost-write, stale-read, misdirected-write, torn-write, zombie-write, wrong-return,"
-     " flip-flop or zeroes-noop"},
-    {"every", NULL, "strike at every Nth opportunity (default: per mode)"},
+     " flip-flop, zeroes-noop, flush-early, fua-ignored, write-early or writeback (no bug: a"
+     " write-back cache)"},
+    {"every", NULL,
+     "strike at every Nth opportunity (default: per mode; writeback: write back unflushed)"},
     {"skip", "0", "let the first N opportunities pass"},
     {"shift", "4096", "misdirected-write: how far off the write lands"},
     {"setup", "off", "on: the core's initial-content writes are opportunities too"},
@@ -349,11 +413,291 @@ static int buggy_zero(struct buggy_state *s, struct blkv_req *req, uint64_t off,
     return 0;
 }
 
+/* After the data of a FUA request landed: make it durable, by flushing raw
+ * (fua-ignored: not when the bug strikes). */
+static int buggy_fua(struct buggy_state *s, struct blkv_req *req)
+{
+    if (!(req->flags & BLKV_REQ_FUA))
+        return 0;
+    if (s->mode == BUGGY_FUA_IGNORED && buggy_strike(s))
+        return 0;
+    return blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
+}
+
+/* ---- held buffers and the cache (writeback, write-early) ------------------------ */
+
+static bool buggy_caches(const struct buggy_state *s)
+{
+    return s->mode == BUGGY_WRITEBACK || s->mode == BUGGY_WRITE_EARLY;
+}
+
+/* A held buffer of len bytes with one reference, or NULL. */
+static struct buggy_buf *buggy_buf_new(struct buggy_state *s, uint64_t len)
+{
+    struct buggy_buf *b = malloc(sizeof(*b) + len);
+
+    if (!b)
+        return NULL;
+    b->refs = 1;
+    b->prev = NULL;
+    b->next = s->bufs;
+    if (s->bufs)
+        s->bufs->prev = b;
+    s->bufs = b;
+    return b;
+}
+
+static void buggy_buf_put(struct buggy_state *s, struct buggy_buf *b)
+{
+    if (!b || --b->refs)
+        return;
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        s->bufs = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    free(b);
+}
+
+/* The first cache extent that ends after off. */
+static size_t buggy_ext_find(const struct buggy_state *s, uint64_t off)
+{
+    size_t lo = 0, hi = s->n_ext;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->ext[mid].off + s->ext[mid].len <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Room for `more` extents; false on ENOMEM. */
+static bool buggy_ext_reserve(struct buggy_state *s, size_t more)
+{
+    size_t cap = s->ext_cap ? s->ext_cap : 16;
+    struct buggy_ext *v;
+
+    if (s->n_ext + more <= s->ext_cap)
+        return true;
+    while (cap < s->n_ext + more)
+        cap *= 2;
+    if (!(v = realloc(s->ext, cap * sizeof(*v))))
+        return false;
+    s->ext = v;
+    s->ext_cap = cap;
+    return true;
+}
+
+/* Take [a, b) out of the cache.  It splits at most one extent, so one free
+ * slot will do. */
+static void buggy_cache_cut(struct buggy_state *s, uint64_t a, uint64_t b)
+{
+    size_t i = buggy_ext_find(s, a);
+
+    while (i < s->n_ext && s->ext[i].off < b) {
+        struct buggy_ext *e = &s->ext[i];
+        uint64_t end = e->off + e->len;
+        if (e->off < a && end > b) { /* in two, sharing the buffer */
+            memmove(e + 1, e, (s->n_ext - i) * sizeof(*e));
+            s->n_ext++;
+            e->len = a - e->off;
+            e[1].off = b;
+            e[1].len = end - b;
+            if (e[1].data)
+                e[1].data += b - e->off;
+            if (e->buf)
+                e->buf->refs++;
+            s->cached -= b - a;
+            return;
+        }
+        if (e->off < a) {
+            s->cached -= end - a;
+            e->len = a - e->off;
+            i++;
+        } else if (end > b) {
+            s->cached -= b - e->off;
+            if (e->data)
+                e->data += b - e->off;
+            e->len = end - b;
+            e->off = b;
+            return;
+        } else {
+            s->cached -= e->len;
+            buggy_buf_put(s, e->buf);
+            memmove(e, e + 1, (s->n_ext - i - 1) * sizeof(*e));
+            s->n_ext--;
+        }
+    }
+}
+
+/* Put data (NULL: zeros) for [off, off+len) in the cache as the newest
+ * there, dirty.  0 or -ENOMEM. */
+static int buggy_cache_put(struct buggy_state *s, const void *data, uint64_t off, uint64_t len)
+{
+    struct buggy_buf *b = NULL;
+    size_t i;
+
+    if (!buggy_ext_reserve(s, 2))
+        return -ENOMEM;
+    if (data) {
+        if (!(b = buggy_buf_new(s, len)))
+            return -ENOMEM;
+        memcpy(b->data, data, len);
+    }
+    buggy_cache_cut(s, off, off + len);
+    i = buggy_ext_find(s, off);
+    memmove(&s->ext[i + 1], &s->ext[i], (s->n_ext - i) * sizeof(s->ext[0]));
+    s->ext[i] = (struct buggy_ext){off, len, b, b ? b->data : NULL, ++s->gen, true};
+    s->n_ext++;
+    s->cached += len;
+    return 0;
+}
+
+/* Lay the cache over buf, a read of [off, off+len). */
+static void buggy_cache_overlay(const struct buggy_state *s, unsigned char *buf, uint64_t off,
+                                uint64_t len)
+{
+    for (size_t i = buggy_ext_find(s, off); i < s->n_ext && s->ext[i].off < off + len; i++) {
+        const struct buggy_ext *e = &s->ext[i];
+        uint64_t a = e->off > off ? e->off : off;
+        uint64_t b = e->off + e->len < off + len ? e->off + e->len : off + len;
+        if (e->data)
+            memcpy(buf + (a - off), e->data + (a - e->off), b - a);
+        else
+            memset(buf + (a - off), 0, b - a);
+    }
+}
+
+/* Forget the clean extents, unless a read is between its lower read and its
+ * overlay: its lower read may have come before their write-back landed. */
+static void buggy_cache_purge(struct buggy_state *s)
+{
+    size_t j = 0;
+
+    if (s->readers)
+        return;
+    for (size_t i = 0; i < s->n_ext; i++) {
+        if (s->ext[i].dirty) {
+            s->ext[j++] = s->ext[i];
+        } else {
+            s->cached -= s->ext[i].len;
+            buggy_buf_put(s, s->ext[i].buf);
+        }
+    }
+    s->n_ext = j;
+}
+
+/* Write the dirty extents to raw in offset order, then flush raw if asked,
+ * on behalf of req (NULL: no request).  One write-back at a time, so that
+ * two of the same bytes never land out of order.  What a failure (or a
+ * cancel) leaves unwritten stays dirty. */
+static int buggy_cache_writeback(struct buggy_state *s, struct blkv_req *req, bool flush)
+{
+    uint64_t pos = 0;
+    int ret = 0;
+
+    blkv_co_mutex_lock(&s->wb_lock);
+    for (;;) {
+        size_t i = buggy_ext_find(s, pos);
+        struct buggy_ext e;
+        while (i < s->n_ext && !s->ext[i].dirty)
+            i++;
+        if (i == s->n_ext)
+            break;
+        e = s->ext[i];
+        if (e.data) {
+            /* the extent may be cut or freed while its write is in flight */
+            if (e.len > s->wb_cap) {
+                unsigned char *p = realloc(s->wb_data, e.len);
+                if (!p) {
+                    ret = -ENOMEM;
+                    break;
+                }
+                s->wb_data = p;
+                s->wb_cap = e.len;
+            }
+            memcpy(s->wb_data, e.data, e.len);
+            ret = blkv_child_io(s->raw, req, BLKV_OP_WRITE, 0, e.off, e.len, s->wb_data);
+        } else {
+            ret = buggy_zero(s, req, e.off, e.len);
+        }
+        if (ret < 0)
+            break;
+        /* what is left of it (newer writes may have cut it) is on raw now */
+        for (i = buggy_ext_find(s, e.off); i < s->n_ext && s->ext[i].off < e.off + e.len; i++)
+            if (s->ext[i].gen == e.gen)
+                s->ext[i].dirty = false;
+        pos = e.off + e.len;
+    }
+    if (!ret && flush)
+        ret = blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
+    buggy_cache_purge(s);
+    blkv_co_mutex_unlock(&s->wb_lock);
+    return ret;
+}
+
+/* A read in writeback or write-early mode: raw's data under the cache. */
+static int buggy_cache_read(struct buggy_state *s, struct blkv_req *req)
+{
+    int ret;
+
+    s->readers++;
+    ret = blkv_child_io(s->raw, req, BLKV_OP_READ, 0, req->offset, req->len, req->buf);
+    if (ret == 0)
+        buggy_cache_overlay(s, req->buf, req->offset, req->len);
+    s->readers--;
+    buggy_cache_purge(s);
+    return ret;
+}
+
+/* A write, write-zeroes or discard (zeros) in writeback or write-early
+ * mode: into the cache, then down as the mode says. */
+static int buggy_cache_write(struct buggy_state *s, struct blkv_req *req)
+{
+    bool fua = req->flags & BLKV_REQ_FUA, strike;
+    int ret;
+
+    ret = buggy_cache_put(s, req->op == BLKV_OP_WRITE ? req->buf : NULL, req->offset, req->len);
+    if (ret < 0)
+        return ret;
+    /* The core's initial-content writes go straight down: the core takes the
+     * lower file as the durable device once they are done, and sends no
+     * flush after them. */
+    if (s->setup)
+        return buggy_cache_writeback(s, req, false);
+    strike = buggy_strike(s);
+    if (s->mode == BUGGY_WRITEBACK) {
+        if (fua)
+            return buggy_cache_writeback(s, req, true);
+        if (strike || s->cached > BUGGY_CACHE_MAX)
+            buggy_cache_writeback(s, req, false); /* a failure is the next flush's to report */
+        return 0;
+    }
+    if (!strike) /* write-early, this time written through */
+        return buggy_cache_writeback(s, req, fua);
+    /* Done, says write-early, with the data (even FUA data) only in memory. */
+    s->late++;
+    blkv_complete(req, 0);
+    /* req is the core's again: what follows is on behalf of no request */
+    buggy_cache_writeback(s, NULL, fua);
+    s->late--;
+    blkv_co_queue_wake_all(&s->late_done);
+    return 0;
+}
+
+/* ---- requests ------------------------------------------------------------------- */
+
 static int buggy_read(struct buggy_state *s, struct blkv_req *req)
 {
-    int ret = blkv_child_io(s->raw, req, BLKV_OP_READ, 0, req->offset, req->len, req->buf);
+    int ret;
 
-    if (ret < 0)
+    if (buggy_caches(s))
+        return buggy_cache_read(s, req);
+    if ((ret = blkv_child_io(s->raw, req, BLKV_OP_READ, 0, req->offset, req->len, req->buf)) < 0)
         return ret;
     switch (s->mode) {
     case BUGGY_STALE_READ:
@@ -375,30 +719,29 @@ static int buggy_read(struct buggy_state *s, struct blkv_req *req)
     return 0;
 }
 
-/* A write in zombie-write mode: from a private copy of the data, since a
- * zombie outlives the request and its buffer. */
+/* A write in zombie-write mode: from a copy of the data that the driver
+ * holds, since a zombie outlives the request and its buffer. */
 static int buggy_zombie_write(struct buggy_state *s, struct blkv_req *req)
 {
     struct buggy_req br = {.in_write = true};
-    void *copy = malloc(req->len);
-    bool fua = req->flags & BLKV_REQ_FUA;
+    struct buggy_buf *copy = buggy_buf_new(s, req->len);
     int ret;
 
     if (!copy)
         return -ENOMEM;
-    memcpy(copy, req->buf, req->len);
+    memcpy(copy->data, req->buf, req->len);
     req->driver_data = &br;
-    ret = blkv_child_io(s->raw, req, BLKV_OP_WRITE, 0, req->offset, req->len, copy);
-    free(copy);
+    ret = blkv_child_io(s->raw, req, BLKV_OP_WRITE, 0, req->offset, req->len, copy->data);
+    buggy_buf_put(s, copy);
     if (br.zombie) {
         /* req is completed: don't touch it; the core ignores our return */
-        s->zombies--;
-        blkv_co_queue_wake_all(&s->zombie_done);
+        s->late--;
+        blkv_co_queue_wake_all(&s->late_done);
         return ret;
     }
     req->driver_data = NULL;
-    if (!ret && fua)
-        ret = blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
+    if (!ret)
+        ret = buggy_fua(s, req);
     return ret;
 }
 
@@ -431,8 +774,8 @@ static int buggy_write(struct buggy_state *s, struct blkv_req *req)
         break;
     }
     ret = buggy_pwrite(s, req, req->buf, len, off);
-    if (!ret && (req->flags & BLKV_REQ_FUA))
-        ret = blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
+    if (!ret)
+        ret = buggy_fua(s, req);
     if (!ret && s->mode == BUGGY_WRONG_RETURN && buggy_strike(s))
         ret = -EIO;
     return ret;
@@ -450,17 +793,26 @@ static int buggy_co_submit(void *state, struct blkv_req *req)
     case BLKV_OP_READ:
         return buggy_read(s, req);
     case BLKV_OP_WRITE:
+        if (buggy_caches(s))
+            return buggy_cache_write(s, req);
         return buggy_write(s, req);
     case BLKV_OP_WRITE_ZEROES:
         if (s->mode == BUGGY_ZEROES_NOOP && buggy_strike(s))
             return 0;
         /* fall through */
     case BLKV_OP_DISCARD:
+        if (buggy_caches(s))
+            return buggy_cache_write(s, req);
         ret = buggy_zero(s, req, req->offset, req->len);
-        if (!ret && (req->flags & BLKV_REQ_FUA))
-            ret = blkv_child_io(s->raw, req, BLKV_OP_FLUSH, 0, 0, 0, NULL);
+        if (!ret)
+            ret = buggy_fua(s, req);
         return ret;
     case BLKV_OP_FLUSH:
+        if (s->mode == BUGGY_FLUSH_EARLY && buggy_strike(s))
+            return 0; /* done, without a word to raw */
+        if (s->mode == BUGGY_WRITEBACK)
+            return buggy_cache_writeback(s, req, true);
+        /* write-early: raw flushes what reached it, not what is still on its way */
         return blkv_child_submit(s->raw, req);
     }
     return -EINVAL;
@@ -475,7 +827,7 @@ static void buggy_cancel(void *state, struct blkv_req *req)
         buggy_strike(s)) {
         /* Report the write cancelled, but leave its lower write pending. */
         br->zombie = true;
-        s->zombies++;
+        s->late++;
         blkv_complete(req, -ECANCELED);
         return;
     }
@@ -484,11 +836,24 @@ static void buggy_cancel(void *state, struct blkv_req *req)
 
 /* ---- open, close, check ------------------------------------------------------ */
 
+/* Free what the state holds (no I/O); it may be zeroed or released already. */
 static void buggy_release(struct buggy_state *s)
 {
     buggy_ivs_free(&s->tracked);
     buggy_ivs_free(&s->overwritten);
     buggy_ivs_free(&s->seen);
+    while (s->bufs) {
+        struct buggy_buf *b = s->bufs;
+        s->bufs = b->next;
+        free(b);
+    }
+    free(s->ext);
+    s->ext = NULL;
+    s->n_ext = s->ext_cap = 0;
+    s->cached = 0;
+    free(s->wb_data);
+    s->wb_data = NULL;
+    s->wb_cap = 0;
 }
 
 static int buggy_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
@@ -544,15 +909,18 @@ static void buggy_close(void *state)
 {
     struct buggy_state *s = state;
 
-    /* zombie writes still reference nothing of ours but must land first */
-    while (s->zombies)
-        blkv_co_queue_wait(&s->zombie_done);
+    /* zombie and early writes are done with their requests, but must land first */
+    while (s->late)
+        blkv_co_queue_wait(&s->late_done);
+    if (buggy_caches(s))
+        buggy_cache_writeback(s, NULL, false); /* nothing to report a failure to */
     blkv_child_close(s->raw); /* raw flushes */
     s->raw = NULL;
     buggy_release(s);
 }
 
-/* After a power loss: the history goes (raw, the child, the core releases). */
+/* After a power loss: the history and the cache go (raw, the child, the
+ * core releases); so do the coroutines that still used them. */
 static void buggy_drv_release(void *state)
 {
     buggy_release(state);

@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # The targets under libFuzzer: buggy_fuzzer finds each bug mode from an
 # empty corpus (fixed seed, bounded runs) with a report of the right kind,
-# and raw_fuzzer runs clean for a bounded number of runs from its seeds.
+# and raw_fuzzer, and buggy_fuzzer in a correct mode (the write-back cache),
+# run clean for a bounded number of runs from the shared seeds.
 # Exit 0 pass, 1 fail, 77 skip (no clang with libFuzzer).
 #
 # usage: test_libfuzzer.sh build SRC BINDIR   build raw_fuzzer and buggy_fuzzer
 #                                             with clang -fsanitize=fuzzer in BINDIR
 #        test_libfuzzer.sh buggy SRC BINDIR MODE
 #        test_libfuzzer.sh raw SRC BINDIR
+#        test_libfuzzer.sh silent SRC BINDIR MODE   buggy_fuzzer, MODE a correct one
 # BINDIR holds the targets (BINDIR/fuzz/*_fuzzer after "build", or the
 # build's own fuzz/ directory when it is a libFuzzer build).
 set -uo pipefail
@@ -36,7 +38,7 @@ build)
     echo "built $(bin raw) $(bin buggy)"
     exit 0
     ;;
-buggy | raw) ;;
+buggy | raw | silent) ;;
 *) echo "usage: see the comment at the top of $0" >&2; exit 2 ;;
 esac
 
@@ -45,19 +47,26 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/corpus" "$tmp/artifacts"
 
-if [ "$cmd" = raw ]; then
-    t=$(bin raw)
-    cat "$src/fuzz/program.dict" "$src/fuzz/raw.dict" >"$tmp/dict"
+if [ "$cmd" = raw ] || [ "$cmd" = silent ]; then
+    if [ "$cmd" = raw ]; then
+        t=$(bin raw) name=raw_fuzzer mode= runs=4000
+        cat "$src/fuzz/program.dict" "$src/fuzz/raw.dict" >"$tmp/dict"
+    else
+        mode=${4:?silent needs a MODE}
+        t=$(bin buggy) name="buggy_fuzzer mode=$mode" runs=20000
+        cat "$src/fuzz/program.dict" "$src/fuzz/buggy.dict" >"$tmp/dict"
+    fi
     cp "$src/corpus/programs"/* "$tmp/corpus/" # libFuzzer adds to its first corpus directory
-    BLKV_REPRO_DIR="$tmp/artifacts" "$t" -seed=1 -runs=4000 -max_len=1024 -dict="$tmp/dict" \
-        -artifact_prefix="$tmp/artifacts/" "$tmp/corpus" >"$tmp/log" 2>&1
+    BLKV_BUGGY_MODE=$mode BLKV_REPRO_DIR="$tmp/artifacts" "$t" -seed=1 -runs=$runs \
+        -max_len=1024 -dict="$tmp/dict" -artifact_prefix="$tmp/artifacts/" "$tmp/corpus" \
+        >"$tmp/log" 2>&1
     rc=$?
     if [ $rc != 0 ]; then
-        echo "FAIL: raw_fuzzer exited $rc (a report on a correct driver):"
+        echo "FAIL: $name exited $rc (a report on a correct driver):"
         grep -aA30 '^blkverify' "$tmp/log" | head -40 || tail -30 "$tmp/log"
         exit 1
     fi
-    echo "ok: raw_fuzzer: $(grep -aE '^#[0-9]+' "$tmp/log" | tail -1)"
+    echo "ok: $name: $(grep -aE '^#[0-9]+' "$tmp/log" | tail -1)"
     exit 0
 fi
 
@@ -72,6 +81,8 @@ zombie-write) want='^contents/read/zombie$' ;;
 wrong-return) want='^retval/(read|write)' ;;
 flip-flop) want='^contents/read/(flip-flop|stale|zeros|torn|garbage)$' ;;
 zeroes-noop) want='^contents/read/(stale|zeros)$' ;;
+# power loss: a durable write lost, all of it or some of its sectors
+flush-early | fua-ignored | write-early) want='^contents/read/(stale|zeros|torn)$' ;;
 *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
 t=$(bin buggy)

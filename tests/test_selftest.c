@@ -6,14 +6,20 @@
  *  1. Hand-written traces (the .trace files in tests/traces).  Each has a line
  *     "# expect: SIGNATURE" (a prefix of the report signature, or "ok"), and
  *     may have "# asan: skip" (the driver's library crashes under ASan).  A
- *     trace expected to fail is also replayed on the correct raw driver, which
- *     must stay silent: the bug is the driver's, not the trace's.
+ *     trace expected to fail is also replayed on two correct drivers, raw and
+ *     buggy's write-back cache, which must stay silent: the bug is the
+ *     driver's, not the trace's.
  *  2. Random programs: every buggy mode is caught within a bounded number of
- *     seeds, and each catching program is silent on raw.
+ *     seeds (the power-loss modes only by a program that crashes), and each
+ *     catching program is silent on raw and on the write-back cache.
  *  3. No false positives: correct drivers under adversarial schedules (FIFO,
  *     LIFO, random completion order; requests split into reordered pieces;
  *     cancels that withdraw or are ignored; injected faults; every discard
  *     semantics) run well over 100,000 random ops without a report.
+ *  4. No false positives across power loss: correct drivers, among them a
+ *     write-back cache that holds writes in memory or leaves them on the
+ *     lower file unflushed (legitimately lost at a crash), stay silent over
+ *     thousands of random programs that crash.
  */
 #include <blkv/driver.h>
 #include <blkv/program.h>
@@ -57,6 +63,28 @@ static int run_quiet(const struct blkv_program *p, const char *driver,
 {
     struct blkv_run_opts o = {.quiet = true};
     return blkv_run_spec(p, driver, &o, res);
+}
+
+/* The correct drivers a failing program is replayed on: raw, and a
+ * write-back cache (writes done before they reach the lower file, and lost
+ * at a crash unless flushed, as they may be). */
+static const char *const siblings[] = {"raw", "buggy mode=writeback"};
+
+/* Whether p is silent on every sibling; says where it is not. */
+static bool silent_on_siblings(const struct blkv_program *p, const char *what)
+{
+    bool ok = true;
+
+    for (size_t i = 0; i < sizeof(siblings) / sizeof(siblings[0]); i++) {
+        struct blkv_run_result res;
+        if (run_quiet(p, siblings[i], &res) != BLKV_RUN_OK) {
+            fprintf(stderr, "%s on %s: expected silence, got %s\n%s", what, siblings[i],
+                    res.message, res.report ? res.report : "");
+            ok = false;
+        }
+        blkv_run_result_free(&res);
+    }
+    return ok;
 }
 
 /* ---- 1. hand-written traces ---------------------------------------------- */
@@ -137,14 +165,9 @@ static void test_traces(void)
             } else {
                 printf("  %-36s caught: %s\n", list[i]->d_name, res.signature);
             }
-            /* the sibling: the same ops on a correct driver are clean */
-            blkv_run_result_free(&res);
-            st = run_quiet(&p, "raw", &res);
-            if (st != BLKV_RUN_OK) {
-                fprintf(stderr, "%s on raw: expected silence, got %s\n%s", path, res.message,
-                        res.report ? res.report : "");
+            /* the siblings: the same ops on correct drivers are clean */
+            if (!silent_on_siblings(&p, path))
                 t_failures++;
-            }
         }
         blkv_run_result_free(&res);
         blkv_program_free(&p);
@@ -153,7 +176,7 @@ static void test_traces(void)
     for (int i = 0; i < n; i++)
         free(list[i]);
     free(list);
-    CHECK(failing >= 8);
+    CHECK(failing >= 12);
 }
 
 /* ---- random programs -------------------------------------------------------- */
@@ -169,11 +192,14 @@ static void random_program(uint64_t seed, size_t nops, struct blkv_program *p)
 static const struct {
     const char *mode;
     const char *sig; /* required signature prefix */
+    bool crash;      /* seen only after a power loss */
 } modes[] = {
-    {"lost-write", "contents/read/"},   {"stale-read", "contents/read/"},
-    {"misdirected-write", "contents/read/"}, {"torn-write", "contents/read/"},
-    {"zombie-write", "contents/read/"}, {"wrong-return", "retval/"},
-    {"flip-flop", "contents/read/"},    {"zeroes-noop", "contents/read/"},
+    {"lost-write", "contents/read/", false},   {"stale-read", "contents/read/", false},
+    {"misdirected-write", "contents/read/", false}, {"torn-write", "contents/read/", false},
+    {"zombie-write", "contents/read/", false}, {"wrong-return", "retval/", false},
+    {"flip-flop", "contents/read/", false},    {"zeroes-noop", "contents/read/", false},
+    {"flush-early", "contents/read/", true},   {"fua-ignored", "contents/read/", true},
+    {"write-early", "contents/read/", true},
 };
 
 #define MAX_SEEDS 500
@@ -193,17 +219,16 @@ static void test_random_catches(void)
             random_program(seed, 96, &p);
             int st = run_quiet(&p, spec, &res);
             if (st == BLKV_RUN_VIOLATION) {
+                char what[64];
                 found = true;
-                printf("  %-18s caught by seed %3" PRIu64 ": %s\n", modes[m].mode, seed,
-                       res.signature);
+                printf("  %-18s caught by seed %3" PRIu64 ": %s%s\n", modes[m].mode, seed,
+                       res.signature, res.stats.crashes ? " (after a crash)" : "");
                 CHECK(strncmp(res.signature, modes[m].sig, strlen(modes[m].sig)) == 0);
-                /* sibling: the same program on raw is clean */
-                blkv_run_result_free(&res);
-                st = run_quiet(&p, "raw", &res);
-                if (st != BLKV_RUN_OK)
-                    fprintf(stderr, "seed %" PRIu64 " on raw: %s\n%s", seed, res.message,
-                            res.report ? res.report : "");
-                CHECK(st == BLKV_RUN_OK);
+                /* a power-loss bug shows only through a power loss */
+                CHECK(!modes[m].crash || res.stats.crashes > 0);
+                /* siblings: the same program on correct drivers is clean */
+                snprintf(what, sizeof(what), "seed %" PRIu64, seed);
+                CHECK(silent_on_siblings(&p, what));
             } else {
                 CHECK(st == BLKV_RUN_OK);
             }
@@ -228,6 +253,7 @@ static void test_no_false_positives(void)
         "raw discard=ignore",
         "raw align=512",
         "buggy mode=none",
+        "buggy mode=writeback",
     };
     uint64_t ops = 0, reads = 0, bytes = 0, cancels = 0, faults = 0, runs = 0;
 
@@ -262,10 +288,57 @@ static void test_no_false_positives(void)
     CHECK(faults > 100);
 }
 
+/* ---- 4. no false positives across power loss ------------------------------- */
+
+#define CRASHING_PROGRAMS 1500
+
+static void test_no_false_positives_crash(void)
+{
+    static const char *const drivers[] = {
+        "buggy mode=writeback",               /* every 3rd write written back unflushed */
+        "buggy mode=writeback every=1",       /* every write on the lower file, unflushed */
+        "buggy mode=writeback every=1000000", /* writes in memory until a flush or FUA */
+        "raw",
+        "buggy mode=none",
+    };
+    uint64_t runs = 0, crashing = 0, crashes = 0, reads = 0, faults = 0;
+
+    for (uint64_t seed = 0; crashing < CRASHING_PROGRAMS; seed++) {
+        const char *drv = drivers[seed % (sizeof(drivers) / sizeof(drivers[0]))];
+        struct blkv_program p;
+        struct blkv_run_result res;
+        int st;
+
+        blkv_program_init(&p);
+        random_program(2000000 + seed, 128, &p);
+        st = run_quiet(&p, drv, &res);
+        if (st != BLKV_RUN_OK) {
+            fprintf(stderr, "false positive: driver '%s', seed %" PRIu64 ":\n%s%s\n", drv,
+                    2000000 + seed, res.report ? res.report : "", res.message);
+            t_failures++;
+            blkv_run_result_free(&res);
+            blkv_program_free(&p);
+            break;
+        }
+        runs++;
+        crashing += res.stats.crashes > 0;
+        crashes += res.stats.crashes;
+        reads += res.stats.reads_checked;
+        faults += res.stats.faults;
+        blkv_run_result_free(&res);
+        blkv_program_free(&p);
+    }
+    printf("  %" PRIu64 " programs, %" PRIu64 " of them with %" PRIu64 " crashes, %" PRIu64
+           " reads verified, %" PRIu64 " injected faults: no report\n",
+           runs, crashing, crashes, reads, faults);
+    CHECK(crashing >= CRASHING_PROGRAMS);
+}
+
 int main(void)
 {
     RUN(test_traces);
     RUN(test_random_catches);
     RUN(test_no_false_positives);
+    RUN(test_no_false_positives_crash);
     T_EXIT();
 }
