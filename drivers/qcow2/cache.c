@@ -31,12 +31,15 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
     memset(c, 0, sizeof(*c));
 }
 
-/* Write a dirty entry back to the file. */
-static int qcow2_cache_writeback(struct qcow2_state *s, struct qcow2_cache_entry *e)
+/* Write a dirty entry of cache c back to the file: a refcount block or L2
+ * table update, as the fault rules see it. */
+static int qcow2_cache_writeback(struct qcow2_state *s, struct qcow2_cache *c,
+                                 struct qcow2_cache_entry *e)
 {
     int ret;
     if (!e->dirty)
         return 0;
+    blkv_lower_event(s->file, c == &s->rbc ? BLKV_EV_REFBLOCK_UPDATE : BLKV_EV_L2_UPDATE);
     ret = blkv_lower_pwrite(s->file, e->data, s->cluster_size, e->offset);
     if (ret == 0)
         e->dirty = false;
@@ -77,7 +80,7 @@ int qcow2_cache_get(struct qcow2_state *s, struct qcow2_cache *c, uint64_t off, 
         blkv_error(s->ctx, "qcow2: every cache entry is in use");
         return -EBUSY;
     }
-    if (victim->offset && (ret = qcow2_cache_writeback(s, victim)) < 0)
+    if (victim->offset && (ret = qcow2_cache_writeback(s, c, victim)) < 0)
         return ret;
     victim->offset = 0;
     victim->dirty = false;
@@ -122,7 +125,7 @@ int qcow2_cache_flush(struct qcow2_state *s, struct qcow2_cache *c)
     int ret = 0;
     for (unsigned i = 0; i < c->n; i++) {
         if (c->e[i].offset && c->e[i].dirty) {
-            int r = qcow2_cache_writeback(s, &c->e[i]);
+            int r = qcow2_cache_writeback(s, c, &c->e[i]);
             if (r < 0 && !ret)
                 ret = r;
         }

@@ -79,24 +79,32 @@ void qcow2_wait_readers(struct qcow2_state *s, uint64_t off, uint64_t len)
 
 /* ---- reading -------------------------------------------------------------------- */
 
-/* Read guest bytes of the backing file (zeros past its end, or without one). */
-static int qcow2_co_backing_read(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *buf)
+static int qcow2_co_read_ev(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *buf,
+                            unsigned ev);
+
+/* Read guest bytes of the backing file (zeros past its end, or without one);
+ * the data reads are for event ev (a guest read, or a copy on write). */
+static int qcow2_co_backing_read(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *buf,
+                                 unsigned ev)
 {
     uint64_t avail = off < s->backing_size ? qcow2_min(len, s->backing_size - off) : 0;
     int ret = 0;
 
-    if (avail && s->backing == QCOW2_BACKING_RAW)
+    if (avail && s->backing == QCOW2_BACKING_RAW) {
+        blkv_lower_event(s->bfile, ev);
         ret = blkv_lower_pread(s->bfile, buf, avail, off);
-    else if (avail && s->backing == QCOW2_BACKING_QCOW2)
-        ret = qcow2_co_read(s->bimg, off, avail, buf);
+    } else if (avail && s->backing == QCOW2_BACKING_QCOW2) {
+        ret = qcow2_co_read_ev(s->bimg, off, avail, buf, ev);
+    }
     else
         avail = 0;
     memset(buf + avail, 0, len - avail);
     return ret;
 }
 
-/* Inflate the compressed cluster of entry e into out (one cluster). */
-static int qcow2_co_read_compressed(struct qcow2_state *s, uint64_t e, uint8_t *out)
+/* Inflate the compressed cluster of entry e into out (one cluster), read
+ * for event ev. */
+static int qcow2_co_read_compressed(struct qcow2_state *s, uint64_t e, uint8_t *out, unsigned ev)
 {
     uint64_t off, len;
     uint8_t *in;
@@ -107,6 +115,7 @@ static int qcow2_co_read_compressed(struct qcow2_state *s, uint64_t e, uint8_t *
     in = malloc(len);
     if (!in)
         return -ENOMEM;
+    blkv_lower_event(s->file, ev);
     if ((ret = blkv_lower_pread(s->file, in, len, off)) < 0) {
         free(in);
         return ret;
@@ -134,28 +143,30 @@ static int qcow2_co_read_compressed(struct qcow2_state *s, uint64_t e, uint8_t *
 }
 
 /* Read bytes [in, in+len) of guest cluster gc, whose entry is e, into buf
- * (len may run over following clusters for data and zero runs).  For data
+ * (len may run over following clusters for data and zero runs); the reads
+ * of data, in this file or the backing file, are for event ev.  For data
  * held in the file, r was registered as a reader under the lock. */
 static int qcow2_co_read_entry(struct qcow2_state *s, uint64_t gc, uint64_t e, uint64_t in,
-                               uint64_t len, uint8_t *buf)
+                               uint64_t len, uint8_t *buf, unsigned ev)
 {
     uint8_t *tmp;
     int ret;
 
     switch (qcow2_entry_type(s, e)) {
     case QCOW2_UNALLOC:
-        return qcow2_co_backing_read(s, (gc << s->cluster_bits) + in, len, buf);
+        return qcow2_co_backing_read(s, (gc << s->cluster_bits) + in, len, buf, ev);
     case QCOW2_ZERO_PLAIN:
     case QCOW2_ZERO_ALLOC:
         memset(buf, 0, len);
         return 0;
     case QCOW2_NORMAL:
+        blkv_lower_event(s->file, ev);
         return blkv_lower_pread(s->file, buf, len, (e & QCOW2_OFFSET_MASK) + in);
     case QCOW2_COMPRESSED:
         tmp = blkv_scratch_get(s->cluster_size);
         if (!tmp)
             return -ENOMEM;
-        ret = qcow2_co_read_compressed(s, e, tmp);
+        ret = qcow2_co_read_compressed(s, e, tmp, ev);
         if (!ret)
             memcpy(buf, tmp + in, len);
         blkv_scratch_put(tmp, s->cluster_size);
@@ -191,7 +202,9 @@ static int qcow2_read_class(const struct qcow2_state *s, uint64_t e)
     return t == QCOW2_ZERO_ALLOC ? QCOW2_ZERO_PLAIN : (int)t;
 }
 
-int qcow2_co_read(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *buf)
+/* Read guest bytes; the data reads are for event ev. */
+static int qcow2_co_read_ev(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *buf,
+                            unsigned ev)
 {
     uint64_t ents[QCOW2_RUN];
 
@@ -220,7 +233,7 @@ int qcow2_co_read(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *bu
         reading = qcow2_reader_for(s, &r, ents[0], in, bytes);
         blkv_co_mutex_unlock(&s->lock);
 
-        ret = qcow2_co_read_entry(s, gc, ents[0], in, bytes, buf);
+        ret = qcow2_co_read_entry(s, gc, ents[0], in, bytes, buf, ev);
         if (reading)
             qcow2_reader_del(s, &r);
         if (ret < 0)
@@ -230,7 +243,14 @@ int qcow2_co_read(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *bu
     return 0;
 }
 
-/* The whole content of guest cluster gc (entry e) into buf (one cluster). */
+int qcow2_co_read(struct qcow2_state *s, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    return qcow2_co_read_ev(s, off, len, buf, BLKV_EV_DATA_READ);
+}
+
+/* The whole content of guest cluster gc (entry e) into buf (one cluster),
+ * to copy it on write: from this file or the backing file, the data reads
+ * are cow_read (metadata loads of a qcow2 backing file are not). */
 static int qcow2_co_read_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e, uint8_t *buf)
 {
     struct qcow2_range r;
@@ -240,7 +260,7 @@ static int qcow2_co_read_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e,
     blkv_co_mutex_lock(&s->lock);
     reading = qcow2_reader_for(s, &r, e, 0, s->cluster_size);
     blkv_co_mutex_unlock(&s->lock);
-    ret = qcow2_co_read_entry(s, gc, e, 0, s->cluster_size, buf);
+    ret = qcow2_co_read_entry(s, gc, e, 0, s->cluster_size, buf, BLKV_EV_COW_READ);
     if (reading)
         qcow2_reader_del(s, &r);
     return ret;
@@ -281,13 +301,18 @@ static int qcow2_co_cow_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e, 
     int ret;
 
     if (qcow2_cluster_reads_zero(s, gc, e)) {
-        blkv_lower_event(s->file, BLKV_EV_COW_WRITE);
-        if (!data)
-            return blkv_lower_pwrite_zeroes(s->file, s->cluster_size, host);
-        ret = blkv_lower_pwrite_zeroes(s->file, a, host);
+        /* a tag holds for the next I/O issued: none for an empty head or
+         * tail (the guest data, or what follows, would take it) */
+        ret = 0;
+        if (!data || a) {
+            blkv_lower_event(s->file, BLKV_EV_COW_WRITE);
+            if (!data)
+                return blkv_lower_pwrite_zeroes(s->file, s->cluster_size, host);
+            ret = blkv_lower_pwrite_zeroes(s->file, a, host);
+        }
         if (!ret)
             ret = blkv_lower_pwrite(s->file, data, b - a, host + a);
-        if (!ret) {
+        if (!ret && b < s->cluster_size) {
             blkv_lower_event(s->file, BLKV_EV_COW_WRITE);
             ret = blkv_lower_pwrite_zeroes(s->file, s->cluster_size - b, host + b);
         }
@@ -295,7 +320,6 @@ static int qcow2_co_cow_cluster(struct qcow2_state *s, uint64_t gc, uint64_t e, 
     }
     if (!(cbuf = blkv_scratch_get(s->cluster_size)))
         return -ENOMEM;
-    blkv_lower_event(s->file, BLKV_EV_COW_READ);
     ret = qcow2_co_read_cluster(s, gc, e, cbuf);
     if (!ret) {
         if (data)
