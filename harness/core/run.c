@@ -387,6 +387,25 @@ static int do_reopen(struct blkv_run *run)
     return 0;
 }
 
+/* For the timeline: op i begins (begin) or has ended. */
+static void note_op(struct blkv_run *run, size_t i, bool begin)
+{
+    struct blkv_timeline_op *to;
+    uint64_t faults = run->rt ? blkv_rt_faults(run->rt) : 0;
+
+    if (!run->h.timeline)
+        return;
+    to = &run->h.timeline->ops[i];
+    if (begin) {
+        to->ran = true;
+        to->t_begin = to->t_end = run->clock;
+        to->faults = faults; /* until the end: the count before */
+    } else {
+        to->t_end = run->clock;
+        to->faults = faults - to->faults;
+    }
+}
+
 static void run_ops(struct blkv_run *run)
 {
     const struct blkv_program *p = run->h.prog;
@@ -394,6 +413,7 @@ static void run_ops(struct blkv_run *run)
     for (size_t i = 0; i < p->nops && !run->h.failed && !run->stuck; i++) {
         const struct blkv_pop *op = &p->ops[i];
         run->h.cur_op = i;
+        note_op(run, i, true);
         if (run->h.opts->verbose) {
             char line[160];
             blkv_pop_format(op, line, sizeof(line));
@@ -418,20 +438,25 @@ static void run_ops(struct blkv_run *run)
             drain(run);
             break;
         case BLKV_P_REOPEN:
-            if (do_reopen(run))
+            if (do_reopen(run)) {
+                note_op(run, i, false);
                 return;
+            }
             break;
         case BLKV_P_CHECK:
             do_check(run);
             break;
         case BLKV_P_CRASH:
-            if (do_crash(run, op))
+            if (do_crash(run, op)) {
+                note_op(run, i, false);
                 return;
+            }
             break;
         case BLKV_P_FAULT:
             do_fault(run, op);
             break;
         }
+        note_op(run, i, false);
         run->h.res->stats.ops++;
     }
     run->h.cur_op = p->nops;
@@ -677,6 +702,8 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
         blkv_core_run_error(run, "out of memory");
         goto out;
     }
+    if (opts->timeline || (opts->repro_picture && opts->repro_dir))
+        run->h.timeline = blkv_timeline_new(p->nops); /* NULL: none, the run goes on */
     if (run->drv.in_process) {
         static const enum blkv_rt_policy policy[] = {
             [BLKV_SCHED_RANDOM] = BLKV_RT_RANDOM,
@@ -734,6 +761,13 @@ out:
     blkv_core_children_free(run, false);
     if (run->rt)
         res->stats.faults = blkv_rt_faults(run->rt);
+    if (run->h.timeline) {
+        blkv_timeline_sync(&run->h);
+        if (opts->timeline)
+            res->timeline = run->h.timeline;
+        else
+            blkv_timeline_free(run->h.timeline);
+    }
     for (uint64_t i = 0; i < run->h.next_req; i++)
         blkv_buf_put(run->h.reqs[i].data, run->h.reqs[i].data_len);
     if (run->h.model)
@@ -779,4 +813,6 @@ void blkv_run_result_free(struct blkv_run_result *res)
 {
     free(res->report);
     res->report = NULL;
+    blkv_timeline_free(res->timeline);
+    res->timeline = NULL;
 }

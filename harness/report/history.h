@@ -64,6 +64,18 @@ struct blkv_history {
     size_t crash_op;                  /* the op of the last crash + 1 (0: none yet) */
     const char *driver_error;         /* the first message the driver recorded, or "" */
     bool failed;                      /* a violation was reported */
+    /* opts->timeline or opts->repro_picture: the ops' times (the core
+     * records them), what the report found (the report records it);
+     * requests are copied in by blkv_timeline_sync.  NULL otherwise. */
+    struct blkv_timeline *timeline;
 };
+
+/* timeline.c */
+/* A timeline for a program of nops ops, nothing found yet; NULL: no memory. */
+struct blkv_timeline *blkv_timeline_new(size_t nops);
+/* Copy the requests of the history so far into h->timeline (if any). */
+void blkv_timeline_sync(struct blkv_history *h);
+/* The timeline's name of source src (a model source number). */
+uint64_t blkv_timeline_src(uint32_t src);
 
 #endif

@@ -9,6 +9,7 @@
  */
 #include "report/report.h"
 #include "model/pattern.h"
+#include "report/picture.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -240,6 +241,8 @@ static const char *stale_class(struct blkv_history *h, const struct blkv_core_re
         fprintf(f, "         stale: older than every candidate\n");
         return "stale";
     }
+    if (h->timeline)
+        h->timeline->missing = blkv_timeline_src(newer);
     if (read_has_some_of(h, r, newer)) {
         fprintf(f, "         torn: this read holds part of %s's data, and older data here;"
                    " %s completed before the read was submitted\n",
@@ -390,6 +393,8 @@ static void print_candidates(struct blkv_history *h, const struct blkv_core_req 
         if (!blkv_cand_visible(&c[i], r->t_submit))
             continue;
         any = true;
+        if (h->timeline && h->timeline->ncands < BLKV_TL_MAX_CANDS)
+            h->timeline->cands[h->timeline->ncands++] = blkv_timeline_src(c[i].src);
         fprintf(f, "    ");
         if (c[i].kind == BLKV_SRC_ANY)
             fprintf(f, "anything (discarded by ");
@@ -416,6 +421,8 @@ static void print_candidates(struct blkv_history *h, const struct blkv_core_req 
         char nb[48];
         if (blkv_cand_visible(&c[i], r->t_submit))
             continue;
+        if (h->timeline && h->timeline->nevicted < BLKV_TL_MAX_CANDS)
+            h->timeline->evicted[h->timeline->nevicted++] = blkv_timeline_src(c[i].src);
         fprintf(f, "  no longer visible: ");
         describe_src(h, f, c[i].src);
         if (c[i].dead)
@@ -519,6 +526,8 @@ static void finish(struct blkv_history *h, FILE *f, char **buf, size_t *len, con
     if (res->repro_text[0])
         fprintf(f, "  reproducer: %s (text), %s (binary)\n  replay: blkv run %s\n",
                 res->repro_text, res->repro_bin, res->repro_text);
+    if (res->repro_text[0] && h->opts->repro_picture)
+        blkv_picture_save(h, f, buf);
     fclose(f);
     res->status = BLKV_RUN_VIOLATION;
     free(res->report);
@@ -599,6 +608,14 @@ void blkv_report_mismatch(struct blkv_history *h, const struct blkv_core_req *r,
     print_request(h, r, f);
     print_candidates(h, r, mm->offset, f, &src, &kind);
     cls = classify(h, r, mm, f, &found);
+    if (h->timeline) {
+        h->timeline->fail_req = r->req.id;
+        h->timeline->mismatch_offset = mm->offset;
+        h->timeline->mismatch_len = mm->len;
+        h->timeline->found = found == FOUND_NOTHING ? BLKV_TL_NONE
+                             : found == FOUND_ZEROS ? BLKV_TL_ZEROS
+                                                    : blkv_timeline_src(found);
+    }
     if (h->crash_op)
         print_found_durability(h, mm->offset, found, f);
     print_hexdump(h, r, mm, src, kind, f);
@@ -614,6 +631,8 @@ void blkv_report_retval(struct blkv_history *h, const struct blkv_core_req *r, i
     FILE *f = begin(&buf, &len);
     const char *op = blkv_req_op_name(r->req.op);
 
+    if (h->timeline)
+        h->timeline->fail_req = r->req.id;
     if (r->req.op == BLKV_OP_FLUSH)
         fprintf(f, "blkverify: flush return value mismatch %d != %d\n", r->ret, expected);
     else
@@ -645,6 +664,8 @@ void blkv_report_other(struct blkv_history *h, const struct blkv_core_req *r, co
     FILE *f = begin(&buf, &len);
     va_list ap;
 
+    if (h->timeline && r && !r->setup)
+        h->timeline->fail_req = r->req.id;
     fprintf(f, "blkverify: ");
     if (r && r->req.op != BLKV_OP_FLUSH)
         fprintf(f, "%s offset=%" PRIu64 " bytes=%" PRIu64 " ", blkv_req_op_name(r->req.op),

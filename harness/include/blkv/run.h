@@ -75,6 +75,14 @@ struct blkv_run_opts {
      * DIR/crash-K.lowerI for the Kth crash (from 1) and lower file I
      * (0: the image, 1: a backing file, if the driver made one).  NULL: none. */
     const char *crash_dir;
+    /* Keep a timeline of the run in res->timeline (see struct blkv_timeline):
+     * every request with its times and outcome, when each op ran, and what
+     * a report found.  It is what `blkv show` draws. */
+    bool timeline;
+    /* With repro_dir: beside each saved reproducer write a picture of the
+     * run as it stood at the violation (blkv-repro-HASH.html, as `blkv
+     * show` draws it); res->repro_picture names it. */
+    bool repro_picture;
 };
 
 struct blkv_run_stats {
@@ -92,6 +100,56 @@ struct blkv_run_stats {
                                 driver declares BLKV_CRASH_LEAKS), summed */
 };
 
+/* ---- the timeline of a run (opts->timeline) ------------------------------ */
+
+/* One request, numbered as trace text and reports number them (#N). */
+struct blkv_timeline_req {
+    size_t op;                     /* the program op that submitted it */
+    enum blkv_op kind;             /* what the op asked for (a write-zeroes stays one
+                                      even where the core emulates it) */
+    uint32_t flags;                /* BLKV_REQ_FUA, BLKV_REQ_UNMAP, as submitted */
+    uint64_t offset, len;          /* flush: 0, 0 */
+    uint64_t t_submit, t_complete; /* logical times; t_complete 0: never completed */
+    int ret;                       /* the completion's return value */
+    bool malformed;                /* refused by the contract: the driver never saw it */
+    bool cancelled;                /* a cancel was delivered to the driver */
+    size_t lost_at;                /* lost in the power loss of op lost_at - 1 (0: not) */
+};
+
+/* When an op ran: the logical clock before and after it, and how many
+ * lower I/Os fault injection failed meanwhile. */
+struct blkv_timeline_op {
+    bool ran;                      /* false: the run ended before it */
+    uint64_t t_begin, t_end;
+    uint64_t faults;
+};
+
+/* A source of data in a finding: a request number, or one of these. */
+#define BLKV_TL_NONE UINT64_MAX            /* nothing: no write explains the data */
+#define BLKV_TL_INITIAL (UINT64_MAX - 1)   /* the initial content */
+#define BLKV_TL_ZEROS (UINT64_MAX - 2)     /* zeros of older data (not attributed) */
+#define BLKV_TL_MAX_CANDS 16
+
+struct blkv_timeline {
+    size_t nops;                   /* the program's ops, in order */
+    struct blkv_timeline_op *ops;
+    uint64_t nreqs;                /* every request submitted */
+    struct blkv_timeline_req *reqs;
+    /* What the report said, the same facts it prints; fail_req is
+     * BLKV_TL_NONE for a clean run or a violation of no request (a failed
+     * image check, say), and the rest is set for a read that returned
+     * unexplained data only. */
+    uint64_t fail_req;             /* the request the report is about */
+    uint64_t mismatch_offset, mismatch_len; /* the first unexplained run */
+    size_t ncands;                 /* the candidates there visible to the read */
+    uint64_t cands[BLKV_TL_MAX_CANDS];
+    size_t nevicted;               /* candidates no longer visible to it */
+    uint64_t evicted[BLKV_TL_MAX_CANDS];
+    uint64_t found;                /* whose data was found there */
+    uint64_t missing;              /* a write that completed before the read was
+                                      submitted yet is not (all) there, or BLKV_TL_NONE */
+};
+
 struct blkv_run_result {
     enum blkv_run_status status;
     /* ERROR: the message; VIOLATION: the report's first line. */
@@ -107,11 +165,19 @@ struct blkv_run_result {
     struct blkv_run_stats stats;
     /* The capabilities the driver declared at its last successful open. */
     struct blkv_caps caps;
+    /* opts->timeline: the run's timeline (freed by blkv_run_result_free);
+     * NULL otherwise or when out of memory. */
+    struct blkv_timeline *timeline;
+    /* opts->repro_picture: the path of the picture saved, empty if none. */
+    char repro_picture[4096];
 };
 
 BLKV_API int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
              struct blkv_run_result *res);
+/* Free what res holds (the report, the timeline). */
 BLKV_API void blkv_run_result_free(struct blkv_run_result *res);
+/* Free a timeline (NULL is fine). */
+BLKV_API void blkv_timeline_free(struct blkv_timeline *tl);
 
 /* Check a driver struct (API version, size, required callbacks) and its
  * options "opt=val ..." without running: 0, or -EINVAL with a message in err. */
