@@ -4,7 +4,9 @@
  * between binary and text, generate random programs, list drivers.
  */
 #include <blkv/driver.h>
+#include "cli/cli.h"
 #include "cli/export.h"
+#include "cli/show.h"
 #include <blkv/program.h>
 #include <blkv/prop.h>
 #include "util/util.h"
@@ -42,6 +44,7 @@ static void usage_main(FILE *f)
             "  triage DIR...    replay findings, group them by signature, shrink one per group\n"
             "  drivers          list drivers, their options and capabilities\n"
             "  export-qemu-io TRACE  write a trace as a qemu-io script\n"
+            "  show REPRO       draw a run as one HTML page (requests over time and offset)\n"
             "\n"
             "'blkv COMMAND --help' describes each command.\n");
 }
@@ -115,8 +118,6 @@ static bool looks_like_text(const uint8_t *d, size_t n)
     return i < n && ((d[i] >= 'a' && d[i] <= 'z') || d[i] == '#');
 }
 
-enum input_kind { INPUT_AUTO, INPUT_TEXT, INPUT_BINARY };
-
 /* Make a relative image path in a trace relative to the trace's directory. */
 static int resolve_path(const char *trace, char **path)
 {
@@ -135,8 +136,8 @@ static int resolve_path(const char *trace, char **path)
 }
 
 /* Load a program from a file; prints the error and returns -1 on failure. */
-static int load_program(const char *path, enum input_kind kind, struct blkv_program *p,
-                        uint8_t **raw, size_t *raw_len)
+int load_program(const char *path, enum input_kind kind, struct blkv_program *p, uint8_t **raw,
+                 size_t *raw_len)
 {
     uint8_t *data;
     size_t len;
@@ -174,7 +175,7 @@ static int load_program(const char *path, enum input_kind kind, struct blkv_prog
 }
 
 /* Check a --driver spec (NULL is fine); -1 with the error printed. */
-static int check_spec(const char *spec)
+int check_spec(const char *spec)
 {
     const struct blkv_driver *drv;
     const char *opts;
@@ -187,7 +188,7 @@ static int check_spec(const char *spec)
 }
 
 /* --load PATH: load a plugin; -1 with the error printed. */
-static int load_plugin(const char *path)
+int load_plugin(const char *path)
 {
     char err[512];
     if (!blkv_registry_load(path, err, sizeof(err))) {
@@ -200,7 +201,7 @@ static int load_plugin(const char *path)
 /* The driver for inputs that name none (binary inputs, traces without a
  * driver line) when --driver is not given: the plugin loaded with --load if
  * there is exactly one, else raw. */
-static const char *default_spec(void)
+const char *default_spec(void)
 {
     return blkv_registry_plugin(0) && !blkv_registry_plugin(1) ? blkv_registry_plugin(0)->name
                                                                 : "raw";
@@ -1108,6 +1109,8 @@ int main(int argc, char **argv)
         return cmd_triage(argc, argv);
     if (!strcmp(cmd, "drivers"))
         return cmd_drivers(argc, argv);
+    if (!strcmp(cmd, "show"))
+        return cmd_show(argc, argv);
     if (!strcmp(cmd, "export-qemu-io"))
         return cmd_export_qemu_io(argc, argv);
     fprintf(stderr, "%s: unknown command '%s' (see blkv --help)\n", prog_name, cmd);
