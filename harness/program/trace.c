@@ -40,7 +40,9 @@
  * random, seed 0, init zero, serialize off), may appear once and must come
  * before the first op.  Lines are at most 4096 bytes (CRLF ends are fine,
  * and the last line may lack its newline); at most 1048576 ops.  A NUL byte
- * anywhere is an error.
+ * or another control byte (other than tab, and CR before the line feed)
+ * anywhere is an error; a UTF-8 byte-order mark at the start is skipped.
+ * Keywords and ops are lower case: "Write" is an error that says so.
  *
  * '#' starts a comment when it is the first character of a line (after
  * blanks), or begins a word and is not followed by a digit: "cancel #3" is
@@ -61,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define LINE_BYTES 4096
 #define MAX_WORDS 8
@@ -489,6 +492,13 @@ static int parse_line(struct parser *ps)
         ps->seen_line = true;
         return parse_config(ps, (enum key)k);
     }
+    for (unsigned code = 0; code < BLKV_P__COUNT; code++)
+        if (strcasecmp(w0, blkv_opcode_name(code)) == 0)
+            return perr(ps, "unknown op '%s' (ops are lower case: '%s')", w0,
+                        blkv_opcode_name(code));
+    for (unsigned k = 0; k < K__COUNT; k++)
+        if (strcasecmp(w0, key_names[k]) == 0)
+            return perr(ps, "unknown op '%s' (keywords are lower case: '%s')", w0, key_names[k]);
     return perr(ps, "unknown op '%s'", w0);
 }
 
@@ -511,6 +521,8 @@ int blkv_program_parse(const char *text, size_t len, const char *name, struct bl
     ps->err = err;
     ps->errlen = errlen;
     ps->p = p;
+    if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
+        pos = 3; /* a UTF-8 byte-order mark, as some editors write */
 
     while (pos < len && !ret) {
         const char *line = text + pos;
@@ -527,6 +539,13 @@ int blkv_program_parse(const char *text, size_t len, const char *name, struct bl
             ret = perr(ps, "NUL byte in line");
             break;
         }
+        for (size_t i = 0; i < n && !ret; i++) {
+            unsigned char ch = (unsigned char)line[i];
+            if ((ch < 0x20 && ch != '\t' && !(ch == '\r' && i == n - 1)) || ch == 0x7f)
+                ret = perr(ps, "control byte 0x%02x at column %zu", ch, i + 1);
+        }
+        if (ret)
+            break;
         split_line(ps, line, n);
         ret = parse_line(ps);
     }
@@ -534,6 +553,85 @@ int blkv_program_parse(const char *text, size_t len, const char *name, struct bl
     if (ret)
         blkv_program_free(p);
     return ret;
+}
+
+/* ---- telling text from binary --------------------------------------------- */
+
+/* Length of the UTF-8 sequence at d (at most n bytes), or 0 if it is not
+ * printable text: an ASCII control byte other than tab, CR or LF, or an
+ * invalid sequence. */
+static size_t text_char(const uint8_t *d, size_t n)
+{
+    size_t len, i;
+    uint32_t cp;
+
+    if (d[0] < 0x80)
+        return (d[0] >= 0x20 && d[0] != 0x7f) || d[0] == '\t' || d[0] == '\r' || d[0] == '\n';
+    if (d[0] >= 0xc2 && d[0] <= 0xdf)
+        len = 2, cp = d[0] & 0x1f;
+    else if (d[0] >= 0xe0 && d[0] <= 0xef)
+        len = 3, cp = d[0] & 0x0f;
+    else if (d[0] >= 0xf0 && d[0] <= 0xf4)
+        len = 4, cp = d[0] & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((d[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (d[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* Whether d[0..n) is all printable UTF-8 text. */
+static bool all_text(const uint8_t *d, size_t n)
+{
+    for (size_t i = 0, k; i < n; i += k)
+        if (!(k = text_char(d + i, n - i)))
+            return false;
+    return true;
+}
+
+bool blkv_program_is_text(const uint8_t *d, size_t n)
+{
+    size_t i = 0, w;
+
+    if (n == 0)
+        return false;
+    if (n >= 3 && !memcmp(d, "\xef\xbb\xbf", 3))
+        i = 3;
+    while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r'))
+        i++;
+    if (i < n && d[i] == '#') { /* a comment line, if it is text */
+        const uint8_t *nl = memchr(d + i, '\n', n - i);
+        if (all_text(d + i, nl ? (size_t)(nl - (d + i)) : n - i))
+            return true;
+    }
+    for (w = i; w < n && w - i < 16 &&
+                ((d[w] >= 'a' && d[w] <= 'z') || (d[w] >= 'A' && d[w] <= 'Z') || d[w] == '-');
+         w++)
+        ;
+    if (w > i && (w == n || d[w] == ' ' || d[w] == '\t' || d[w] == '\r' || d[w] == '\n')) {
+        char word[17];
+        memcpy(word, d + i, w - i);
+        word[w - i] = 0;
+        for (unsigned code = 0; code < BLKV_P__COUNT; code++)
+            if (strcasecmp(word, blkv_opcode_name(code)) == 0)
+                return true;
+        for (unsigned k = 0; k < K__COUNT; k++)
+            if (strcasecmp(word, key_names[k]) == 0)
+                return true;
+    }
+    /* hand-written lines with a typo in the first word; a short fuzzer input
+     * ("+u") is printable too, but seldom starts with a letter and holds a
+     * line feed */
+    return i < n && ((d[i] >= 'a' && d[i] <= 'z') || (d[i] >= 'A' && d[i] <= 'Z')) &&
+           memchr(d, '\n', n) && all_text(d, n);
 }
 
 /* ---- formatting ---------------------------------------------------------- */

@@ -190,6 +190,17 @@ BLKV_API uint8_t *blkv_program_encode(const struct blkv_program *p, size_t *size
 BLKV_API int blkv_program_parse(const char *text, size_t len, const char *name,
                        struct blkv_program *p, char *err, size_t errlen);
 
+/*
+ * Whether an input is trace text rather than a binary input: it starts
+ * (after an optional UTF-8 byte-order mark and blank lines) with a comment
+ * line of printable text or with a keyword or op of trace text, in any case
+ * ("Write" counts, and blkv_program_parse() then refuses it, saying why);
+ * or it is lines of printable UTF-8 text (a line feed in it) starting with a
+ * letter.  Anything else (and an empty input) is binary.  A caller that finds text should parse it and report its errors,
+ * never fall back to decoding it as binary.
+ */
+BLKV_API bool blkv_program_is_text(const uint8_t *data, size_t len);
+
 /* Format a program as trace text (malloc'd, NUL-terminated), or NULL. */
 BLKV_API char *blkv_program_format(const struct blkv_program *p);
 /* Format one op as a single line without newline into buf. */
