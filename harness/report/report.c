@@ -518,7 +518,7 @@ static void finish(struct blkv_history *h, FILE *f, char **buf, size_t *len, con
     snprintf(res->message, sizeof(res->message), "%.*s",
              (int)(nl ? nl - *buf : (ptrdiff_t)*len), *buf);
     snprintf(res->signature, sizeof(res->signature), "%s", sig);
-    blkv_repro_save(h, res->message);
+    blkv_repro_save(h, res->message, f);
     fprintf(f, "  driver: %s; seed %" PRIu64 "; sched %s; qd %u; atomic %u\n", h->driver_spec,
             cfg->seed, cfg->sched == BLKV_SCHED_FIFO ? "fifo" :
             cfg->sched == BLKV_SCHED_LIFO ? "lifo" : "random", cfg->qd, h->atomic);

@@ -21,7 +21,9 @@ void blkv_report_other(struct blkv_history *h, const struct blkv_core_req *r, co
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* repro.c: save the reproducer where opts->repro_dir says (if it does),
- * with `first_line` (the report's) as a comment; fills res->repro_*. */
-void blkv_repro_save(struct blkv_history *h, const char *first_line);
+ * with `first_line` (the report's) as a comment; fills res->repro_* (empty
+ * if nothing could be saved).  Where it was saved instead, or why nothing
+ * was, goes into the report stream. */
+void blkv_repro_save(struct blkv_history *h, const char *first_line, FILE *report);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int blkv_parse_u64(const char *s, uint64_t *out)
 {
@@ -79,5 +80,31 @@ int blkv_errno_parse(const char *name)
             return errno_names[i].err;
     if (blkv_parse_u64(name, &v) == 0 && v >= 1 && v <= 4095)
         return (int)v;
+    return 0;
+}
+
+int blkv_mkdir_p(const char *dir)
+{
+    char buf[4096];
+    struct stat st;
+    size_t n = strlen(dir);
+
+    if (n == 0)
+        return -ENOENT;
+    if (n >= sizeof(buf))
+        return -ENAMETOOLONG;
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != 0)
+            continue;
+        buf[i] = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return -errno;
+        if (stat(buf, &st))
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+        buf[i] = i < n ? '/' : 0;
+    }
     return 0;
 }

@@ -54,6 +54,10 @@ int blkv_parse_u64(const char *s, uint64_t *out);
 /* Format a size compactly: "64M" when exact, else decimal. */
 void blkv_format_size(uint64_t v, char *buf, size_t len);
 
+/* mkdir -p DIR: create it and its missing parents.  0, or -errno
+ * (-ENOTDIR: DIR or a parent exists and is not a directory). */
+int blkv_mkdir_p(const char *dir);
+
 /* "EIO" for 5, etc.; NULL for an errno blkv does not name. */
 const char *blkv_errno_name(int err);
 /* 5 for "EIO" (or a decimal number 1..4095); 0 if unknown. */
