@@ -253,7 +253,7 @@ int blkv_prop(const struct blkv_prop_opts *o)
     FILE *out = o->out ? o->out : stdout;
     double start = now(), last = 0;
     uint64_t ops = 0, bytes = 0, skipped = 0, i;
-    char err[512], *spec;
+    char err[512], *spec, first_err[sizeof(((struct blkv_run_result *)0)->message)] = "";
     int ret = 0;
 
     if (blkv_driver_opts_check(o->driver, o->driver_opts, err, sizeof(err))) {
@@ -286,8 +286,8 @@ int blkv_prop(const struct blkv_prop_opts *o)
         }
         st = blkv_run(&p, &ro, &res);
         ops += res.stats.ops, bytes += res.stats.bytes_verified;
-        if (st == BLKV_RUN_ERROR)
-            skipped++;
+        if (st == BLKV_RUN_ERROR && !skipped++)
+            snprintf(first_err, sizeof(first_err), "%s", res.message);
         if (o->progress && now() - last > 0.5) {
             double t = now() - start;
             last = now();
@@ -313,6 +313,8 @@ int blkv_prop(const struct blkv_prop_opts *o)
             fprintf(out, "prop: shrunk from %zu to %zu ops in %" PRIu64 " runs\n", before,
                     p.nops, runs);
             blkv_run(&p, &fo, &fin);
+            if (!fin.repro_text[0]) /* the report says why */
+                fprintf(stderr, "blkv prop: the reproducer was not saved\n");
             blkv_run_result_free(&fin);
             blkv_run_result_free(&res);
             blkv_program_free(&p);
@@ -324,8 +326,16 @@ int blkv_prop(const struct blkv_prop_opts *o)
     }
     if (o->progress && !ret)
         fprintf(stderr, "\n");
+    if (!ret && skipped && skipped == i) {
+        /* nothing ran: that is not "no failure" */
+        fprintf(stderr, "blkv prop: no program could run: %s\n", first_err);
+        return 2;
+    }
     fprintf(out, "prop: %s after %" PRIu64 " programs, %" PRIu64 " ops, %" PRIu64
-                 " MiB verified in %.1fs%s\n", ret ? "failure" : "no failure", i + (ret ? 1 : 0),
-            ops, bytes >> 20, now() - start, skipped ? " (some programs not runnable)" : "");
+                 " MiB verified in %.1fs\n", ret ? "failure" : "no failure", i + (ret ? 1 : 0),
+            ops, bytes >> 20, now() - start);
+    if (skipped)
+        fprintf(out, "prop: %" PRIu64 " program(s) could not run, the first: %s\n", skipped,
+                first_err);
     return ret;
 }

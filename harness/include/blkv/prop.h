@@ -47,7 +47,7 @@ struct blkv_prop_opts {
     size_t ops;           /* ops per program */
     const char *save_dir; /* where the minimal reproducer goes */
     bool progress;        /* a live progress line on stderr */
-    uint64_t shrink_runs; /* budget of runs for shrinking */
+    uint64_t shrink_runs; /* budget of runs for shrinking (0: 2000) */
     FILE *out;
 };
 
