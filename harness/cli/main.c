@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,20 +105,6 @@ fail:
     return -1;
 }
 
-/* Whether the bytes look like trace text rather than a binary input. */
-static bool looks_like_text(const uint8_t *d, size_t n)
-{
-    size_t i = 0;
-    if (n == 0)
-        return false;
-    for (size_t j = 0; j < n; j++)
-        if (d[j] == 0 || (d[j] < 0x20 && d[j] != '\n' && d[j] != '\r' && d[j] != '\t'))
-            return false;
-    while (i < n && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r'))
-        i++;
-    return i < n && ((d[i] >= 'a' && d[i] <= 'z') || d[i] == '#');
-}
-
 /* Make a relative image path in a trace relative to the trace's directory. */
 static int resolve_path(const char *trace, char **path)
 {
@@ -135,7 +122,8 @@ static int resolve_path(const char *trace, char **path)
     return 0;
 }
 
-/* Load a program from a file; prints the error and returns -1 on failure. */
+/* Load a program from a file, trace text or binary as `kind` says (INPUT_AUTO:
+ * as blkv_program_is_text() tells); prints the error and returns -1 on failure. */
 int load_program(const char *path, enum input_kind kind, struct blkv_program *p, uint8_t **raw,
                  size_t *raw_len)
 {
@@ -145,11 +133,15 @@ int load_program(const char *path, enum input_kind kind, struct blkv_program *p,
 
     if (read_file(path, &data, &len))
         return -1;
-    if (kind == INPUT_AUTO)
-        kind = looks_like_text(data, len) ? INPUT_TEXT : INPUT_BINARY;
+    bool guessed = kind == INPUT_AUTO;
+    if (guessed)
+        kind = blkv_program_is_text(data, len) ? INPUT_TEXT : INPUT_BINARY;
     if (kind == INPUT_TEXT) {
         if (blkv_program_parse((const char *)data, len, path, p, err, sizeof(err))) {
-            fprintf(stderr, "%s: %s\n", prog_name, err);
+            /* never fall back to binary: that would run another program */
+            fprintf(stderr, "%s: %s%s\n", prog_name, err,
+                    guessed ? " (read as trace text; --binary decodes it as a binary input)"
+                            : "");
             free(data);
             return -1;
         }
@@ -208,6 +200,17 @@ const char *default_spec(void)
 }
 
 #define LOAD_HELP "  -L, --load PATH    load a driver plugin (a shared object); repeatable\n"
+#define KIND_HELP                                                                          \
+    "      --text         read every input as trace text\n"                                \
+    "      --binary       read every input as a binary input (a fuzzer's)\n"
+/* What the tool takes for text, in each command's help. */
+#define KIND_RULE                                                                          \
+    "An input is trace text if it starts (after a UTF-8 byte-order mark, which is\n"      \
+    "skipped, and blank lines) with a comment or with a keyword or op of trace\n"         \
+    "text in any case, or if it is lines of printable text starting with a letter;\n"    \
+    "anything else is a binary input.  Trace text that does not parse is an error\n"     \
+    "naming FILE:LINE, never run as binary; keywords and ops are lower case ('Write'\n"  \
+    "is an error).\n"
 
 /* ---- run ----------------------------------------------------------------- */
 
@@ -217,8 +220,8 @@ static void usage_run(FILE *f)
             "usage: blkv run [OPTIONS] FILE...\n"
             "\n"
             "Replay each FILE (trace text or a binary input; '-' reads standard input)\n"
-            "against its driver and the raw model.  Files are told apart by content:\n"
-            "trace text starts with a comment or a keyword.\n"
+            "against its driver and the raw model.\n"
+            KIND_RULE
             "\n"
             "  -d, --driver SPEC  driver to use, e.g. 'raw', 'buggy mode=lost-write' or\n"
             "                     './mydriver.so opt=val'; overrides the trace's 'driver'\n"
@@ -226,12 +229,13 @@ static void usage_run(FILE *f)
             "                     with --load, else raw)\n"
             LOAD_HELP
             "  -s, --save DIR     save a reproducer (binary and text) of each failure in DIR\n"
+            "                     (created if missing; if it cannot be, in . or the temp\n"
+            "                     directory, and the report says so)\n"
             "      --save-crash-images DIR\n"
             "                     at each crash op, write the lower files as the power\n"
             "                     loss left them to DIR/crash-K.lower0 (the image) and\n"
             "                     .lower1 (a backing file); one FILE only\n"
-            "      --text         treat every FILE as trace text\n"
-            "      --binary       treat every FILE as a binary input\n"
+            KIND_HELP
             "  -v, --verbose      print each op as it runs\n"
             "  -q, --quiet        print only the first line of each report\n"
             "      --no-verify    the driver alone: the same requests, but no model, no\n"
@@ -327,10 +331,17 @@ static int cmd_run(int argc, char **argv)
         } else if (st == BLKV_RUN_VIOLATION) {
             bad++;
             if (quiet)
-                printf("%s: %s\n", argv[i], res.message);
+                printf("%s: %s%s%s%s\n", argv[i], res.message,
+                       res.repro_text[0] ? " (reproducer: " : "", res.repro_text,
+                       res.repro_text[0] ? ")" : "");
             else
                 printf("%s: FAILED (%s)\n", argv[i], res.signature);
             worst = worst == 2 ? 2 : 1;
+            if (o.repro_dir && !res.repro_text[0]) {
+                fprintf(stderr, "%s run: %s: the reproducer was not saved (see the report)\n",
+                        prog_name, argv[i]);
+                worst = 2;
+            }
         } else {
             errors++;
             if (quiet)
@@ -352,13 +363,17 @@ static int cmd_run(int argc, char **argv)
 static void usage_decode(FILE *f)
 {
     fprintf(f,
-            "usage: blkv decode [-d SPEC] [-o OUT] FILE\n"
+            "usage: blkv decode [-d SPEC] [-o OUT] [--text|--binary] FILE\n"
             "\n"
             "Print the program a binary input decodes to, as trace text.  Every byte\n"
-            "string is a valid program.\n"
+            "string is a valid program.  A FILE that is trace text is refused: decoding\n"
+            "its bytes would print some other program.\n"
+            KIND_RULE
             "\n"
             "  -d, --driver SPEC  write a 'driver SPEC' line into the trace\n"
             "  -o, --output OUT   write to OUT instead of standard output\n"
+            "      --text         FILE is trace text: print it in canonical form\n"
+            "      --binary       decode FILE even if it looks like trace text\n"
             "  -h, --help         this help\n");
 }
 
@@ -382,10 +397,14 @@ static int write_out(const char *path, const void *data, size_t len)
         fprintf(stderr, "%s: %s: %s\n", prog_name, path, strerror(errno));
         return 2;
     }
+    errno = 0;
     ok = fwrite(data, 1, len, f) == len;
     ok &= (path ? fclose(f) : fflush(f)) == 0;
     if (!ok) {
-        fprintf(stderr, "%s: %s: write error\n", prog_name, path ? path : "stdout");
+        fprintf(stderr, "%s: %s: %s\n", prog_name, path ? path : "standard output",
+                errno ? strerror(errno) : "write error");
+        if (!path)
+            clearerr(stdout); /* said once */
         return 2;
     }
     return 0;
@@ -393,20 +412,33 @@ static int write_out(const char *path, const void *data, size_t len)
 
 static int cmd_decode_encode(int argc, char **argv, bool decode)
 {
-    static const struct option lo[] = {
+    static const struct option dlo[] = {
         {"driver", required_argument, NULL, 'd'},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {"text", no_argument, NULL, 'T'},
+        {"binary", no_argument, NULL, 'B'},
+        {NULL, 0, NULL, 0},
+    };
+    static const struct option elo[] = {
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *out = NULL, *driver = NULL;
+    enum input_kind kind = decode ? INPUT_AUTO : INPUT_TEXT;
     struct blkv_program p;
+    uint8_t *raw = NULL;
+    size_t raw_len;
     int c, ret;
 
-    while ((c = getopt_long(argc, argv, decode ? "d:o:h" : "o:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, decode ? "d:o:h" : "o:h", decode ? dlo : elo, NULL)) !=
+           -1) {
         switch (c) {
         case 'd': driver = optarg; break;
         case 'o': out = optarg; break;
+        case 'T': kind = INPUT_TEXT; break;
+        case 'B': kind = INPUT_BINARY; break;
         case 'h': (decode ? usage_decode : usage_encode)(stdout); return 0;
         default: (decode ? usage_decode : usage_encode)(stderr); return 2;
         }
@@ -419,7 +451,16 @@ static int cmd_decode_encode(int argc, char **argv, bool decode)
     if (check_spec(driver))
         return 2;
     blkv_program_init(&p);
-    if (load_program(argv[optind], decode ? INPUT_BINARY : INPUT_TEXT, &p, NULL, NULL)) {
+    if (load_program(argv[optind], kind, &p, &raw, &raw_len)) {
+        blkv_program_free(&p);
+        return 2;
+    }
+    free(raw);
+    if (decode && kind == INPUT_AUTO && !raw) {
+        fprintf(stderr,
+                "%s decode: %s: trace text, not a binary input (--text prints it in canonical "
+                "form, --binary decodes its bytes)\n",
+                prog_name, argv[optind]);
         blkv_program_free(&p);
         return 2;
     }
@@ -556,12 +597,15 @@ static void usage_prop(FILE *f)
             "                      else 1000)\n"
             "  -t, --time SECONDS  time budget (default: none)\n"
             "  -n, --ops K         ops per program (default 64)\n"
-            "  -s, --save DIR      where the reproducer goes (default .)\n"
+            "  -s, --save DIR      where the reproducer goes (default .; created if missing;\n"
+            "                      if it cannot be, the report says where it went instead)\n"
             "      --shrink-runs N runs the shrinker may make (default 2000)\n"
-            "  -q, --quiet         no progress line\n"
+            "  -q, --quiet         no progress line (the report of a failure is printed and\n"
+            "                      its reproducer saved all the same)\n"
             "  -h, --help          this help\n"
             "\n"
-            "Exit status: 0 no failure, 1 a failure (reported), 2 bad usage.\n");
+            "Exit status: 0 no failure, 1 a failure (reported), 2 bad usage or no program\n"
+            "could run (say, a driver spec that does not open).\n");
 }
 
 static int cmd_prop(int argc, char **argv)
@@ -608,7 +652,7 @@ static int cmd_prop(int argc, char **argv)
             break;
         case 's': o.save_dir = optarg; break;
         case 'R':
-            if (parse_num("--shrink-runs", optarg, 0, UINT64_MAX, &o.shrink_runs))
+            if (parse_num("--shrink-runs", optarg, 1, UINT64_MAX, &o.shrink_runs))
                 return 2;
             break;
         case 'q': o.progress = false; break;
@@ -643,15 +687,17 @@ static void usage_triage(FILE *f)
             "table.  The minimal trace of each group is saved as text in the output\n"
             "directory.  Trace text runs against its own 'driver' line; binary inputs\n"
             "(and traces without one) need --driver.\n"
+            KIND_RULE
             "\n"
             "  -d, --driver SPEC    driver for binary inputs, e.g. 'buggy mode=lost-write'\n"
             "  -L, --load PATH      load a driver plugin (a shared object); repeatable\n"
             "  -o, --out DIR        where the minimal traces go (default triage)\n"
             "      --shrink-runs N  runs the shrinker may make per group (default 2000)\n"
+            KIND_HELP
             "  -h, --help           this help\n"
             "\n"
-            "Exit status: 0 no file failed, 1 failures were grouped, 2 bad usage or no\n"
-            "file could be run.\n");
+            "Exit status: 0 every file ran clean, 1 failures were grouped, 2 bad usage, a\n"
+            "file that could not run (and none failed), or a minimal trace not saved.\n");
 }
 
 /* One group of findings: same driver, same signature. */
@@ -666,6 +712,7 @@ struct triage_group {
 
 struct triage {
     const char *spec; /* --driver */
+    enum input_kind kind; /* --text, --binary */
     struct triage_group *g;
     size_t ng;
     uint64_t files, clean, errors;
@@ -682,7 +729,7 @@ static void triage_file(struct triage *t, const char *path)
 
     t->files++;
     blkv_program_init(&p);
-    if (load_program(path, INPUT_AUTO, &p, NULL, NULL)) {
+    if (load_program(path, t->kind, &p, NULL, NULL)) {
         t->errors++;
         blkv_program_free(&p);
         return;
@@ -770,7 +817,7 @@ static void triage_path(struct triage *t, const char *path)
 
 /* Shrink the group's example and save it as OUT/N-SIGNATURE.trace. */
 static void triage_minimise(struct triage_group *g, size_t idx, const char *out,
-                            uint64_t shrink_runs)
+                            uint64_t shrink_runs, enum input_kind kind)
 {
     struct blkv_program p;
     struct blkv_run_opts o = {.quiet = true};
@@ -780,7 +827,7 @@ static void triage_minimise(struct triage_group *g, size_t idx, const char *out,
 
     blkv_program_init(&p);
     g->min_ops = 0;
-    if (load_program(g->example, INPUT_AUTO, &p, NULL, NULL))
+    if (load_program(g->example, kind, &p, NULL, NULL))
         return;
     /* the group's findings ran against it: it resolves */
     if (blkv_registry_resolve(g->driver, &o.driver, &o.driver_opts, err, sizeof(err)) < 0) {
@@ -807,8 +854,10 @@ static void triage_minimise(struct triage_group *g, size_t idx, const char *out,
                    "# replay: blkv run %s\n%s",
                 res.status == BLKV_RUN_VIOLATION ? res.message : "(no longer fails)", idx + 1,
                 g->sig, g->count, g->example, g->min_path, text);
-        if (fclose(f))
+        if (fclose(f)) {
+            fprintf(stderr, "%s triage: %s: %s\n", prog_name, g->min_path, strerror(errno));
             g->min_path[0] = 0;
+        }
     } else {
         fprintf(stderr, "%s triage: %s: %s\n", prog_name, g->min_path, strerror(errno));
         g->min_path[0] = 0;
@@ -834,12 +883,14 @@ static int cmd_triage(int argc, char **argv)
     static const struct option lo[] = {
         {"driver", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
         {"shrink-runs", required_argument, NULL, 'R'}, {"help", no_argument, NULL, 'h'},
-        {"load", required_argument, NULL, 'L'},   {NULL, 0, NULL, 0},
+        {"load", required_argument, NULL, 'L'},   {"text", no_argument, NULL, 'T'},
+        {"binary", no_argument, NULL, 'B'},       {NULL, 0, NULL, 0},
     };
     struct triage t = {0};
     const char *out = "triage";
     uint64_t shrink_runs = 2000, failed = 0;
-    int c;
+    size_t unsaved = 0;
+    int c, ret;
 
     while ((c = getopt_long(argc, argv, "d:o:hL:", lo, NULL)) != -1) {
         switch (c) {
@@ -853,6 +904,8 @@ static int cmd_triage(int argc, char **argv)
             if (parse_num("--shrink-runs", optarg, 1, UINT64_MAX, &shrink_runs))
                 return 2;
             break;
+        case 'T': t.kind = INPUT_TEXT; break;
+        case 'B': t.kind = INPUT_BINARY; break;
         case 'h': usage_triage(stdout); return 0;
         default: usage_triage(stderr); return 2;
         }
@@ -866,14 +919,14 @@ static int cmd_triage(int argc, char **argv)
         return 2;
     for (int i = optind; i < argc; i++)
         triage_path(&t, argv[i]);
-    if (t.ng && mkdir(out, 0777) && errno != EEXIST) {
-        fprintf(stderr, "%s triage: %s: %s\n", prog_name, out, strerror(errno));
+    if (t.ng && (ret = blkv_mkdir_p(out))) {
+        fprintf(stderr, "%s triage: --out %s: %s\n", prog_name, out, strerror(-ret));
         return 2;
     }
     qsort(t.g, t.ng, sizeof(*t.g), triage_cmp);
     for (size_t i = 0; i < t.ng; i++) {
         failed += t.g[i].count;
-        triage_minimise(&t.g[i], i, out, shrink_runs);
+        triage_minimise(&t.g[i], i, out, shrink_runs, t.kind);
     }
     printf("triage: %" PRIu64 " file(s): %" PRIu64 " failed in %zu group(s), %" PRIu64
            " clean, %" PRIu64 " not runnable\n", t.files, failed, t.ng, t.clean, t.errors);
@@ -888,10 +941,17 @@ static int cmd_triage(int argc, char **argv)
     for (size_t i = 0; i < t.ng; i++)
         if (t.g[i].min_path[0])
             printf("  minimal %zu: blkv run %s\n", i + 1, t.g[i].min_path);
+        else
+            unsaved++;
     for (size_t i = 0; i < t.ng; i++)
         free(t.g[i].driver), free(t.g[i].example);
     free(t.g);
-    return t.ng ? 1 : t.errors && !t.clean ? 2 : 0;
+    if (unsaved) {
+        fprintf(stderr, "%s triage: %zu minimal trace(s) not saved (see above)\n", prog_name,
+                unsaved);
+        return 2;
+    }
+    return t.ng ? 1 : t.errors ? 2 : 0;
 }
 
 /* ---- drivers ------------------------------------------------------------- */
@@ -1008,6 +1068,7 @@ static void usage_export_qemu_io(FILE *f)
             "reads check with -P where the content is known (nothing overlapping in\n"
             "flight), drain and wait become aio_flush.  Cancel, fault injection and\n"
             "initial content other than zero cannot be expressed.\n"
+            KIND_RULE
             "\n"
             "  -f, --format FMT  image format (default: format= of an nbd driver line,\n"
             "                    else qcow2)\n"
@@ -1015,6 +1076,8 @@ static void usage_export_qemu_io(FILE *f)
             "                    creates the image, runs qemu-io and qemu-img check)\n"
             "  -o, --output OUT  write to OUT (default: standard output)\n"
             "  -L, --load PATH   load a driver plugin (a shared object); repeatable\n"
+            "      --text        read TRACE as trace text\n"
+            "      --binary      read TRACE as a binary input (a fuzzer's)\n"
             "  -h, --help        this help\n"
             "\n"
             "Example: blkv export-qemu-io repro.trace > repro.sh && sh repro.sh\n");
@@ -1028,8 +1091,11 @@ static int cmd_export_qemu_io(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {"load", required_argument, NULL, 'L'},
+        {"text", no_argument, NULL, 'T'},
+        {"binary", no_argument, NULL, 'B'},
         {NULL, 0, NULL, 0},
     };
+    enum input_kind kind = INPUT_AUTO;
     struct blkv_export_opts eo = {0};
     const char *out = NULL;
     char fmtbuf[32], err[512];
@@ -1045,6 +1111,8 @@ static int cmd_export_qemu_io(int argc, char **argv)
             break;
         case 'f': eo.format = optarg; break;
         case 'c': eo.commands_only = true; break;
+        case 'T': kind = INPUT_TEXT; break;
+        case 'B': kind = INPUT_BINARY; break;
         case 'o': out = optarg; break;
         case 'h': usage_export_qemu_io(stdout); return 0;
         default: usage_export_qemu_io(stderr); return 2;
@@ -1055,7 +1123,7 @@ static int cmd_export_qemu_io(int argc, char **argv)
         return 2;
     }
     blkv_program_init(&p);
-    if (load_program(argv[optind], INPUT_AUTO, &p, NULL, NULL)) {
+    if (load_program(argv[optind], kind, &p, NULL, NULL)) {
         blkv_program_free(&p);
         return 2;
     }
@@ -1081,7 +1149,7 @@ static int cmd_export_qemu_io(int argc, char **argv)
     return ret < 0 ? 2 : 0;
 }
 
-int main(int argc, char **argv)
+static int run_command(int argc, char **argv)
 {
     const char *cmd;
 
@@ -1115,4 +1183,35 @@ int main(int argc, char **argv)
         return cmd_export_qemu_io(argc, argv);
     fprintf(stderr, "%s: unknown command '%s' (see blkv --help)\n", prog_name, cmd);
     return 2;
+}
+
+/* SIGPIPE does nothing: a write to a closed pipe fails with EPIPE, and the
+ * check at exit says so.  (A handler, unlike SIG_IGN, is not inherited by
+ * the servers that drivers start.) */
+static void on_sigpipe(int sig)
+{
+    (void)sig;
+}
+
+int main(int argc, char **argv)
+{
+    struct sigaction sa = {.sa_handler = on_sigpipe, .sa_flags = SA_RESTART};
+    int ret, e;
+
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+    ret = run_command(argc, argv);
+    /* output that did not reach its file is a failure, whatever the command says */
+    errno = 0;
+    e = fflush(stdout) ? errno : 0;
+    if (ferror(stdout) || e) {
+        fprintf(stderr, "%s: standard output: %s\n", prog_name,
+                e ? strerror(e) : "write error");
+        return 2;
+    }
+    if (fclose(stdout)) {
+        fprintf(stderr, "%s: standard output: %s\n", prog_name, strerror(errno));
+        return 2;
+    }
+    return ret;
 }
