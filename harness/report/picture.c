@@ -435,7 +435,7 @@ static void draw_axes(struct pic *pc, const struct view *v)
                     s->p1, FLUSH_Y, GAP_PX, v->plot_bottom - FLUSH_Y, s->hi, v->x.s[i + 1].lo);
     }
     fprintf(f, "<text class=\"axt\" x=\"%.1f\" y=\"%.1f\">logical time &#8594;</text>\n", x1,
-            v->plot_bottom + 14);
+            PLOT_Y - 4);
     fprintf(f, "<text class=\"axt\" x=\"4\" y=\"%.1f\">offset &#8595;</text>\n", PLOT_Y - 6);
     fprintf(f, "<text class=\"lane\" x=\"4\" y=\"%.1f\">flushes</text>\n", FLUSH_Y + 12);
     fprintf(f, "<text class=\"lane\" x=\"4\" y=\"%.1f\">ops</text>\n", v->event_y + 11);
@@ -525,10 +525,36 @@ struct box {
     double x0, x1, y0, y1;
 };
 
+/* How many requests submitted before q (at most 4) overlap it in time and
+ * offset: its bar is inset by that many steps, so that overlapping
+ * requests in flight together show as nested bars. */
+static unsigned req_lane(const struct pic *pc, const struct view *v,
+                         const struct blkv_timeline_req *q)
+{
+    const struct blkv_timeline *tl = pc->tl;
+    uint64_t n = (uint64_t)(q - tl->reqs);
+    unsigned lane = 0;
+
+    if (q->kind == BLKV_OP_FLUSH)
+        return 0;
+    /* at most qd (256) requests are in flight together */
+    for (uint64_t j = n, seen = 0; j-- > 0 && seen < 256 && lane < 4;) {
+        const struct blkv_timeline_req *o = &tl->reqs[j];
+        if (!v->show[j] || o->kind == BLKV_OP_FLUSH)
+            continue;
+        seen++;
+        if (req_end(pc, o) > (double)q->t_submit && o->offset < q->offset + q->len &&
+            q->offset < o->offset + o->len)
+            lane++;
+    }
+    return lane;
+}
+
 static struct box req_box(const struct pic *pc, const struct view *v,
                           const struct blkv_timeline_req *q)
 {
     struct box b;
+    double inset;
     b.x0 = axis_px(&v->x, (double)q->t_submit);
     b.x1 = axis_px(&v->x, req_end(pc, q));
     if (b.x1 - b.x0 < 3)
@@ -538,6 +564,9 @@ static struct box req_box(const struct pic *pc, const struct view *v,
     } else {
         b.y0 = axis_px(&v->y, (double)q->offset);
         b.y1 = axis_px(&v->y, (double)q->offset + (double)q->len);
+        inset = 4.0 * req_lane(pc, v, q);
+        if (b.y1 - b.y0 - 2 * inset >= 6)
+            b.y0 += inset, b.y1 -= inset;
         if (b.y1 - b.y0 < 3)
             b.y1 = b.y0 + 3;
     }
@@ -624,11 +653,14 @@ static void draw_link(struct pic *pc, const struct view *v, uint64_t src, const 
     } else {
         return;
     }
-    double mx = (sx + r.x0) / 2, lift = 26 + (r.y1 - r.y0) / 4;
+    /* bow up, or down where the plot's top is too near */
+    double mx = (sx + r.x0) / 2, lift = 30, top = sy < y ? sy : y, bottom = sy < y ? y : sy;
+    if (top - lift < PLOT_Y + 14)
+        lift = bottom + lift > v->plot_bottom - 4 ? 0 : -lift;
     fprintf(pc->f, "<g class=\"%s\"><path d=\"M%.1f %.1f C%.1f %.1f %.1f %.1f %.1f %.1f\" "
                    "marker-end=\"url(#%s-%s)\"/><text x=\"%.1f\" y=\"%.1f\">%s</text></g>\n",
             cls, sx, sy, mx, sy - lift, mx, y - lift, r.x0, y, v->id, cls, mx,
-            (sy + y) / 2 - lift * 0.75 - 2, label);
+            (sy + y) / 2 - lift * 0.75 + (lift < 0 ? 12 : -4), label);
 }
 
 static int draw_view(struct pic *pc, struct view *v, const char *caption, bool ids, bool shown)
@@ -672,9 +704,10 @@ static int draw_view(struct pic *pc, struct view *v, const char *caption, bool i
             draw_link(pc, v, tl->found, "source-link", "found data came from here");
         if (tl->found == BLKV_TL_ZEROS) {
             struct box r = req_box(pc, v, &tl->reqs[tl->fail_req]);
+            bool right = r.x1 + 150 < SVG_W; /* else inside the bar, under the mismatch */
             fprintf(f, "<text class=\"found-zeros\" x=\"%.1f\" y=\"%.1f\">found: zeros of older "
-                       "data</text>\n", r.x1 + 4,
-                    axis_px(&v->y, (double)tl->mismatch_offset) + 4);
+                       "data</text>\n", right ? r.x1 + 4 : r.x0 + 5,
+                    axis_px(&v->y, (double)tl->mismatch_offset) + (right ? 4 : 16));
         }
     }
     fprintf(f, "</svg>\n</div>\n");
