@@ -229,6 +229,11 @@ static void usage_run(FILE *f)
             "                     with --load, else raw)\n"
             LOAD_HELP
             "  -s, --save DIR     save a reproducer (binary and text) of each failure in DIR\n"
+            "      --show DIR|FILE\n"
+            "                     write a picture of each failure (as 'blkv show' draws\n"
+            "                     it) to FILE, or to DIR/NAME.html (a directory, or a path\n"
+            "                     ending in '/'); with --save also beside each reproducer\n"
+            "                     (BLKV_SHOW=1 does that alone)\n"
             "                     (created if missing; if it cannot be, in . or the temp\n"
             "                     directory, and the report says so)\n"
             "      --save-crash-images DIR\n"
@@ -254,10 +259,11 @@ static int cmd_run(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},      {"quiet", no_argument, NULL, 'q'},
         {"no-verify", no_argument, NULL, 'N'},    {"help", no_argument, NULL, 'h'},
         {"load", required_argument, NULL, 'L'},   {"save-crash-images", required_argument, NULL, 'C'},
+        {"show", required_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     struct blkv_run_opts o = {0};
-    const char *spec = NULL;
+    const char *spec = NULL, *show = NULL, *env_show = getenv("BLKV_SHOW");
     enum input_kind kind = INPUT_AUTO;
     int c, worst = 0, clean = 0, bad = 0, errors = 0;
     bool quiet = false;
@@ -271,6 +277,7 @@ static int cmd_run(int argc, char **argv)
             break;
         case 's': o.repro_dir = optarg; break;
         case 'C': o.crash_dir = optarg; break;
+        case 'S': show = optarg; break;
         case 'T': kind = INPUT_TEXT; break;
         case 'B': kind = INPUT_BINARY; break;
         case 'v': o.verbose = true; break;
@@ -290,6 +297,19 @@ static int cmd_run(int argc, char **argv)
     }
     if (check_spec(spec))
         return 2;
+    if (show) {
+        char one[4096], two[4096];
+        show_path(show, "a", one, sizeof(one));
+        show_path(show, "b", two, sizeof(two));
+        if (!*show || (argc - optind > 1 && !strcmp(one, two))) {
+            fprintf(stderr, "%s run: --show %s: %s\n", prog_name, show,
+                    *show ? "a file takes one input; give a directory" : "empty path");
+            return 2;
+        }
+    }
+    /* pictures beside reproducers: --show with --save, or BLKV_SHOW=1 */
+    o.timeline = show != NULL;
+    o.repro_picture = show || (env_show && !strcmp(env_show, "1"));
     o.quiet = quiet;
     o.out = stdout;
     for (int i = optind; i < argc; i++) {
@@ -330,6 +350,16 @@ static int cmd_run(int argc, char **argv)
             printf(")\n");
         } else if (st == BLKV_RUN_VIOLATION) {
             bad++;
+            if (show) {
+                char path[4096];
+                show_path(show, argv[i], path, sizeof(path));
+                if (show_write(path, argv[i],
+                               spec ? spec : p.cfg.driver ? p.cfg.driver : default_spec(), &p,
+                               &res))
+                    errors++, worst = 2;
+                else
+                    printf("%s: picture %s\n", argv[i], path);
+            }
             if (quiet)
                 printf("%s: %s%s%s%s\n", argv[i], res.message,
                        res.repro_text[0] ? " (reproducer: " : "", res.repro_text,

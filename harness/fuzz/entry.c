@@ -111,6 +111,8 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
     o.repro_dir = !dir || !*dir ? "." : strcmp(dir, "-") ? dir : NULL;
     o.input = data;
     o.input_len = size;
+    /* BLKV_SHOW=1: a picture of the run beside each reproducer (blkv show's) */
+    o.repro_picture = getenv("BLKV_SHOW") && !strcmp(getenv("BLKV_SHOW"), "1");
     /* power loss and fault rules need lower files: out-of-process drivers
      * run without them, and what ran is saved, not the input */
     if (!drv->in_process &&
