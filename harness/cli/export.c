@@ -12,6 +12,7 @@
  * batch (issued before or after it) overlaps it.
  */
 #include "cli/export.h"
+#include "util/util.h"
 
 #include <blkv/driver.h>
 
@@ -131,11 +132,147 @@ static int export_drain(struct export_map *m, const struct blkv_program *p,
     return 0;
 }
 
+/* The value of option KEY in a driver spec ("NAME k=v k=v"), into buf;
+ * false if it is not there. */
+static bool export_spec_opt(const char *spec, const char *key, char *buf, size_t len)
+{
+    size_t kl = strlen(key);
+    const char *w = spec;
+
+    while (w && *w) {
+        const char *end = w + strcspn(w, " \t");
+        if (w != spec && (size_t)(end - w) > kl && !strncmp(w, key, kl) && w[kl] == '=') {
+            snprintf(buf, len, "%.*s", (int)(end - w - (ptrdiff_t)kl - 1), w + kl + 1);
+            return true;
+        }
+        w = end + strspn(end, " \t");
+    }
+    return false;
+}
+
+/* The driver's name: the first word of the spec. */
+static bool export_spec_is(const char *spec, const char *name)
+{
+    size_t n = strlen(name);
+    return spec && !strncmp(spec, name, n) && (spec[n] == 0 || spec[n] == ' ' || spec[n] == '\t');
+}
+
+/* Whether s is a word that may stand in the script unquoted: letters,
+ * digits and "_.,=+-" ("extra" adds more). */
+static bool export_word_ok(const char *s, const char *extra)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("_.,=+-", *s) || (extra && strchr(extra, *s))))
+            return false;
+    return true;
+}
+
+/* What the script gives qemu-img create and qemu-io: the format, -o
+ * options and the discard mode, from the options and the trace's driver
+ * line.  0, or -EINVAL with a message. */
+static int export_image_opts(const struct blkv_program *p, const struct blkv_export_opts *o,
+                             char *fmt, size_t fmtlen, char *co, size_t colen, char *discard,
+                             size_t dlen, char *err, size_t errlen)
+{
+    const char *spec = p->cfg.driver;
+    char v[256];
+    size_t n = 0;
+
+    co[0] = 0;
+    snprintf(discard, dlen, "unmap");
+    if (o->format || (export_spec_is(spec, "nbd") && export_spec_opt(spec, "format", v, sizeof(v)))) {
+        const char *f = o->format ? o->format : v;
+        if (strlen(f) >= fmtlen) {
+            snprintf(err, errlen, "format '%.32s...' is too long", f);
+            return -EINVAL;
+        }
+        memcpy(fmt, f, strlen(f) + 1);
+    } else if (export_spec_is(spec, "raw") || export_spec_is(spec, "buggy") ||
+             export_spec_is(spec, "file"))
+        snprintf(fmt, fmtlen, "raw");
+    else
+        snprintf(fmt, fmtlen, "qcow2");
+    /* qemu's format names; anything else would be pasted into the shell */
+    if (!export_word_ok(fmt, NULL) || strpbrk(fmt, ",=+.")) {
+        snprintf(err, errlen, "format '%s' is not a format name (letters, digits, '_', '-')",
+                 fmt);
+        return -EINVAL;
+    }
+    if (export_spec_is(spec, "nbd")) {
+        if (export_spec_opt(spec, "create-opts", v, sizeof(v))) {
+            if (!export_word_ok(v, NULL)) {
+                snprintf(err, errlen, "create-opts '%s': only letters, digits and '_.,=+-'", v);
+                return -EINVAL;
+            }
+            for (char *q = v; *q; q++)
+                if (*q == '+') /* qemu-img separates options with commas */
+                    *q = ',';
+            snprintf(co, colen, "%s", v);
+        }
+        if (export_spec_opt(spec, "discard", v, sizeof(v))) {
+            if (strcmp(v, "unmap") && strcmp(v, "ignore")) {
+                snprintf(err, errlen, "discard '%s': qemu-io takes unmap or ignore", v);
+                return -EINVAL;
+            }
+            snprintf(discard, dlen, "%s", strcmp(v, "ignore") ? "unmap" : "ignore");
+        }
+    } else if (export_spec_is(spec, "qcow2") && !strcmp(fmt, "qcow2")) {
+        /* blkv's qcow2 options that shape the image, as qemu-img names them */
+        static const struct {
+            const char *blkv, *qemu;
+        } map[] = {{"cluster-size", "cluster_size"},
+                   {"refcount-bits", "refcount_bits"},
+                   {"lazy-refcounts", "lazy_refcounts"}};
+        uint64_t num;
+        if (export_spec_opt(spec, "backing", v, sizeof(v)) && strcmp(v, "none")) {
+            snprintf(err, errlen, "qcow2 backing=%s: a backing file cannot be exported", v);
+            return -EINVAL;
+        }
+        if (export_spec_opt(spec, "version", v, sizeof(v))) {
+            if (strcmp(v, "2") && strcmp(v, "3")) {
+                snprintf(err, errlen, "qcow2 version=%s: 2 or 3", v);
+                return -EINVAL;
+            }
+            n += (size_t)snprintf(co + n, colen - n, "compat=%s", !strcmp(v, "2") ? "0.10" : "1.1");
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(map) && n < colen; i++) {
+            if (!export_spec_opt(spec, map[i].blkv, v, sizeof(v)))
+                continue;
+            if (i < 2) { /* numbers, written in bytes */
+                if (blkv_parse_u64(v, &num)) {
+                    snprintf(err, errlen, "qcow2 %s=%s: not a number", map[i].blkv, v);
+                    return -EINVAL;
+                }
+                snprintf(v, sizeof(v), "%" PRIu64, num);
+            } else if (strcmp(v, "on") && strcmp(v, "off")) {
+                snprintf(err, errlen, "qcow2 %s=%s: on or off", map[i].blkv, v);
+                return -EINVAL;
+            }
+            n += (size_t)snprintf(co + n, colen - n, "%s%s=%s", n ? "," : "", map[i].qemu, v);
+        }
+        if (n >= colen) {
+            snprintf(err, errlen, "qcow2 options too long");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Write s for a '#' comment: one line, control bytes as '?'. */
+static void export_comment(FILE *out, const char *s)
+{
+    for (; *s; s++)
+        fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
+}
+
 int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_opts *o,
                         FILE *out, char *err, size_t errlen)
 {
     const struct blkv_config *c = &p->cfg;
-    const char *fmt = o->format ? o->format : "qcow2";
+    char fmt[64], co[512], discard[16];
     struct export_map m = {0};
     size_t *batch = malloc((p->nops + 1) * sizeof(*batch));
     int *pat = malloc((p->nops + 1) * sizeof(*pat));
@@ -148,6 +285,9 @@ int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_o
         ret = -ENOMEM;
         goto out;
     }
+    if ((ret = export_image_opts(p, o, fmt, sizeof(fmt), co, sizeof(co), discard,
+                                 sizeof(discard), err, errlen)))
+        goto out;
     if (c->init != BLKV_INIT_ZERO || c->lower_image) {
         snprintf(err, errlen, "the initial content must be zero (init zero, no lower image):"
                  " qemu-io starts from a fresh image");
@@ -168,13 +308,25 @@ int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_o
         goto out;
     }
     if (!o->commands_only) {
-        fprintf(out, "#!/bin/sh\n# qemu-io reproducer%s%s, written by blkv export-qemu-io\n",
-                o->source ? " of " : "", o->source ? o->source : "");
+        fprintf(out, "#!/bin/sh\n# qemu-io reproducer");
+        if (o->source) {
+            fprintf(out, " of ");
+            export_comment(out, o->source);
+        }
+        fprintf(out, ", written by blkv export-qemu-io\n");
+        if (c->driver) {
+            fprintf(out, "# driver in the trace: ");
+            export_comment(out, c->driver);
+            fprintf(out, "\n");
+        }
         fprintf(out, "# Reads check their data with -P where the expected content is known:\n"
                      "# look for \"Pattern verification failed\" in the output.\n");
+        /* fmt, co and discard hold only [A-Za-z0-9_.,=-]: safe unquoted,
+         * quoted all the same */
         fprintf(out, "set -e\nIMG=${IMG:-blkv-export.%s}\n", fmt);
-        fprintf(out, "qemu-img create -q -f %s \"$IMG\" %" PRIu64 "\n", fmt, c->size);
-        fprintf(out, "qemu-io -f %s -d unmap \"$IMG\" <<'EOF'\n", fmt);
+        fprintf(out, "qemu-img create -q -f '%s'%s%s%s \"$IMG\" %" PRIu64 "\n", fmt,
+                co[0] ? " -o '" : "", co, co[0] ? "'" : "", c->size);
+        fprintf(out, "qemu-io -f '%s' -d '%s' \"$IMG\" <<'EOF'\n", fmt, discard);
     }
     for (size_t i = 0; i < p->nops && !ret; i++) {
         const struct blkv_pop *op = &p->ops[i];
@@ -244,7 +396,7 @@ int blkv_export_qemu_io(const struct blkv_program *p, const struct blkv_export_o
         if (!o->commands_only) {
             fprintf(out, "EOF\n");
             /* blkv checks the image after the last op too; 63: no checks */
-            fprintf(out, "qemu-img check -f %s \"$IMG\" || [ $? -eq 63 ]\n", fmt);
+            fprintf(out, "qemu-img check -f '%s' \"$IMG\" || [ $? -eq 63 ]\n", fmt);
             fprintf(out, "# %" PRIu64 " writes, %" PRIu64 " reads, %" PRIu64
                     " of them checked with -P; %" PRIu64 " out-of-range request(s) left out\n",
                     writes, reads, checked, malformed);

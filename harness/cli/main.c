@@ -953,7 +953,8 @@ static int cmd_triage(int argc, char **argv)
         fprintf(stderr, "%s triage: --out %s: %s\n", prog_name, out, strerror(-ret));
         return 2;
     }
-    qsort(t.g, t.ng, sizeof(*t.g), triage_cmp);
+    if (t.ng) /* t.g is NULL without groups, and qsort wants an array */
+        qsort(t.g, t.ng, sizeof(*t.g), triage_cmp);
     for (size_t i = 0; i < t.ng; i++) {
         failed += t.g[i].count;
         triage_minimise(&t.g[i], i, out, shrink_runs, t.kind);
@@ -1097,11 +1098,15 @@ static void usage_export_qemu_io(FILE *f)
             "with QEMU's own tools.  Each write writes its own byte (-P 1, 2, ...);\n"
             "reads check with -P where the content is known (nothing overlapping in\n"
             "flight), drain and wait become aio_flush.  Cancel, fault injection and\n"
-            "initial content other than zero cannot be expressed.\n"
+            "initial content other than zero cannot be expressed.  The script creates\n"
+            "the image as the trace's driver line does: an nbd driver's create-opts and\n"
+            "discard mode, blkv qcow2's version, cluster-size, refcount-bits and\n"
+            "lazy-refcounts (a backing file is refused).  Whatever goes into the script\n"
+            "is checked to be a plain word and quoted; anything else is refused.\n"
             KIND_RULE
             "\n"
-            "  -f, --format FMT  image format (default: format= of an nbd driver line,\n"
-            "                    else qcow2)\n"
+            "  -f, --format FMT  image format, a plain word (default: format= of an nbd\n"
+            "                    driver line; raw for raw, buggy and file; else qcow2)\n"
             "  -c, --commands    only the qemu-io commands (default: a shell script that\n"
             "                    creates the image, runs qemu-io and qemu-img check)\n"
             "  -o, --output OUT  write to OUT (default: standard output)\n"
@@ -1128,7 +1133,7 @@ static int cmd_export_qemu_io(int argc, char **argv)
     enum input_kind kind = INPUT_AUTO;
     struct blkv_export_opts eo = {0};
     const char *out = NULL;
-    char fmtbuf[32], err[512];
+    char err[512];
     struct blkv_program p;
     FILE *f = stdout;
     int c, ret;
@@ -1156,11 +1161,6 @@ static int cmd_export_qemu_io(int argc, char **argv)
     if (load_program(argv[optind], kind, &p, NULL, NULL)) {
         blkv_program_free(&p);
         return 2;
-    }
-    if (!eo.format && p.cfg.driver) {
-        const char *fm = strstr(p.cfg.driver, "format=");
-        if (fm && sscanf(fm + 7, "%31[a-z0-9]", fmtbuf) == 1)
-            eo.format = fmtbuf;
     }
     eo.source = argv[optind];
     if (out && !(f = fopen(out, "w"))) {
