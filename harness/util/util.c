@@ -15,10 +15,17 @@ int blkv_parse_u64(const char *s, uint64_t *out)
     unsigned long long v;
     unsigned shift = 0;
 
-    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+    bool hex;
+
+    /* strtoull alone would take blanks, a sign, and "010" as octal 8 */
+    if (!s || !(*s >= '0' && *s <= '9'))
+        return -EINVAL;
+    hex = s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
+    if (hex && !((s[2] >= '0' && s[2] <= '9') || (s[2] >= 'a' && s[2] <= 'f') ||
+                 (s[2] >= 'A' && s[2] <= 'F')))
         return -EINVAL;
     errno = 0;
-    v = strtoull(s, &end, 0);
+    v = strtoull(s, &end, hex ? 16 : 10);
     if (errno == ERANGE)
         return -ERANGE;
     if (end == s)
