@@ -83,6 +83,18 @@ static void axis_make(struct axis *a, struct seg *s, size_t n, double join, size
             s[m++] = s[i];
         }
     }
+    /* a gap under 1/8 of the whole span is no break worth drawing */
+    if (m > 1) {
+        double span = s[m - 1].hi - s[0].lo;
+        size_t k = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (k && s[i].lo - s[k - 1].hi < span / 8)
+                s[k - 1].hi = s[i].hi > s[k - 1].hi ? s[i].hi : s[k - 1].hi;
+            else
+                s[k++] = s[i];
+        }
+        m = k;
+    }
     if (m > max) { /* close the smallest gaps */
         double *gaps = malloc((m - 1) * sizeof(*gaps)), cut;
         size_t k = 0;
@@ -378,8 +390,8 @@ static int view_axes(const struct pic *pc, struct view *v, double plot_h)
         if (op_drawn(pc, v, i))
             xs[nx++] = (struct seg){(double)tl->ops[i].t_begin - 0.5,
                                     (double)tl->ops[i].t_begin + 1.5, 0, 0};
-    axis_make(&v->x, xs, nx, 2.0, 12, x_start, SVG_W - MARGIN_R);
-    axis_make(&v->y, ys, ny, 0.0, 24, PLOT_Y, PLOT_Y + plot_h);
+    axis_make(&v->x, xs, nx, 2.0, 8, x_start, SVG_W - MARGIN_R);
+    axis_make(&v->y, ys, ny, 0.0, 8, PLOT_Y, PLOT_Y + plot_h);
     v->plot_bottom = PLOT_Y + plot_h;
     v->event_y = v->plot_bottom + 24;
     v->height = v->event_y + EVENT_ROW * EVENT_ROWS + 10;
@@ -463,8 +475,15 @@ static void draw_ops(struct pic *pc, const struct view *v)
 {
     FILE *f = pc->f;
     const struct blkv_program *p = pc->in->prog;
-    double last_x = -100;
+    double last_x = -100, last_label = -100;
     int row = 0;
+    size_t drawn = 0;
+    bool crowded;
+
+    for (size_t i = 0; i < pc->tl->nops; i++)
+        drawn += op_drawn(pc, v, i);
+    /* too many to read: steps, waits and drains only as tooltips of nothing */
+    crowded = (double)drawn > (v->x.end - v->x.start) / 9;
 
     fprintf(f, "<g class=\"ops\">\n");
     for (size_t i = 0; i < pc->tl->nops; i++) {
@@ -475,6 +494,9 @@ static void draw_ops(struct pic *pc, const struct view *v)
         double x;
 
         if (!op_drawn(pc, v, i))
+            continue;
+        if (crowded && !o->faults && !op->err &&
+            (op->code == BLKV_P_STEP || op->code == BLKV_P_WAIT || op->code == BLKV_P_DRAIN))
             continue;
         x = axis_px(&v->x, (double)o->t_begin + 0.5);
         row = x - last_x < 12 ? (row + 1) % EVENT_ROWS : 0;
@@ -497,13 +519,18 @@ static void draw_ops(struct pic *pc, const struct view *v)
         if (o->faults)
             fprintf(f, "; %" PRIu64 " lower I/O(s) failed by injection meanwhile", o->faults);
         fprintf(f, "\">");
-        if (op->code == BLKV_P_CRASH || op->code == BLKV_P_REOPEN || op->code == BLKV_P_CHECK)
-            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"
-                       "<text class=\"vlab\" x=\"%.1f\" y=\"%.1f\">%s op %zu</text>",
-                    x, FLUSH_Y, x, v->event_y, x + 3, FLUSH_Y - 4,
-                    op->code == BLKV_P_CRASH ? "crash" : op->code == BLKV_P_REOPEN ? "reopen"
-                                                                                    : "check",
-                    i);
+        if (op->code == BLKV_P_CRASH || op->code == BLKV_P_REOPEN || op->code == BLKV_P_CHECK) {
+            fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, FLUSH_Y,
+                    x, v->event_y);
+            if (x - last_label > 78) { /* else the line's tooltip says it */
+                last_label = x;
+                fprintf(f, "<text class=\"vlab\" x=\"%.1f\" y=\"%.1f\">%s op %zu</text>", x + 3,
+                        FLUSH_Y - 4, op->code == BLKV_P_CRASH    ? "crash"
+                                     : op->code == BLKV_P_REOPEN ? "reopen"
+                                                                 : "check",
+                        i);
+            }
+        }
         if (op->code == BLKV_P_CANCEL && op->arg < pc->tl->nreqs && v->show[op->arg]) {
             const struct blkv_timeline_req *q = &pc->tl->reqs[op->arg];
             double y = (axis_px(&v->y, (double)q->offset) +
@@ -613,7 +640,7 @@ static void draw_req(struct pic *pc, const struct view *v, uint64_t n, bool ids)
     if (q->t_complete)
         fprintf(f, "<line class=\"complete\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>",
                 b.x1, b.y0, b.x1, b.y1);
-    else
+    else if (b.y1 - b.y0 >= 10 || role)
         fprintf(f, "<text class=\"endlab\" x=\"%.1f\" y=\"%.1f\">%s</text>", b.x1 + 2,
                 (b.y0 + b.y1) / 2 + 4, q->lost_at ? "&#9760; lost" : "&#8230;");
     if (role & ROLE_FAIL && tl->mismatch_len && q->kind == BLKV_OP_READ) {
@@ -639,7 +666,7 @@ static void draw_req(struct pic *pc, const struct view *v, uint64_t n, bool ids)
 /* An arrow from request (or initial content) src to the failing read, at
  * the mismatch's offset. */
 static void draw_link(struct pic *pc, const struct view *v, uint64_t src, const char *cls,
-                      const char *label)
+                      const char *label, bool down)
 {
     const struct blkv_timeline *tl = pc->tl;
     struct box r = req_box(pc, v, &tl->reqs[tl->fail_req]);
@@ -655,7 +682,9 @@ static void draw_link(struct pic *pc, const struct view *v, uint64_t src, const 
     }
     /* bow up, or down where the plot's top is too near */
     double mx = (sx + r.x0) / 2, lift = 30, top = sy < y ? sy : y, bottom = sy < y ? y : sy;
-    if (top - lift < PLOT_Y + 14)
+    if (down)
+        lift = bottom + lift > v->plot_bottom - 4 ? (top - lift < PLOT_Y + 14 ? 0 : lift) : -lift;
+    else if (top - lift < PLOT_Y + 14)
         lift = bottom + lift > v->plot_bottom - 4 ? 0 : -lift;
     fprintf(pc->f, "<g class=\"%s\"><path d=\"M%.1f %.1f C%.1f %.1f %.1f %.1f %.1f %.1f\" "
                    "marker-end=\"url(#%s-%s)\"/><text x=\"%.1f\" y=\"%.1f\">%s</text></g>\n",
@@ -699,9 +728,10 @@ static int draw_view(struct pic *pc, struct view *v, const char *caption, bool i
     fprintf(f, "</g>\n");
     if (has_fail(pc) && tl->mismatch_len) {
         if (tl->missing != BLKV_TL_NONE && tl->missing != tl->found)
-            draw_link(pc, v, tl->missing, "missing-link", "expected, not found");
+            draw_link(pc, v, tl->missing, "missing-link", "expected, not found",
+                      tl->found != BLKV_TL_NONE && tl->found != BLKV_TL_ZEROS);
         if (tl->found != BLKV_TL_NONE && tl->found != BLKV_TL_ZEROS)
-            draw_link(pc, v, tl->found, "source-link", "found data came from here");
+            draw_link(pc, v, tl->found, "source-link", "found data came from here", false);
         if (tl->found == BLKV_TL_ZEROS) {
             struct box r = req_box(pc, v, &tl->reqs[tl->fail_req]);
             bool right = r.x1 + 150 < SVG_W; /* else inside the bar, under the mismatch */
