@@ -334,11 +334,43 @@ static void test_no_false_positives_crash(void)
     CHECK(crashing >= CRASHING_PROGRAMS);
 }
 
-int main(void)
+/* The parts, by the names ctest runs them under (in parallel). */
+static const struct {
+    const char *name;
+    void (*fn)(void);
+    const char *fn_name;
+} parts[] = {
+    {"traces", test_traces, "test_traces"},
+    {"catches", test_random_catches, "test_random_catches"},
+    {"quiet", test_no_false_positives, "test_no_false_positives"},
+    {"quiet-crash", test_no_false_positives_crash, "test_no_false_positives_crash"},
+};
+
+#define NPARTS (sizeof(parts) / sizeof(parts[0]))
+
+/* test_selftest [PART...]: the parts named (traces, catches, quiet,
+ * quiet-crash), or all of them. */
+int main(int argc, char **argv)
 {
-    RUN(test_traces);
-    RUN(test_random_catches);
-    RUN(test_no_false_positives);
-    RUN(test_no_false_positives_crash);
+    for (int a = 1; a < argc; a++) {
+        size_t i = 0;
+        while (i < NPARTS && strcmp(argv[a], parts[i].name) != 0)
+            i++;
+        if (i == NPARTS) {
+            fprintf(stderr, "test_selftest: no part '%s' (traces, catches, quiet, quiet-crash)\n",
+                    argv[a]);
+            return 2;
+        }
+    }
+    for (size_t i = 0; i < NPARTS; i++) {
+        bool run = argc < 2;
+        for (int a = 1; a < argc && !run; a++)
+            run = strcmp(argv[a], parts[i].name) == 0;
+        if (run) {
+            int before = t_failures;
+            parts[i].fn();
+            printf("%s %s\n", t_failures == before ? "ok  " : "FAIL", parts[i].fn_name);
+        }
+    }
     T_EXIT();
 }
