@@ -951,6 +951,9 @@ static int cmd_triage(int argc, char **argv)
         triage_path(&t, argv[i]);
     if (t.ng && (ret = blkv_mkdir_p(out))) {
         fprintf(stderr, "%s triage: --out %s: %s\n", prog_name, out, strerror(-ret));
+        for (size_t i = 0; i < t.ng; i++)
+            free(t.g[i].driver), free(t.g[i].example);
+        free(t.g);
         return 2;
     }
     if (t.ng) /* t.g is NULL without groups, and qsort wants an array */
