@@ -595,6 +595,48 @@ static void test_text_hand(void)
     blkv_program_free(&p);
 }
 
+/* Text or binary: what starts like a trace is text, whatever follows. */
+static void test_text_or_binary(void)
+{
+    static const struct {
+        const char *data;
+        size_t len;
+        bool text;
+    } cases[] = {
+#define C(s, t) {s, sizeof(s) - 1, t}
+        C("write 0 512\n", true),
+        C("\xef\xbb\xbf" "driver raw\n", true),     /* a BOM */
+        C("  \n\t# comment\n\x01\x02", true),        /* a comment line, then anything */
+        C("Write 0 512\x01\n", true),                 /* an op in any case */
+        C("BLKV-TRACE 1", true),
+        C("wrtie 0 512\nread 0 512\n", true),         /* lines of text */
+        C("", false),
+        C("\"+u", false),                              /* a tiny fuzzer input */
+        C("#\x01\x02\x03\n", false),                  /* '#' then binary */
+        C("writes\x01\x02", false),
+        C("\x00\x01write 0 512\n", false),
+        C("hello", false),                             /* no line feed */
+        C("caf\xc3\xa9 au lait\n", true),               /* UTF-8 */
+        C("caf\xe9 au lait\n", false),                  /* not UTF-8 */
+#undef C
+    };
+    struct blkv_program p;
+    char err[512];
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        bool got = blkv_program_is_text((const uint8_t *)cases[i].data, cases[i].len);
+        if (got != cases[i].text)
+            fprintf(stderr, "case %zu: is_text %d, want %d\n", i, got, cases[i].text);
+        CHECK(got == cases[i].text);
+    }
+    /* a BOM is skipped and CRLF ends are fine: the program is the plain one */
+    blkv_program_init(&p);
+    CHECK(blkv_program_parse("\xef\xbb\xbfsize 1M\r\nwrite 0 512\r\n", 25, "t", &p, err,
+                             sizeof(err)) == 0);
+    CHECK(p.cfg.size == 1 << 20 && p.nops == 1 && p.ops[0].len == 512);
+    blkv_program_free(&p);
+}
+
 static void test_text_errors(void)
 {
     static const struct {
@@ -667,7 +709,11 @@ static void test_text_errors(void)
         {"blkv-trace 1\nblkv-trace 1\n", "t.trace:2: ", "'blkv-trace' must be the first line"},
         {"read 0 512\ncancel #x\n", "t.trace:2: ", "cancel: missing operand"},
         {"WRITE 0 512\n", "t.trace:1: ", "unknown op 'WRITE'"},
-        {"read 0 512\v\n", "t.trace:1: ", "length: '512\v' is not a number"},
+        {"read 0 512\v\n", "t.trace:1: ", "control byte 0x0b at column 11"},
+        {"write 0 512\n\x1b[2Jread 0 512\n", "t.trace:2: ", "control byte 0x1b at column 1"},
+        {"\xef\xbb\xbf\xef\xbb\xbfsize 1M\n", "t.trace:1: ", "unknown op '\xef\xbb\xbfsize'"},
+        {"Read 0 512\n", "t.trace:1: ", "unknown op 'Read' (ops are lower case: 'read')"},
+        {"Size 1M\n", "t.trace:1: ", "(keywords are lower case: 'size')"},
     };
     struct blkv_program p;
     char err[512];
@@ -893,6 +939,7 @@ int main(void)
     RUN(test_prefixes);
     RUN(test_extremes);
     RUN(test_text_hand);
+    RUN(test_text_or_binary);
     RUN(test_text_errors);
     RUN(test_text_fuzz);
     RUN(test_text_max_ops);
