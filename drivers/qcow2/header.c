@@ -355,6 +355,18 @@ __attribute__((noinline)) uint64_t qcow2_next_used(const void *t, uint64_t i, ui
     return n;
 }
 
+/* The length of buf[0, n) without its trailing zero bytes. */
+static uint64_t qcow2_last_nonzero(const uint8_t *buf, uint64_t n)
+{
+    while (n >= sizeof(qcow2_zero_block) &&
+           memcmp(buf + n - sizeof(qcow2_zero_block), qcow2_zero_block,
+                  sizeof(qcow2_zero_block)) == 0)
+        n -= sizeof(qcow2_zero_block);
+    while (n > 0 && buf[n - 1] == 0)
+        n--;
+    return n;
+}
+
 __attribute__((noinline)) uint64_t qcow2_load_be64s(uint64_t *dst, const uint8_t *src, uint64_t n)
 {
     uint64_t used = 0;
@@ -593,7 +605,7 @@ int qcow2_open_image(struct qcow2_state *s, unsigned l2n, unsigned rbn)
 int qcow2_alloc_end_refcounts(struct qcow2_state *s)
 {
     struct qcow2_cache_entry *e;
-    uint64_t ti = s->rt_used, j;
+    uint64_t ti = s->rt_used, j, b;
     int ret;
 
     while (ti > 0 && !s->rt[ti - 1])
@@ -606,7 +618,11 @@ int qcow2_alloc_end_refcounts(struct qcow2_state *s)
     blkv_co_mutex_unlock(&s->lock);
     if (ret < 0)
         return ret;
-    for (j = s->rb_entries; j > 0 && !qcow2_rc_read(s, e->data, j - 1); j--)
+    /* past the block's last nonzero byte (zeros skipped by memcmp), then
+     * back to its last nonzero entry, which shares that byte */
+    b = qcow2_last_nonzero(e->data, s->cluster_size);
+    for (j = (b * 8 + s->refcount_bits - 1) / s->refcount_bits;
+         j > 0 && !qcow2_rc_read(s, e->data, j - 1); j--)
         ;
     s->alloc_end = qcow2_max(s->alloc_end, (ti << s->rb_bits) + j);
     qcow2_cache_put(e);
