@@ -715,7 +715,6 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
             blkv_core_run_error(run, "out of memory");
             goto out;
         }
-        blkv_rt_set_durability(run->rt, program_crashes(p));
         if (p->cfg.lower_image && !opts->lower[0]) {
             int ret = blkv_rt_lower_load(run->rt, 0, p->cfg.lower_image);
             if (ret < 0) {
@@ -749,8 +748,11 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
         goto out;
     if (setup_initial(run))
         goto out;
-    if (run->rt) /* the program starts on a device made, filled and synced */
+    if (run->rt) { /* the program starts on a device made, filled and synced */
         blkv_rt_durable_now(run->rt);
+        /* what is durable is tracked from here on (a crash needs it) */
+        blkv_rt_set_durability(run->rt, program_crashes(p));
+    }
     run_ops(run);
 
 out:
