@@ -171,6 +171,13 @@ has "^write 10 512"
 printf 'size 1M\nwrite -1 512\n' >neg.trace
 expect 2 "neg.trace:2: offset: '-1' is not a number" -- "$BLKV" run neg.trace
 
+# ---- 5b. config a later input overrides is said ---------------------------------
+# --driver over a trace's own driver line: said on stderr, and it is what runs
+expect 0 "^lost.trace: runs on 'raw' \(--driver\), not its driver line 'buggy mode=lost-write every=1'" -- "$BLKV" run --driver raw lost.trace
+has "^lost.trace: ok"
+# the same driver as the line: nothing to say
+expect 1 "" -- "$BLKV" run --driver "buggy mode=lost-write every=1" lost.trace
+
 # ---- 6. generated shell is safe ----------------------------------------------
 expect 2 "format 'raw; touch pwned' is not a format name" -- \
     "$BLKV" export-qemu-io -f "raw; touch pwned" clean.trace

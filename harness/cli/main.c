@@ -327,6 +327,9 @@ static int cmd_run(int argc, char **argv)
             continue;
         }
         o.input = raw, o.input_len = raw_len;
+        if (spec && p.cfg.driver && strcmp(spec, p.cfg.driver) != 0)
+            fprintf(stderr, "%s: runs on '%s' (--driver), not its driver line '%s'\n", argv[i],
+                    spec, p.cfg.driver);
         st = blkv_run_spec(&p, spec ? spec : p.cfg.driver ? p.cfg.driver : default_spec(), &o,
                            &res);
         if (st == BLKV_RUN_OK && o.no_verify) {
