@@ -196,8 +196,9 @@ BLKV_API int blkv_program_parse(const char *text, size_t len, const char *name,
  * line of printable text or with a keyword or op of trace text, in any case
  * ("Write" counts, and blkv_program_parse() then refuses it, saying why);
  * or it is lines of printable UTF-8 text (a line feed in it) starting with a
- * letter.  Anything else (and an empty input) is binary.  A caller that finds text should parse it and report its errors,
- * never fall back to decoding it as binary.
+ * letter.  Anything else (and an empty input) is binary.  A caller that
+ * finds text should parse it and report its errors, never fall back to
+ * decoding it as binary.
  */
 BLKV_API bool blkv_program_is_text(const uint8_t *data, size_t len);
 
