@@ -11,7 +11,8 @@
 # referenced.list names the ones kept in tests/traces/.  An entry whose
 # software is missing (qemu-nbd/qemu-img/qemu-io, or blkv built without
 # libqcow) is skipped; if all are, exit 77.  An entry that no longer fails
-# fails this test: the finding may be fixed upstream, so update the catalog.
+# at all is reported "fixed upstream?" and the test skips (77), so CI stays
+# green and says so; one that fails otherwise than catalogued fails it.
 #
 # usage: test_findings.sh BLKV TESTS-DIR
 set -u
@@ -34,7 +35,7 @@ while read -r rel; do
 $TESTS/$rel"
 done < "$CAT/referenced.list"
 
-ran=0 skipped=0 failed=0
+ran=0 skipped=0 failed=0 fixed=0
 for t in $list; do
     name=${t#"$TESTS"/}
     if [ ! -f "$t" ]; then
@@ -83,10 +84,14 @@ for t in $list; do
     if [ -z "$why" ] && [ -n "$report" ] && ! grep -qF -- "$report" "$out"; then
         why="report lacks '$report'"
     fi
+    if [ $rc -eq 0 ]; then
+        echo "FIXED? $name: the catalogued bug no longer reproduces ($why)."
+        echo "     It may be fixed upstream (or the installed version changed): check,"
+        echo "     then update tests/findings/ and its README."
+        fixed=$((fixed + 1)); continue
+    fi
     if [ -n "$why" ]; then
-        echo "FAIL $name: the catalogued bug no longer reproduces ($why)."
-        echo "     The finding may be fixed upstream (or the installed version changed):"
-        echo "     check, then update tests/findings/ and its README.  blkv run said:"
+        echo "FAIL $name: the run fails otherwise than catalogued ($why):"
         sed 's/^/       /' "$out" | head -n 20
         failed=$((failed + 1)); continue
     fi
@@ -101,9 +106,12 @@ for t in $list; do
         else
             (cd "$tmp" && rm -f img && IMG=$tmp/img sh "$sh_") > "$tmp/qio.out" 2>&1
             qrc=$?
-            if [ $qrc -eq 0 ] || ! grep -qF -- "$qio" "$tmp/qio.out"; then
-                echo "FAIL ${sh_#"$TESTS"/}: exit $qrc, expected a failure printing '$qio'."
-                echo "     The finding may be fixed upstream: update tests/findings/.  Output:"
+            if [ $qrc -eq 0 ]; then
+                echo "FIXED? ${sh_#"$TESTS"/}: exit 0, the reproduction no longer fails."
+                echo "     It may be fixed upstream: check, then update tests/findings/."
+                fixed=$((fixed + 1))
+            elif ! grep -qF -- "$qio" "$tmp/qio.out"; then
+                echo "FAIL ${sh_#"$TESTS"/}: exit $qrc, but without '$qio'.  Output:"
                 sed 's/^/       /' "$tmp/qio.out" | tail -n 12
                 failed=$((failed + 1))
             else
@@ -113,7 +121,11 @@ for t in $list; do
     fi
 done
 
-echo "findings: $ran replayed, $skipped skipped, $failed failed"
+echo "findings: $ran replayed, $skipped skipped, $failed failed, $fixed no longer reproduced"
 [ $failed -eq 0 ] || exit 1
+if [ $fixed -gt 0 ]; then
+    echo "fixed upstream? $fixed finding(s) no longer reproduce: update tests/findings/"
+    exit 77
+fi
 [ $ran -gt 0 ] || exit 77
 exit 0
