@@ -5,8 +5,10 @@
 # is EXPECTED.  Each trace carries
 #   # expect: SIGNATURE-PREFIX   blkv run must exit 1 with this signature
 #   # report: TEXT               (optional) the report must contain TEXT
-#   # qemu-io: TEXT              (optional) the qemu-io script beside the
-#                                trace (same name, .sh) must fail, printing TEXT
+#   # qemu-io: TEXT              (optional) the trace's qemu-io script, as
+#                                `blkv export-qemu-io` writes it now, must
+#                                fail, printing TEXT; the copy kept beside the
+#                                trace (same name, .sh) must be that script
 # The catalog's own traces are tests/findings/*.trace; tests/findings/
 # referenced.list names the ones kept in tests/traces/.  An entry whose
 # software is missing (qemu-nbd/qemu-img/qemu-io, or blkv built without
@@ -103,8 +105,17 @@ for t in $list; do
     if [ -n "$qio" ] && [ -f "$sh_" ]; then
         if ! have qemu-io || ! have qemu-img; then
             echo "SKIP $name (qemu-io script): needs qemu-io and qemu-img"
+        elif ! "$BLKV" export-qemu-io "$t" > "$tmp/export.sh" 2> "$tmp/export.err"; then
+            echo "FAIL $name: blkv export-qemu-io refused it: $(head -1 "$tmp/export.err")"
+            failed=$((failed + 1))
+        elif grep -v '^#' "$sh_" > "$tmp/kept.cmds"; grep -v '^#' "$tmp/export.sh" > "$tmp/export.cmds"
+             ! cmp -s "$tmp/kept.cmds" "$tmp/export.cmds"; then
+            # the kept script is what the tool exports today (comments aside)
+            echo "FAIL ${sh_#"$TESTS"/}: differs from what blkv export-qemu-io writes now;"
+            echo "     regenerate it: blkv export-qemu-io ${t#"$TESTS"/} > ${sh_#"$TESTS"/}"
+            failed=$((failed + 1))
         else
-            (cd "$tmp" && rm -f img && IMG=$tmp/img sh "$sh_") > "$tmp/qio.out" 2>&1
+            (cd "$tmp" && rm -f img && IMG=$tmp/img sh "$tmp/export.sh") > "$tmp/qio.out" 2>&1
             qrc=$?
             if [ $qrc -eq 0 ]; then
                 echo "FIXED? ${sh_#"$TESTS"/}: exit 0, the reproduction no longer fails."
