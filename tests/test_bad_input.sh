@@ -178,6 +178,28 @@ has "^lost.trace: ok"
 # the same driver as the line: nothing to say
 expect 1 "" -- "$BLKV" run --driver "buggy mode=lost-write every=1" lost.trace
 
+# ---- 5c. options that contradict or say nothing ---------------------------------
+for cmd in run decode show export-qemu-io; do
+    expect 2 "^blkv: --text and --binary exclude each other$" -- "$BLKV" $cmd --text --binary lost.trace
+done
+expect 2 "^blkv: --text and --binary exclude each other$" -- "$BLKV" triage --binary --text lost.trace
+# the same one twice is what it says
+expect 1 "" -- "$BLKV" run --text --text lost.trace
+# an empty path would mean "here", or nothing: refused
+expect 2 "^blkv: --save: an empty path$" -- "$BLKV" run --save '' lost.trace
+expect 2 "^blkv: --show: an empty path$" -- "$BLKV" run --show '' lost.trace
+expect 2 "^blkv: --save-crash-images: an empty path$" -- "$BLKV" run --save-crash-images '' lost.trace
+expect 2 "^blkv: --save: an empty path$" -- "$BLKV" prop -d raw -r 1 -s ''
+expect 2 "^blkv: --out: an empty path$" -- "$BLKV" triage -o '' lost.trace
+for cmd in decode encode show export-qemu-io; do
+    expect 2 "^blkv: --output: an empty path$" -- "$BLKV" $cmd -o '' lost.trace
+done
+# and a path that is not empty is taken
+expect 0 "" -- "$BLKV" encode -o lost.bin lost.trace
+[ -s lost.bin ] || fail "encode -o lost.bin wrote nothing"
+# blkv show, like run, says when --driver overrides the driver line
+expect 0 "^lost.trace: runs on 'raw' \(--driver\)" -- "$BLKV" show -d raw -o lost.html lost.trace
+
 # ---- 6. generated shell is safe ----------------------------------------------
 expect 2 "format 'raw; touch pwned' is not a format name" -- \
     "$BLKV" export-qemu-io -f "raw; touch pwned" clean.trace

@@ -122,6 +122,25 @@ static int resolve_path(const char *trace, char **path)
     return 0;
 }
 
+
+int set_kind(enum input_kind *kind, enum input_kind k)
+{
+    if (*kind != INPUT_AUTO && *kind != k) {
+        fprintf(stderr, "%s: --text and --binary exclude each other\n", prog_name);
+        return -1;
+    }
+    *kind = k;
+    return 0;
+}
+
+int check_path(const char *opt, const char *path)
+{
+    if (*path)
+        return 0;
+    fprintf(stderr, "%s: %s: an empty path\n", prog_name, opt);
+    return -1;
+}
+
 /* Load a program from a file, trace text or binary as `kind` says (INPUT_AUTO:
  * as blkv_program_is_text() tells); prints the error and returns -1 on failure. */
 int load_program(const char *path, enum input_kind kind, struct blkv_program *p, uint8_t **raw,
@@ -275,11 +294,26 @@ static int cmd_run(int argc, char **argv)
             if (load_plugin(optarg))
                 return 2;
             break;
-        case 's': o.repro_dir = optarg; break;
-        case 'C': o.crash_dir = optarg; break;
-        case 'S': show = optarg; break;
-        case 'T': kind = INPUT_TEXT; break;
-        case 'B': kind = INPUT_BINARY; break;
+        case 's':
+            if (check_path("--save", optarg))
+                return 2;
+            o.repro_dir = optarg;
+            break;
+        case 'C':
+            if (check_path("--save-crash-images", optarg))
+                return 2;
+            o.crash_dir = optarg;
+            break;
+        case 'S':
+            if (check_path("--show", optarg))
+                return 2;
+            show = optarg;
+            break;
+        case 'T':
+        case 'B':
+            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+                return 2;
+            break;
         case 'v': o.verbose = true; break;
         case 'q': quiet = true; break;
         case 'N': o.no_verify = true; break;
@@ -469,9 +503,16 @@ static int cmd_decode_encode(int argc, char **argv, bool decode)
            -1) {
         switch (c) {
         case 'd': driver = optarg; break;
-        case 'o': out = optarg; break;
-        case 'T': kind = INPUT_TEXT; break;
-        case 'B': kind = INPUT_BINARY; break;
+        case 'o':
+            if (check_path("--output", optarg))
+                return 2;
+            out = optarg;
+            break;
+        case 'T':
+        case 'B':
+            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+                return 2;
+            break;
         case 'h': (decode ? usage_decode : usage_encode)(stdout); return 0;
         default: (decode ? usage_decode : usage_encode)(stderr); return 2;
         }
@@ -683,7 +724,11 @@ static int cmd_prop(int argc, char **argv)
                 return 2;
             o.ops = v;
             break;
-        case 's': o.save_dir = optarg; break;
+        case 's':
+            if (check_path("--save", optarg))
+                return 2;
+            o.save_dir = optarg;
+            break;
         case 'R':
             if (parse_num("--shrink-runs", optarg, 1, UINT64_MAX, &o.shrink_runs))
                 return 2;
@@ -932,13 +977,20 @@ static int cmd_triage(int argc, char **argv)
             if (load_plugin(optarg))
                 return 2;
             break;
-        case 'o': out = optarg; break;
+        case 'o':
+            if (check_path("--out", optarg))
+                return 2;
+            out = optarg;
+            break;
         case 'R':
             if (parse_num("--shrink-runs", optarg, 1, UINT64_MAX, &shrink_runs))
                 return 2;
             break;
-        case 'T': t.kind = INPUT_TEXT; break;
-        case 'B': t.kind = INPUT_BINARY; break;
+        case 'T':
+        case 'B':
+            if (set_kind(&t.kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+                return 2;
+            break;
         case 'h': usage_triage(stdout); return 0;
         default: usage_triage(stderr); return 2;
         }
@@ -1152,9 +1204,16 @@ static int cmd_export_qemu_io(int argc, char **argv)
             break;
         case 'f': eo.format = optarg; break;
         case 'c': eo.commands_only = true; break;
-        case 'T': kind = INPUT_TEXT; break;
-        case 'B': kind = INPUT_BINARY; break;
-        case 'o': out = optarg; break;
+        case 'T':
+        case 'B':
+            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+                return 2;
+            break;
+        case 'o':
+            if (check_path("--output", optarg))
+                return 2;
+            out = optarg;
+            break;
         case 'h': usage_export_qemu_io(stdout); return 0;
         default: usage_export_qemu_io(stderr); return 2;
         }

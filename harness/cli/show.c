@@ -123,14 +123,21 @@ int cmd_show(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "o:d:L:h", lo, NULL)) != -1) {
         switch (c) {
-        case 'o': out = optarg; break;
+        case 'o':
+            if (check_path("--output", optarg))
+                return 2;
+            out = optarg;
+            break;
         case 'd': spec = optarg; break;
         case 'L':
             if (load_plugin(optarg))
                 return 2;
             break;
-        case 'T': kind = INPUT_TEXT; break;
-        case 'B': kind = INPUT_BINARY; break;
+        case 'T':
+        case 'B':
+            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+                return 2;
+            break;
         case 'h': usage_show(stdout); return 0;
         default: usage_show(stderr); return 2;
         }
@@ -157,6 +164,9 @@ int cmd_show(int argc, char **argv)
     }
     o.input = raw, o.input_len = raw_len;
     driver = spec ? spec : p.cfg.driver ? p.cfg.driver : default_spec();
+    if (spec && p.cfg.driver && strcmp(spec, p.cfg.driver) != 0)
+        fprintf(stderr, "%s: runs on '%s' (--driver), not its driver line '%s'\n", argv[optind],
+                spec, p.cfg.driver);
     st = blkv_run_spec(&p, driver, &o, &res);
     if (st == BLKV_RUN_ERROR) {
         fprintf(stderr, "blkv: %s: %s\n", argv[optind], res.message);
