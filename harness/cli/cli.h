@@ -26,9 +26,9 @@ int check_spec(const char *spec);
 int load_plugin(const char *path);
 /* The driver for inputs that name none, when --driver is not given. */
 const char *default_spec(void);
-/* --text or --binary (k) into *kind; -1 with the error printed when the
- * other one was given too. */
-int set_kind(enum input_kind *kind, enum input_kind k);
+/* --text ('T') or --binary ('B'), the option's getopt value, into *kind;
+ * -1 with the error printed when the other one was given too. */
+int set_kind(enum input_kind *kind, int opt);
 /* A path given to option opt: -1 with the error printed when it is empty
  * (which would silently mean "here", or nothing). */
 int check_path(const char *opt, const char *path);

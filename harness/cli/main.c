@@ -123,8 +123,10 @@ static int resolve_path(const char *trace, char **path)
 }
 
 
-int set_kind(enum input_kind *kind, enum input_kind k)
+int set_kind(enum input_kind *kind, int opt)
 {
+    enum input_kind k = opt == 'T' ? INPUT_TEXT : INPUT_BINARY;
+
     if (*kind != INPUT_AUTO && *kind != k) {
         fprintf(stderr, "%s: --text and --binary exclude each other\n", prog_name);
         return -1;
@@ -311,7 +313,7 @@ static int cmd_run(int argc, char **argv)
             break;
         case 'T':
         case 'B':
-            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+            if (set_kind(&kind, c))
                 return 2;
             break;
         case 'v': o.verbose = true; break;
@@ -510,7 +512,7 @@ static int cmd_decode_encode(int argc, char **argv, bool decode)
             break;
         case 'T':
         case 'B':
-            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+            if (set_kind(&kind, c))
                 return 2;
             break;
         case 'h': (decode ? usage_decode : usage_encode)(stdout); return 0;
@@ -988,7 +990,7 @@ static int cmd_triage(int argc, char **argv)
             break;
         case 'T':
         case 'B':
-            if (set_kind(&t.kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+            if (set_kind(&t.kind, c))
                 return 2;
             break;
         case 'h': usage_triage(stdout); return 0;
@@ -1206,7 +1208,7 @@ static int cmd_export_qemu_io(int argc, char **argv)
         case 'c': eo.commands_only = true; break;
         case 'T':
         case 'B':
-            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+            if (set_kind(&kind, c))
                 return 2;
             break;
         case 'o':

@@ -135,7 +135,7 @@ int cmd_show(int argc, char **argv)
             break;
         case 'T':
         case 'B':
-            if (set_kind(&kind, c == 'T' ? INPUT_TEXT : INPUT_BINARY))
+            if (set_kind(&kind, c))
                 return 2;
             break;
         case 'h': usage_show(stdout); return 0;
