@@ -820,22 +820,60 @@ static bool ext_has_visible(const struct ext *e, uint32_t src, uint64_t s)
     return false;
 }
 
-/* Length of the run of bytes from q (in extent e) to b that no candidate
- * visible to s explains; buf holds the read data at device offset off. */
+/* Whether some candidate of e (the extent holding pos) visible to s has the
+ * byte buf[pos - off]. */
+static bool byte_explained(struct blkv_model *m, const struct ext *e, uint64_t pos,
+                           const uint8_t *buf, uint64_t off, uint64_t s)
+{
+    const struct cand *c = ext_ccands(e);
+
+    for (uint32_t i = 0; i < e->n; i++)
+        if (cand_visible(&c[i], s) && !src_differ(m, c[i].src, buf + (pos - off), pos, 1))
+            return true;
+    return false;
+}
+
+/* Explained bytes in a row that end an unexplained run: fewer amid bad data
+ * are taken to match by chance (a zero byte where zeros are expected, one
+ * byte of 256 of any data), not to end the damage. */
+#define RUN_END_EXPLAINED 8
+
+/*
+ * Length of the run of bad bytes from q (in extent e) to b: up to the last
+ * byte no candidate visible to s explains before RUN_END_EXPLAINED explained
+ * bytes in a row (or b).  buf holds the read data at device offset off.
+ */
 static uint64_t unexplained_run(struct blkv_model *m, struct ext *e, uint64_t q, uint64_t b,
                                 const uint8_t *buf, uint64_t off, uint64_t s)
 {
-    for (uint64_t pos = q; pos < b; e = e->next) {
-        uint64_t se = ext_end(m, e) < b ? ext_end(m, e) : b, d = se - pos;
-        const struct cand *c = ext_cands(e);
+    uint64_t end = q + 1, pos = q; /* end: past the last bad byte seen */
+
+    while (pos < b) {
+        uint64_t se, d, k;
+        const struct cand *c;
+
+        e = ext_walk(m, e, pos);
+        se = ext_end(m, e) < b ? ext_end(m, e) : b;
+        d = se - pos;
+        c = ext_cands(e);
         for (uint32_t i = 0; i < e->n && d; i++)
             if (cand_visible(&c[i], s))
                 d = src_differ(m, c[i].src, buf + (pos - off), pos, d);
-        if (pos + d < se)
-            return pos + d - q;
-        pos = se;
+        if (d) { /* bad up to pos + d */
+            pos += d;
+            end = pos;
+            continue;
+        }
+        for (k = 0; pos + k < b && k < RUN_END_EXPLAINED; k++) {
+            e = ext_walk(m, e, pos + k);
+            if (!byte_explained(m, e, pos + k, buf, off, s))
+                break;
+        }
+        if (k == RUN_END_EXPLAINED || pos + k == b)
+            break;
+        pos += k;
     }
-    return b - q;
+    return end - q;
 }
 
 /*
