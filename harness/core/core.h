@@ -51,6 +51,8 @@ struct blkv_run {
     struct blkv_child *children; /* opened by filters, not closed yet */
     uint64_t crashes;      /* crash ops so far */
     uint64_t leaks;        /* what the last check reported leaked (blkv_check_leaks) */
+    bool check_named;      /* the last check named the guest bytes of its finding */
+    struct blkv_extent check_range; /* which (blkv_check_range) */
     struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
     size_t nfoot;
 };

@@ -155,7 +155,8 @@ bool blkv_core_caps_ok(struct blkv_caps *c)
     if (c->max_transfer == 0 || c->max_transfer > BLKV_MAX_REQUEST)
         c->max_transfer = BLKV_MAX_REQUEST;
     return blkv_is_pow2(c->align) && c->align <= (1u << 20) &&
-           (!c->atomic || blkv_is_pow2(c->atomic)) && c->max_transfer >= c->align &&
+           (!c->atomic || blkv_is_pow2(c->atomic)) && (!c->grain || blkv_is_pow2(c->grain)) &&
+           c->max_transfer >= c->align &&
            c->size <= BLKV_MAX_DEVICE_SIZE;
 }
 

@@ -144,13 +144,15 @@ static int driver_open(struct blkv_run *run, bool create)
             run->opened = true; /* open succeeded: close it */
             if (!run->h.failed)
                 blkv_report_other(&run->h, NULL, "open", "open returned invalid capabilities "
-                                  "(align %u, max transfer %u, size %" PRIu64 ")",
-                                  run->h.caps.align, run->h.caps.max_transfer, run->h.caps.size);
+                                  "(align %u, max transfer %u, size %" PRIu64 ", atomic %u, "
+                                  "grain %u)", run->h.caps.align, run->h.caps.max_transfer,
+                                  run->h.caps.size, run->h.caps.atomic, run->h.caps.grain);
             return BLKV_RUN_VIOLATION;
         }
         return blkv_core_run_error(run, "%s: open returned invalid capabilities (align %u, max transfer %u,"
-                         " size %" PRIu64 ")", run->drv.name, run->h.caps.align,
-                         run->h.caps.max_transfer, run->h.caps.size);
+                         " size %" PRIu64 ", atomic %u, grain %u)", run->drv.name, run->h.caps.align,
+                         run->h.caps.max_transfer, run->h.caps.size, run->h.caps.atomic,
+                         run->h.caps.grain);
     }
     run->h.atomic = blkv_core_atomic(&run->h.caps, run->h.prog->cfg.atomic);
     run->opened = true;
@@ -254,6 +256,7 @@ static void do_check(struct blkv_run *run)
     run->checked = true;
     run->ctx.error[0] = 0;
     run->leaks = 0;
+    run->check_named = false;
     ret = driver_call(run, 2, false);
     if (run->h.opts->untrusted) { /* may fail, with an errno */
         if (ret != 0 && !blkv_core_is_errno(ret) && !run->h.failed)
@@ -261,7 +264,8 @@ static void do_check(struct blkv_run *run)
         return;
     }
     if (ret < 0 && !run->h.failed)
-        blkv_report_other(&run->h, NULL, "check", "image check failed: %s",
+        blkv_report_check(&run->h, "check", run->check_named ? &run->check_range : NULL,
+                          "image check failed: %s",
                           run->ctx.error[0] ? run->ctx.error : strerror(-ret));
     /* leaked space is harmless after an injected fault, and after a crash
      * where the driver says so */
@@ -270,7 +274,7 @@ static void do_check(struct blkv_run *run)
               (run->h.crash_op && run->h.caps.crash_check == BLKV_CRASH_LEAKS)))
         run->h.res->stats.leaks_allowed += run->leaks;
     else if (run->leaks && !run->h.failed)
-        blkv_report_other(&run->h, NULL, "check/leak",
+        blkv_report_check(&run->h, "check/leak", run->check_named ? &run->check_range : NULL,
                           "image check: %" PRIu64 " leaked cluster(s)%s%s%s", run->leaks,
                           run->h.crash_op ? " after a crash, where the driver promises a clean "
                                             "image" : " without a crash",

@@ -31,6 +31,17 @@ void blkv_check_leaks(struct blkv_ctx *ctx, uint64_t clusters)
     ctx->run->leaks += clusters;
 }
 
+void blkv_check_range(struct blkv_ctx *ctx, uint64_t off, uint64_t len)
+{
+    struct blkv_run *run = ctx->run;
+
+    if (run->check_named || !len)
+        return; /* the first finding is the one the message names */
+    run->check_named = true;
+    run->check_range.off = off;
+    run->check_range.len = len;
+}
+
 const char *blkv_opts(struct blkv_ctx *ctx)
 {
     return ctx->opts ? ctx->opts : "";

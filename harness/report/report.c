@@ -23,6 +23,12 @@
 #define MAX_CANDS 16
 #define MAX_HISTORY 24
 #define DUMP_BYTES 64
+/* What a history widens to when the driver declares no grain. */
+#define DEFAULT_GRAIN (UINT64_C(64) << 10)
+/* Ops a check report lists when the check names no guest bytes. */
+#define LAST_OPS 16
+/* Bytes of a read searched for data off the 8-byte grid. */
+#define MISDIRECTED_SCAN (UINT64_C(1) << 20)
 
 /* ---- describing sources and requests ------------------------------------- */
 
@@ -196,6 +202,88 @@ static bool mixed_word(struct blkv_history *h, uint64_t off, uint64_t v, uint8_t
     return best > 0;
 }
 
+/* Whether source src (word k) is data the run knows: the initial pattern,
+ * or a pattern write whose range holds word k. */
+static bool pattern_src_at(struct blkv_history *h, uint32_t src, uint64_t k,
+                           struct blkv_src_info *si)
+{
+    if (src == BLKV_SRC_INITIAL)
+        return h->prog->cfg.init == BLKV_INIT_PATTERN;
+    return blkv_model_source(h->model, src, si) && si->kind == BLKV_SRC_PATTERN &&
+           k * 8 + 8 > si->off && k * 8 < si->off + si->len;
+}
+
+/* Bytes of word v (those in mask) that pattern word w has too. */
+static unsigned same_bytes(uint64_t v, uint64_t w, uint8_t mask)
+{
+    unsigned n = 0;
+    for (unsigned j = 0; j < 8; j++)
+        n += (mask >> j & 1) && !(((v ^ w) >> (8 * j)) & 0xff);
+    return n;
+}
+
+/*
+ * The word at wo (v, the bytes of mask in the read) decodes to no write:
+ * explain the byte at off by the majority of its word.  Either the eight
+ * bytes around off, read a few bytes off the word grid, are one write's
+ * word (data written a few bytes away from its place: *agree = 8), or most
+ * bytes of the word are one source's word, one that is a candidate here or
+ * that a neighbouring word of the read names (some bytes overwritten).
+ * Returns the source in *src and the device offset its byte at off was
+ * written for in *meant.
+ */
+static bool majority_word(struct blkv_history *h, const struct blkv_core_req *r, uint64_t off,
+                          uint64_t v, uint8_t mask, uint32_t *src, uint64_t *meant,
+                          unsigned *agree, struct blkv_src_info *si)
+{
+    const uint8_t *buf = r->data;
+    uint64_t wo = off & ~UINT64_C(7), end = r->req.offset + r->req.len;
+    struct blkv_cand_info c[MAX_CANDS];
+    uint32_t hs[MAX_CANDS + 4];
+    uint64_t hk[MAX_CANDS + 4];
+    size_t n, nh = 0;
+    unsigned best = 0, need = 0;
+
+    /* off the grid: a window holding off, else the nearest one after it */
+    for (uint64_t x = off >= 7 ? off - 7 : 0; x <= off + 7; x++) {
+        uint32_t s2;
+        uint64_t k2;
+        if (!(x & 7) || x < r->req.offset || x + 8 > end ||
+            !blkv_pattern_decode(load_le64(buf + (x - r->req.offset)), &s2, &k2) ||
+            !pattern_src_at(h, s2, k2, si) || k2 * 8 + off < x)
+            continue;
+        *src = s2, *meant = k2 * 8 + off - x, *agree = 8;
+        return true;
+    }
+    n = blkv_model_candidates(h->model, off, c, MAX_CANDS);
+    for (size_t i = 0; i < n && i < MAX_CANDS; i++)
+        if (c[i].kind == BLKV_SRC_PATTERN)
+            hs[nh] = c[i].src, hk[nh++] = wo >> 3;
+    for (unsigned j = 1; j <= 2; j++) { /* what the neighbouring words name */
+        uint32_t s2;
+        uint64_t k2;
+        if (wo >= r->req.offset + 8 * j &&
+            blkv_pattern_decode(load_le64(buf + (wo - 8 * j - r->req.offset)), &s2, &k2))
+            hs[nh] = s2, hk[nh++] = k2 + j;
+        if (wo + 8 * j + 8 <= end &&
+            blkv_pattern_decode(load_le64(buf + (wo + 8 * j - r->req.offset)), &s2, &k2) &&
+            k2 >= j)
+            hs[nh] = s2, hk[nh++] = k2 - j;
+    }
+    for (unsigned j = 0; j < 8; j++)
+        need += mask >> j & 1;
+    for (size_t i = 0; i < nh; i++) {
+        unsigned same = same_bytes(v, blkv_pattern_word(hs[i], hk[i]), mask);
+        if (same * 2 > need && same > best && pattern_src_at(h, hs[i], hk[i], si))
+            best = same, *src = hs[i], *meant = hk[i] * 8 + (off & 7);
+    }
+    if (!best)
+        return false;
+    *agree = best;
+    pattern_src_at(h, *src, *meant >> 3, si);
+    return true;
+}
+
 /* Find a word anywhere in the read that names another place: data written
  * for offset *meant, found at *at.  The first mismatch of a misdirected
  * write is often the hole it left; the data it put elsewhere says more. */
@@ -218,6 +306,19 @@ static bool find_misdirected(struct blkv_history *h, const struct blkv_core_req 
             *at = w, *meant = k * 8, *which = src;
             return true;
         }
+    }
+    /* data written a few bytes off its place: words off the 8-byte grid
+     * (the first MISDIRECTED_SCAN bytes, each tried) */
+    for (uint64_t x = r->req.offset; x + 8 <= end && x - r->req.offset < MISDIRECTED_SCAN; x++) {
+        uint64_t k;
+        uint32_t src;
+        struct blkv_src_info si;
+        if (!(x & 7) ||
+            !blkv_pattern_decode(load_le64(buf + (x - r->req.offset)), &src, &k) ||
+            !pattern_src_at(h, src, k, &si))
+            continue;
+        *at = x, *meant = k * 8, *which = src;
+        return true;
     }
     return false;
 }
@@ -287,7 +388,8 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
     uint64_t off = mm->offset, rel = off - r->req.offset;
     uint64_t wo = off & ~UINT64_C(7), n = mm->len < DUMP_BYTES ? mm->len : DUMP_BYTES;
     uint32_t src;
-    uint64_t k;
+    uint64_t k, meant;
+    unsigned agree;
     bool all_poison = true;
     struct blkv_src_info si;
     struct blkv_cand_info ci;
@@ -317,8 +419,11 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
     if (mask != 0xff) {
         if (!(buf[rel] == 0 && zeros_were_here(h, r, off)) &&
             !mixed_word(h, off, v, mask, &src, &k, &si)) {
-            fprintf(f, "  found: garbage: bytes that no write explains\n");
-            return "garbage";
+            if (!majority_word(h, r, off, v, mask, &src, &meant, &agree, &si)) {
+                fprintf(f, "  found: garbage: bytes that no write explains\n");
+                return "garbage";
+            }
+            goto by_majority;
         }
         if (buf[rel] == 0 && zeros_were_here(h, r, off)) {
             fprintf(f, "  found: zeros, older data here\n");
@@ -342,10 +447,15 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
             *found = FOUND_ZEROS;
             return stale_class(h, r, off, f);
         }
-        fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
-        return "garbage";
+        if (!majority_word(h, r, off, v, mask, &src, &meant, &agree, &si)) {
+            fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
+            return "garbage";
+        }
+        goto by_majority;
     }
-    if (src != BLKV_SRC_INITIAL && (k * 8 + 8 <= si.off || k * 8 >= si.off + si.len)) {
+    meant = k * 8 + (off & 7);
+    if (src != BLKV_SRC_INITIAL && ((meant & ~UINT64_C(7)) + 8 <= si.off ||
+                                    (meant & ~UINT64_C(7)) >= si.off + si.len)) {
         fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to %s at offset %" PRIu64
                    ", outside its range\n", v, src_name(h, src, nb, sizeof nb), k * 8);
         return "garbage";
@@ -353,11 +463,27 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
     fprintf(f, "  found: data of ");
     describe_src(h, f, src);
     fprintf(f, "\n");
+    goto classed;
+by_majority:
+    fprintf(f, "  found: mostly data of ");
+    describe_src(h, f, src);
+    if (agree == 8)
+        fprintf(f, "\n         the 8 bytes at %" PRIu64 " are its word for offset %" PRIu64
+                   ", off the 8-byte grid\n", off + (meant & ~UINT64_C(7)) - meant,
+                meant & ~UINT64_C(7));
+    else
+        fprintf(f, "\n         %u of the 8 bytes at %" PRIu64 " are its word for offset %" PRIu64
+                   "; the other bytes no write explains\n", agree, wo, meant & ~UINT64_C(7));
+    if (meant == off && find_cand(h, off, src, &ci) && blkv_cand_visible(&ci, r->t_submit)) {
+        /* the right data with some bytes changed: no write put them there */
+        fprintf(f, "         garbage: bytes of the expected data changed in place\n");
+        return "garbage";
+    }
+classed:
     *found = src;
-    if (k * 8 != wo) {
+    if (meant != off) {
         fprintf(f, "         misdirected: written for offset %" PRIu64 ", found at offset %"
-                   PRIu64 " (%+" PRId64 " bytes)\n", k * 8 + (off & 7), off,
-                (int64_t)(wo - k * 8));
+                   PRIu64 " (%+" PRId64 " bytes)\n", meant, off, (int64_t)(off - meant));
         return "misdirected";
     }
     if (find_cand(h, off, src, &ci) && blkv_cand_visible(&ci, r->t_submit)) {
@@ -476,30 +602,99 @@ static void print_hexdump(struct blkv_history *h, const struct blkv_core_req *r,
     }
 }
 
+/* The unit of the driver's mapping that a report widens a range to: its
+ * grain, else its alignment if larger, else 64 KiB; *declared: the driver's. */
+static uint64_t report_grain(const struct blkv_history *h, bool *declared)
+{
+    *declared = h->caps.grain != 0;
+    if (h->caps.grain)
+        return h->caps.grain;
+    return h->caps.align > DEFAULT_GRAIN ? h->caps.align : DEFAULT_GRAIN;
+}
+
+/* Whether request q is one a history lists (it may have changed data). */
+static bool history_req(const struct blkv_core_req *q)
+{
+    return q->submitted && q->req.op != BLKV_OP_FLUSH && !q->expect_err;
+}
+
+/* Keep the newest `max` of the request numbers pushed, counting the rest. */
+struct hist_ring {
+    uint64_t n[MAX_HISTORY], count, skipped;
+};
+
+static void ring_push(struct hist_ring *r, size_t max, uint64_t num)
+{
+    if (r->count == max) {
+        memmove(r->n, r->n + 1, sizeof(r->n[0]) * (max - 1));
+        r->count--, r->skipped++;
+    }
+    r->n[r->count++] = num;
+}
+
+/*
+ * The requests that touched [off, off+len), in order, and those that
+ * touched the rest of the grain-sized units around it, marked [same
+ * cluster]: a culprit often wrote the neighbour (a misdirected or torn
+ * allocation, a copy on write of the wrong part).
+ */
 static void print_history(struct blkv_history *h, uint64_t off, uint64_t len, FILE *f)
 {
-    uint64_t hits[MAX_HISTORY], nhits = 0, skipped = 0;
+    struct hist_ring same = {0}, near = {0};
+    bool declared;
+    uint64_t g = report_grain(h, &declared), glo = off - off % g, ghi = off + len;
+    uint64_t i = 0, j = 0;
 
-    for (uint64_t i = 0; i < h->next_req; i++) {
-        const struct blkv_core_req *q = &h->reqs[i];
-        if (!q->submitted || q->req.op == BLKV_OP_FLUSH || q->expect_err)
+    ghi = ghi % g ? ghi + (g - ghi % g) : ghi;
+    for (uint64_t k = 0; k < h->next_req; k++) {
+        const struct blkv_core_req *q = &h->reqs[k];
+        uint64_t qe = q->req.offset + q->req.len;
+        if (!history_req(q))
             continue;
-        if (!(q->req.offset < off + len && off < q->req.offset + q->req.len))
-            continue;
-        if (nhits == MAX_HISTORY) {
-            memmove(hits, hits + 1, sizeof(hits[0]) * (MAX_HISTORY - 1));
-            nhits--, skipped++;
-        }
-        hits[nhits++] = i;
+        if (q->req.offset < off + len && off < qe)
+            ring_push(&same, MAX_HISTORY, k);
+        else if (q->req.offset < ghi && glo < qe)
+            ring_push(&near, MAX_HISTORY / 2, k);
     }
-    fprintf(f, "  requests that touched %" PRIu64 "..%" PRIu64 ", in order:\n", off, off + len);
-    if (skipped)
-        fprintf(f, "    (%" PRIu64 " earlier ones not shown)\n", skipped);
-    for (uint64_t i = 0; i < nhits; i++) {
+    fprintf(f, "  requests that touched %" PRIu64 "..%" PRIu64 ", and marked [same cluster] the"
+               " rest of %" PRIu64 "..%" PRIu64 " (%" PRIu64 "-byte %s), in order:\n", off,
+            off + len, glo, ghi, g, declared ? "clusters, the driver's" :
+            "units: the driver declares no cluster size");
+    if (same.skipped || near.skipped)
+        fprintf(f, "    (%" PRIu64 " earlier ones not shown)\n", same.skipped + near.skipped);
+    if (!same.count && !near.count)
+        fprintf(f, "    (none: only the initial content was ever here)\n");
+    while (i < same.count || j < near.count) {
+        bool is_near = i == same.count || (j < near.count && near.n[j] < same.n[i]);
+        uint64_t k = is_near ? near.n[j++] : same.n[i++];
         fprintf(f, "    ");
-        describe_req(h, f, hits[i]);
+        describe_req(h, f, k);
         fprintf(f, " ");
-        describe_outcome(f, &h->reqs[hits[i]]);
+        describe_outcome(f, &h->reqs[k]);
+        fprintf(f, "%s\n", is_near ? " [same cluster]" : "");
+    }
+}
+
+/* The last LAST_OPS ops before the one running, with what their requests did. */
+static void print_last_ops(struct blkv_history *h, FILE *f)
+{
+    size_t end = h->cur_op < h->prog->nops ? h->cur_op + 1 : h->prog->nops;
+    size_t from = end > LAST_OPS ? end - LAST_OPS : 0;
+    uint64_t k = 0;
+
+    fprintf(f, "  the check names no guest bytes; the last %zu op(s):\n", end - from);
+    if (from)
+        fprintf(f, "    (%zu earlier ones not shown)\n", from);
+    for (size_t i = from; i < end; i++) {
+        char line[160];
+        blkv_pop_format(&h->prog->ops[i], line, sizeof(line));
+        fprintf(f, "    op %zu: %s", i, line);
+        while (k < h->next_req && h->reqs[k].op < i)
+            k++;
+        if (k < h->next_req && h->reqs[k].op == i && h->reqs[k].submitted) {
+            fprintf(f, ": #%" PRIu64 " ", k);
+            describe_outcome(f, &h->reqs[k]);
+        }
         fprintf(f, "\n");
     }
 }
@@ -694,4 +889,35 @@ void blkv_report_other(struct blkv_history *h, const struct blkv_core_req *r, co
     else
         snprintf(sig, sizeof(sig), "%s", kind);
     finish(h, f, &buf, &len, sig);
+}
+
+void blkv_report_check(struct blkv_history *h, const char *kind, const struct blkv_extent *named,
+                       const char *fmt, ...)
+{
+    char *buf;
+    size_t len;
+    FILE *f = begin(&buf, &len);
+    va_list ap;
+
+    fprintf(f, "blkverify: ");
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fprintf(f, "\n");
+    if (h->cur_op < h->prog->nops) {
+        char line[160];
+        blkv_pop_format(&h->prog->ops[h->cur_op], line, sizeof(line));
+        fprintf(f, "  at op %zu: %s\n", h->cur_op, line);
+    } else {
+        fprintf(f, "  after the last op\n");
+    }
+    print_crash(h, f);
+    if (named) {
+        fprintf(f, "  the check names guest bytes %" PRIu64 "..%" PRIu64 "\n", named->off,
+                named->off + named->len);
+        print_history(h, named->off, named->len, f);
+    } else {
+        print_last_ops(h, f);
+    }
+    finish(h, f, &buf, &len, kind);
 }

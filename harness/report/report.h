@@ -20,6 +20,12 @@ void blkv_report_retval(struct blkv_history *h, const struct blkv_core_req *r, i
 void blkv_report_other(struct blkv_history *h, const struct blkv_core_req *r, const char *kind,
                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* The image check failed (kind "check", or "check/leak" for leaks where
+ * none may be): the sentence, then the requests that touched the guest
+ * bytes the check named (named, or NULL: the last ops before it). */
+void blkv_report_check(struct blkv_history *h, const char *kind, const struct blkv_extent *named,
+                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* repro.c: save the reproducer where opts->repro_dir says (if it does),
  * with `first_line` (the report's) as a comment; fills res->repro_* (empty
  * if nothing could be saved).  Where it was saved instead, or why nothing

@@ -94,6 +94,11 @@ struct blkv_caps {
                                landed, and the data of successful requests is
                                still checked */
     enum blkv_crash_check crash_check; /* what its check may report after a crash */
+    uint32_t grain;         /* the unit (power of 2) in which the driver maps and
+                               allocates guest data, e.g. a cluster size: a report
+                               lists the requests to the same unit as bad bytes,
+                               since a culprit often wrote the neighbour.  0: none
+                               (reports use 64 KiB) */
 };
 
 /*
@@ -298,6 +303,12 @@ BLKV_API void blkv_lower_event(struct blkv_lower *f, unsigned ev);
  * declares BLKV_CRASH_LEAKS, a finding anywhere else.  The check then
  * returns 0 if nothing else is wrong. */
 BLKV_API void blkv_check_leaks(struct blkv_ctx *ctx, uint64_t clusters);
+/* From check: the problem the check reports (the first one, whose message
+ * it records) concerns guest bytes [off, off+len), e.g. the guest cluster
+ * of a corrupt mapping.  The report then lists the requests that touched
+ * them; without it, the last ops before the check.  Name a range only when
+ * the image says which guest bytes are involved: a guess misleads. */
+BLKV_API void blkv_check_range(struct blkv_ctx *ctx, uint64_t off, uint64_t len);
 
 /* ---- filters: drivers over other drivers (in-process drivers only) -------
  * A filter opens another driver through the core (its child), on the same
