@@ -288,7 +288,7 @@ static bool majority_word(struct blkv_history *h, const struct blkv_core_req *r,
  * for offset *meant, found at *at.  The first mismatch of a misdirected
  * write is often the hole it left; the data it put elsewhere says more. */
 static bool find_misdirected(struct blkv_history *h, const struct blkv_core_req *r, uint64_t *at,
-                             uint64_t *meant, uint32_t *which)
+                             uint64_t *meant, uint32_t *which, bool off_grid)
 {
     const uint8_t *buf = r->data;
     uint64_t end = r->req.offset + r->req.len;
@@ -309,7 +309,8 @@ static bool find_misdirected(struct blkv_history *h, const struct blkv_core_req 
     }
     /* data written a few bytes off its place: words off the 8-byte grid
      * (the first MISDIRECTED_SCAN bytes, each tried) */
-    for (uint64_t x = r->req.offset; x + 8 <= end && x - r->req.offset < MISDIRECTED_SCAN; x++) {
+    for (uint64_t x = r->req.offset; off_grid && x + 8 <= end &&
+                                     x - r->req.offset < MISDIRECTED_SCAN; x++) {
         uint64_t k;
         uint32_t src;
         struct blkv_src_info si;
@@ -324,15 +325,17 @@ static bool find_misdirected(struct blkv_history *h, const struct blkv_core_req 
 }
 
 /* Older data where a newer completed write is expected: say which, and
- * whether the same read holds part of that write (a torn write). */
+ * whether the same read holds part of that write (a torn write).  hole:
+ * zeros were found (what a write that went elsewhere leaves), so data off
+ * the 8-byte grid elsewhere in the read counts too. */
 static const char *stale_class(struct blkv_history *h, const struct blkv_core_req *r, uint64_t off,
-                               FILE *f)
+                               bool hole, FILE *f)
 {
     uint32_t newer, which;
     uint64_t at, meant;
     char nb[48];
 
-    if (find_misdirected(h, r, &at, &meant, &which)) {
+    if (find_misdirected(h, r, &at, &meant, &which, hole)) {
         fprintf(f, "         misdirected: this read also holds data of %s written for offset %"
                    PRIu64 " at offset %" PRIu64 "\n", src_name(h, which, nb, sizeof nb),
                 meant, at);
@@ -428,13 +431,13 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
         if (buf[rel] == 0 && zeros_were_here(h, r, off)) {
             fprintf(f, "  found: zeros, older data here\n");
             *found = FOUND_ZEROS;
-            return stale_class(h, r, off, f);
+            return stale_class(h, r, off, true, f);
         }
     } else if (v == 0) {
         if (zeros_were_here(h, r, off)) {
             fprintf(f, "  found: zeros, older data here\n");
             *found = FOUND_ZEROS;
-            return stale_class(h, r, off, f);
+            return stale_class(h, r, off, true, f);
         }
         fprintf(f, "  found: zeros, which no write explains\n");
         return "zeros";
@@ -445,7 +448,7 @@ static const char *classify(struct blkv_history *h, const struct blkv_core_req *
             /* a word mixing older zeros with bytes of some write */
             fprintf(f, "  found: zeros, older data here\n");
             *found = FOUND_ZEROS;
-            return stale_class(h, r, off, f);
+            return stale_class(h, r, off, true, f);
         }
         if (!majority_word(h, r, off, v, mask, &src, &meant, &agree, &si)) {
             fprintf(f, "  found: garbage: 0x%016" PRIx64 " decodes to no write\n", v);
@@ -501,7 +504,7 @@ classed:
                    " before this read was submitted\n", ci.evicted_by);
         return "flip-flop";
     }
-    return stale_class(h, r, off, f);
+    return stale_class(h, r, off, false, f);
 }
 
 /* ---- pieces of the report -------------------------------------------------- */
