@@ -112,6 +112,9 @@ static int qcow2_check_l2(struct qcow2_check *c, uint64_t l1i, const uint8_t *tb
         const char *why;
 
         if ((why = qcow2_entry_problem(s, e))) {
+            if (!c->corruptions) /* the report lists who wrote that cluster */
+                blkv_check_range(s->ctx, ((l1i << s->l2_bits) + i) << s->cluster_bits,
+                                 s->cluster_size);
             qcow2_check_corrupt(c, "L2 entry for guest cluster %" PRIu64 " (0x%016" PRIx64
                                 "): %s", (l1i << s->l2_bits) + i, e, why);
             continue;

@@ -276,6 +276,7 @@ static int qcow2_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool
     /* lazy refcounts: the dirty bit makes the next open rebuild them;
      * otherwise a crash may leave clusters allocated that nothing maps */
     caps->crash_check = s->lazy ? BLKV_CRASH_CLEAN : BLKV_CRASH_LEAKS;
+    caps->grain = (uint32_t)s->cluster_size; /* reports: the cluster of bad bytes */
     return 0;
 }
 
