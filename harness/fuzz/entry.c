@@ -1,12 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* entry.c - the fuzz entry (blkv_fuzz_one) and the data budget. */
+/*
+ * entry.c - the fuzz entry (blkv_fuzz_one), the data budget, and the trace
+ * text of an input that a sanitizer stops.
+ */
 #include <blkv/fuzz.h>
 #include <blkv/run.h>
 
+#include "util/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 uint64_t blkv_fuzz_budget(const struct blkv_config *cfg)
 {
@@ -78,6 +86,109 @@ void blkv_fuzz_fit_budget(struct blkv_program *p)
     p->nops = n;
 }
 
+/* ---- the trace text of a sanitizer finding -------------------------------
+ * An oracle violation saves its reproducer itself; a sanitizer (ASan,
+ * UBSan) stops the process in the middle of a run instead.  Every sanitizer
+ * prints a summary line through __sanitizer_report_error_summary, a weak
+ * hook of theirs that this strong definition replaces: it prints the line
+ * as theirs does, then writes the trace text of the input running (with
+ * its driver spec) beside the crash file libFuzzer is about to write,
+ * crash-SHA1 (-artifact_prefix, default ./; -exact_artifact_path=P gives
+ * P.trace), as crash-SHA1.trace.  Outside libFuzzer it goes to
+ * $BLKV_REPRO_DIR (default .; "-": nowhere).  It costs nothing per input:
+ * the text is made only when a sanitizer reports. */
+
+/* The input running now. */
+static struct {
+    const struct blkv_program *prog;
+    const struct blkv_driver *drv;
+    const char *opts;
+    const uint8_t *data;
+    size_t size;
+} fuzz_now;
+
+/* Defined where libFuzzer is linked in. */
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*cb)(const uint8_t *, size_t))
+    __attribute__((weak));
+void __sanitizer_report_error_summary(const char *error_summary);
+
+/* The value of libFuzzer flag -name=VALUE on our command line (the last
+ * one), or NULL. */
+static const char *libfuzzer_flag(const char *name)
+{
+    static char cmd[1 << 16];
+    const char *found = NULL;
+    size_t nlen = strlen(name), n = 0;
+    ssize_t k;
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return NULL;
+    while (n < sizeof(cmd) - 1 && (k = read(fd, cmd + n, sizeof(cmd) - 1 - n)) > 0)
+        n += (size_t)k;
+    close(fd);
+    cmd[n] = 0;
+    for (size_t i = 0; i < n; i += strlen(cmd + i) + 1)
+        if (cmd[i] == '-' && !strncmp(cmd + i + 1, name, nlen) && cmd[i + 1 + nlen] == '=')
+            found = cmd + i + 2 + nlen;
+    return found;
+}
+
+/* Where the trace text of the running input goes; false: nowhere. */
+static bool sanitizer_trace_path(char *path, size_t len)
+{
+    uint8_t sum[20];
+    char hex[41];
+    const char *exact, *prefix, *dir;
+
+    blkv_sha1(fuzz_now.data, fuzz_now.size, sum);
+    for (unsigned i = 0; i < 20; i++)
+        snprintf(hex + 2 * i, 3, "%02x", sum[i]);
+    if (LLVMFuzzerRunDriver) {
+        if ((exact = libfuzzer_flag("exact_artifact_path")))
+            return (size_t)snprintf(path, len, "%s.trace", exact) < len;
+        prefix = libfuzzer_flag("artifact_prefix");
+        return (size_t)snprintf(path, len, "%scrash-%s.trace", prefix ? prefix : "./", hex) < len;
+    }
+    dir = getenv("BLKV_REPRO_DIR");
+    if (dir && !strcmp(dir, "-"))
+        return false;
+    return (size_t)snprintf(path, len, "%s/crash-%s.trace", dir && *dir ? dir : ".", hex) < len;
+}
+
+/* Write the running input's trace text, with the summary as a comment. */
+static void save_sanitizer_trace(const char *summary)
+{
+    struct blkv_program copy = *fuzz_now.prog;
+    char path[4096], *spec = blkv_driver_spec_format(fuzz_now.drv, fuzz_now.opts), *text;
+    FILE *f;
+
+    copy.cfg.driver = spec;
+    text = spec ? blkv_program_format(&copy) : NULL;
+    if (!text) {
+        fprintf(stderr, "blkv: out of memory for the trace text of this input\n");
+    } else if (sanitizer_trace_path(path, sizeof(path))) {
+        if ((f = fopen(path, "w")) &&
+            fprintf(f, "# %s\n# replay: blkv run %s\n%s", summary, path, text) > 0 &&
+            !fclose(f))
+            fprintf(stderr, "blkv: trace text of this input: %s (replay: blkv run %s)\n", path,
+                    path);
+        else
+            fprintf(stderr, "blkv: cannot write %s: %s\n", path, strerror(errno));
+    }
+    free(text);
+    free(spec);
+}
+
+void __sanitizer_report_error_summary(const char *error_summary)
+{
+    fprintf(stderr, "%s\n", error_summary); /* what the sanitizers' own does */
+    if (fuzz_now.prog) {
+        save_sanitizer_trace(error_summary);
+        fuzz_now.prog = NULL; /* once per input */
+    }
+}
+
 /* Both entries: opts, or opts_fn's for the program. */
 static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_opts_fn opts_fn,
                     const uint8_t *data, size_t size)
@@ -121,8 +232,11 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
     o.quiet = false;
     /* a setup error (say, a config the driver refuses) is not a finding */
     o.out = stderr;
+    fuzz_now.prog = &p, fuzz_now.drv = drv, fuzz_now.opts = opts;
+    fuzz_now.data = data, fuzz_now.size = size;
     if (blkv_run(&p, &o, &res) == BLKV_RUN_ERROR && getenv("BLKV_FUZZ_VERBOSE"))
         fprintf(stderr, "blkv: input not runnable: %s\n", res.message);
+    fuzz_now.prog = NULL;
     blkv_run_result_free(&res);
     return 0;
 }

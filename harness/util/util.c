@@ -115,3 +115,56 @@ int blkv_mkdir_p(const char *dir)
     }
     return 0;
 }
+
+static uint32_t sha1_rol(uint32_t x, unsigned n)
+{
+    return x << n | x >> (32 - n);
+}
+
+/* One 64-byte block into state h. */
+static void sha1_block(uint32_t h[5], const uint8_t *p)
+{
+    uint32_t w[80], a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+
+    for (unsigned i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (unsigned i = 16; i < 80; i++)
+        w[i] = sha1_rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    for (unsigned i = 0; i < 80; i++) {
+        uint32_t f, k, t;
+        if (i < 20)
+            f = (b & c) | (~b & d), k = 0x5a827999;
+        else if (i < 40)
+            f = b ^ c ^ d, k = 0x6ed9eba1;
+        else if (i < 60)
+            f = (b & c) | (b & d) | (c & d), k = 0x8f1bbcdc;
+        else
+            f = b ^ c ^ d, k = 0xca62c1d6;
+        t = sha1_rol(a, 5) + f + e + k + w[i];
+        e = d, d = c, c = sha1_rol(b, 30), b = a, a = t;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+}
+
+void blkv_sha1(const void *data, size_t len, uint8_t out[20])
+{
+    uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
+    const uint8_t *p = data;
+    uint8_t tail[128] = {0};
+    size_t full = len & ~(size_t)63, rest = len - full, n;
+    uint64_t bits = (uint64_t)len * 8;
+
+    for (size_t i = 0; i < full; i += 64)
+        sha1_block(h, p + i);
+    if (rest)
+        memcpy(tail, p + full, rest);
+    tail[rest] = 0x80;
+    n = rest < 56 ? 64 : 128;
+    for (unsigned i = 0; i < 8; i++)
+        tail[n - 1 - i] = (uint8_t)(bits >> (8 * i));
+    for (size_t i = 0; i < n; i += 64)
+        sha1_block(h, tail + i);
+    for (unsigned i = 0; i < 20; i++)
+        out[i] = (uint8_t)(h[i / 4] >> (24 - 8 * (i % 4)));
+}

@@ -58,6 +58,9 @@ void blkv_format_size(uint64_t v, char *buf, size_t len);
  * (-ENOTDIR: DIR or a parent exists and is not a directory). */
 int blkv_mkdir_p(const char *dir);
 
+/* SHA-1 of data[0..len) in out (what libFuzzer names its artifacts by). */
+void blkv_sha1(const void *data, size_t len, uint8_t out[20]);
+
 /* "EIO" for 5, etc.; NULL for an errno blkv does not name. */
 const char *blkv_errno_name(int err);
 /* 5 for "EIO" (or a decimal number 1..4095); 0 if unknown. */
