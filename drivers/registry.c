@@ -8,6 +8,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,4 +135,53 @@ int blkv_run_spec(const struct blkv_program *p, const char *spec, struct blkv_ru
         return BLKV_RUN_ERROR;
     }
     return blkv_run(p, o, res);
+}
+
+void blkv_qcow2_opts_draw(const struct blkv_program *p, bool allow_v3,
+                          const char *const backing[4], char *buf, size_t len)
+{
+    uint64_t s = p->cfg.seed;
+    unsigned version = s & 1 || !allow_v3 ? 2 : 3;
+    unsigned refbits = 1u << ((s >> 1) % 7);
+    uint32_t cluster = p->cfg.grain;
+
+    if (cluster < 512)
+        cluster = 512;
+    if (cluster > (2u << 20))
+        cluster = 2u << 20;
+    if (version == 2)
+        refbits = 16; /* version 2 has 16-bit refcounts only */
+    snprintf(buf, len,
+             "version=%u cluster-size=%" PRIu32 " refcount-bits=%u lazy-refcounts=%s "
+             "backing=%s l2-cache=%u refcount-cache=%u",
+             version, cluster, refbits, version == 3 && (s >> 4 & 1) ? "on" : "off",
+             backing[(s >> 5) & 3], 2 + (unsigned)((s >> 7) & 3), 2 + (unsigned)((s >> 9) & 3));
+}
+
+/* qcow2_fuzzer's options. */
+static void registry_vary_qcow2(const struct blkv_program *p, char *buf, size_t len)
+{
+    static const char *const backing[] = {"none", "none", "raw", "qcow2"};
+    blkv_qcow2_opts_draw(p, true, backing, buf, len);
+}
+
+#if BLKV_HAVE_LIBQCOW
+/* libqcow_fuzzer's by default. */
+static void registry_vary_libqcow(const struct blkv_program *p, char *buf, size_t len)
+{
+    static const char *const none[] = {"none", "none", "none", "none"};
+    blkv_qcow2_opts_draw(p, false, none, buf, len);
+}
+#endif
+
+void (*blkv_registry_vary(const struct blkv_driver *d))(const struct blkv_program *p, char *buf,
+                                                        size_t len)
+{
+    if (d == &blkv_driver_qcow2)
+        return registry_vary_qcow2;
+#if BLKV_HAVE_LIBQCOW
+    if (d == &blkv_driver_libqcow)
+        return registry_vary_libqcow;
+#endif
+    return NULL;
 }

@@ -15,6 +15,7 @@
 #include <blkv/program.h>
 #include <blkv/run.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The built-in drivers (nbd and libqcow only where their libraries are). */
@@ -27,6 +28,22 @@ extern const struct blkv_driver blkv_driver_file;
 
 /* qcow2's options, for drivers that take the same (libqcow). */
 extern const struct blkv_option blkv_qcow2_options[];
+
+/*
+ * qcow2 image options drawn from program p, as the fuzz targets draw them
+ * from their input: the cluster size is the config's grain, and bits of
+ * its seed choose the version (2 unless allow_v3), refcount width, lazy
+ * refcounts, cache sizes and the backing file, backing[(seed >> 5) & 3].
+ * Writes "version=... cluster-size=... ..." into buf.
+ */
+void blkv_qcow2_opts_draw(const struct blkv_program *p, bool allow_v3,
+                          const char *const backing[4], char *buf, size_t len);
+/* For `blkv prop`: how driver d's fuzz target draws its options from the
+ * input (qcow2: every option above; libqcow: as libqcow_fuzzer does by
+ * default, version 2 without a backing file), or NULL for a driver whose
+ * options are fixed. */
+void (*blkv_registry_vary(const struct blkv_driver *d))(const struct blkv_program *p, char *buf,
+                                                        size_t len);
 
 /* All of them, NULL-terminated. */
 extern const struct blkv_driver *const blkv_builtin_drivers[];

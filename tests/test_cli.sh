@@ -42,6 +42,14 @@ expect 0 "fault events: data_read data_write flush cow_read .* l2_alloc .* heade
 expect 0 "after a crash: the check may find leaked space" -- "$BLKV" drivers qcow2
 expect 0 "fault events: none" -- "$BLKV" drivers nbd
 
+# prop draws qcow2's image options per program unless --fixed; options given stay fixed
+expect 0 "^prop: varying image options per program \(--fixed to keep 'qcow2' for every program\)" -- \
+    "$BLKV" prop -d qcow2 -r 3 -q -s "$T"
+expect 0 "varying image options per program; fixed: version=2 cluster-size=4096" -- \
+    "$BLKV" prop -d "qcow2 version=2 cluster-size=4096" -r 3 -q -s "$T"
+expect 0 "^prop: driver 'qcow2', seed 0" -- "$BLKV" prop -d qcow2 --fixed -r 3 -q -s "$T"
+expect 0 "^prop: driver 'raw', seed 0" -- "$BLKV" prop -d raw -r 3 -q -s "$T"
+
 # bad traces: one-line errors naming file and line, exit 2
 printf 'size 1M\nwrite 0 512\nwrtie 0 512\n' >"$T/typo.trace"
 expect 2 "typo.trace:3:" -- "$BLKV" run "$T/typo.trace"

@@ -14,6 +14,9 @@
  *     the check names, or the last ops when it names none, and saves the
  *     reproducer like any report.
  *  4. Correct runs stay silent: random programs on rp without bugs pass.
+ *  5. blkv_prop with `vary` draws driver options per program (the given
+ *     ones stay fixed) and names the failing program's; a finding that does
+ *     not fail again on the final rerun is reported and saved with a note.
  */
 #include <blkv/driver.h>
 #include <blkv/program.h>
@@ -337,6 +340,148 @@ static void test_quiet(void)
     printf("ok   300 random programs on rp without bugs: no report\n");
 }
 
+/* ---- 5. the property runner ------------------------------------------------- */
+
+/* "pv": raw whose reads come back inverted with bad=on, and, with
+ * once=on, only in the first run of the process (a finding that does not
+ * come back). */
+static int pv_runs;
+
+struct pv_state {
+    struct blkv_lower *f;
+    bool bad;
+};
+
+static const struct blkv_option pv_options[] = {
+    {"bad", "off", "on: reads return inverted data"},
+    {"once", "off", "on: only in the first run of the process"},
+    {"other", "x", "an option nothing varies"},
+    {NULL, NULL, NULL},
+};
+
+static int pv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
+                   struct blkv_caps *caps)
+{
+    struct pv_state *s = state;
+    int ret;
+
+    s->f = blkv_lower_get(ctx, 0);
+    s->bad = !strcmp(blkv_opt(ctx, "bad"), "on") &&
+             (strcmp(blkv_opt(ctx, "once"), "on") || pv_runs++ == 0);
+    if (create && (ret = blkv_lower_truncate(s->f, size)) < 0)
+        return ret;
+    caps->size = size;
+    return 0;
+}
+
+static int pv_co_submit(void *state, struct blkv_req *req)
+{
+    struct pv_state *s = state;
+    uint8_t *b = req->buf;
+    int ret;
+
+    switch (req->op) {
+    case BLKV_OP_READ:
+        ret = blkv_lower_pread(s->f, req->buf, req->len, req->offset);
+        for (uint64_t i = 0; !ret && s->bad && req->id != BLKV_REQ_ID_SETUP && i < req->len; i++)
+            b[i] ^= 0xff;
+        return ret;
+    case BLKV_OP_WRITE:
+        return blkv_lower_pwrite(s->f, req->buf, req->len, req->offset);
+    default:
+        return 0;
+    }
+}
+
+static const struct blkv_driver pv_driver = {
+    BLKV_DRIVER_HEADER,
+    .name = "pv",
+    .description = "raw whose reads may come back inverted",
+    .options = pv_options,
+    .state_size = sizeof(struct pv_state),
+    .in_process = true,
+    .open = pv_open,
+    .co_submit = pv_co_submit,
+};
+
+/* Draws bad=on for programs with an odd seed, and other=drawn. */
+static void pv_vary(const struct blkv_program *p, char *buf, size_t len)
+{
+    snprintf(buf, len, "bad=%s other=drawn", p->cfg.seed & 1 ? "on" : "off");
+}
+
+/* blkv_prop's output and status with driver_opts and vary. */
+static int prop_out(const char *opts, void (*vary)(const struct blkv_program *, char *, size_t),
+                    char **text)
+{
+    size_t len;
+    FILE *f = open_memstream(text, &len);
+    struct blkv_prop_opts o = {.driver = &pv_driver, .driver_opts = opts, .runs = 40,
+                               .ops = 32, .save_dir = save_dir, .out = f, .shrink_runs = 200,
+                               .vary = vary};
+    int ret;
+
+    if (!f) {
+        perror("open_memstream");
+        exit(1);
+    }
+    ret = blkv_prop(&o);
+    fclose(f);
+    return ret;
+}
+
+static void test_prop(void)
+{
+    char *out, path[4200];
+    const char *at;
+    int ret;
+
+    /* drawn per program: an odd seed's program fails, and says its options */
+    ret = prop_out("", pv_vary, &out);
+    CHECK(ret == 1 && strstr(out, "prop: driver 'pv' and image options drawn per program"));
+    CHECK(strstr(out, "prop: its driver: 'pv bad=on other=drawn'"));
+    CHECK(strstr(out, "driver: pv bad=on other=drawn; seed"));
+    if (ret != 1)
+        fprintf(stderr, "%s", out);
+    free(out);
+    /* what is given stays fixed; the rest is drawn */
+    ret = prop_out("bad=off", pv_vary, &out);
+    CHECK(ret == 0 && strstr(out, "no failure after 40 programs"));
+    free(out);
+    ret = prop_out("other=given", pv_vary, &out);
+    CHECK(ret == 1 && strstr(out, "prop: its driver: 'pv other=given bad=on'"));
+    free(out);
+    /* fixed: the same options for every program */
+    ret = prop_out("", NULL, &out);
+    CHECK(ret == 0 && strstr(out, "prop: driver 'pv', seed 0"));
+    free(out);
+    /* a finding that does not come back: reported and saved all the same */
+    pv_runs = 0;
+    ret = prop_out("bad=on once=on", NULL, &out);
+    CHECK(ret == 1);
+    CHECK(strstr(out, "prop: the shrunk program did not fail again when rerun (it ran clean)"));
+    CHECK(strstr(out, "contents mismatch"));
+    at = strstr(out, "reproducer: ");
+    CHECK(at && sscanf(at, "reproducer: %4095s", path) == 1);
+    if (at && sscanf(at, "reproducer: %4095s", path) == 1) {
+        FILE *f = fopen(path, "r");
+        char line[512] = "";
+        CHECK(f && fgets(line, sizeof(line), f) && strstr(line, "# blkverify: read"));
+        CHECK(f && fgets(line, sizeof(line), f) && strstr(line, "did not fail again"));
+        if (f)
+            fclose(f);
+        memcpy(strrchr(path, '.'), ".report", 8);
+        CHECK(access(path, R_OK) == 0);
+        memcpy(strrchr(path, '.'), ".bin", 5);
+        CHECK(access(path, R_OK) == 0);
+    }
+    if (ret != 1 || !at)
+        fprintf(stderr, "%s", out);
+    free(out);
+    printf("ok   prop: options drawn per program, given ones fixed; an unreproduced finding "
+           "saved\n");
+}
+
 int main(void)
 {
     char cmd[64];
@@ -349,6 +494,7 @@ int main(void)
     test_same_cluster();
     test_check();
     test_quiet();
+    test_prop();
     snprintf(cmd, sizeof(cmd), "rm -rf %s", save_dir);
     if (system(cmd)) {
         /* a leftover temp directory is no failure */

@@ -663,10 +663,19 @@ static void usage_prop(FILE *f)
             "the run count or the time budget is reached.  A failing program is shrunk\n"
             "(ops removed, then config, offsets and lengths simplified) while it fails\n"
             "with the same signature; the minimal program's report is printed and its\n"
-            "reproducer saved.  The same seed gives the same programs.\n"
+            "reproducer saved.  The same seed gives the same programs.  A failure that\n"
+            "does not fail again when the shrunk program is rerun (undefined behaviour, a\n"
+            "race) is still reported, from its first run, and saved, with a note.\n"
             "\n"
             "  -d, --driver SPEC   driver (default: the one plugin loaded with --load,\n"
             "                      else raw)\n"
+            "      --fixed         run every program with SPEC's options as given.  By\n"
+            "                      default, for drivers whose fuzz target takes image\n"
+            "                      options from its input (qcow2: version, cluster size,\n"
+            "                      refcount width, lazy refcounts, backing file, cache\n"
+            "                      sizes; libqcow: version 2 options), each program draws\n"
+            "                      them from its seed as the fuzzer does; options SPEC\n"
+            "                      sets stay fixed and only the rest vary\n"
             "  -L, --load PATH     load a driver plugin (a shared object); repeatable\n"
             "  -S, --seed N        seed (default 0)\n"
             "  -r, --runs N        at most N programs (default: unlimited with --time,\n"
@@ -692,6 +701,7 @@ static int cmd_prop(int argc, char **argv)
         {"ops", required_argument, NULL, 'n'},    {"save", required_argument, NULL, 's'},
         {"shrink-runs", required_argument, NULL, 'R'}, {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},         {"load", required_argument, NULL, 'L'},
+        {"fixed", no_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     struct blkv_prop_opts o = {.ops = 64, .save_dir = ".", .progress = true, .shrink_runs = 2000};
@@ -699,6 +709,7 @@ static int cmd_prop(int argc, char **argv)
     char err[512];
     uint64_t v;
     int c;
+    bool fixed = false;
 
     o.progress = isatty(STDERR_FILENO);
     while ((c = getopt_long(argc, argv, "d:S:r:t:n:s:qhL:", lo, NULL)) != -1) {
@@ -736,6 +747,7 @@ static int cmd_prop(int argc, char **argv)
                 return 2;
             break;
         case 'q': o.progress = false; break;
+        case 'F': fixed = true; break;
         case 'h': usage_prop(stdout); return 0;
         default: usage_prop(stderr); return 2;
         }
@@ -751,6 +763,11 @@ static int cmd_prop(int argc, char **argv)
         fprintf(stderr, "%s prop: --driver: %s\n", prog_name, err);
         return 2;
     }
+    if (!fixed && (o.vary = blkv_registry_vary(o.driver)))
+        printf("prop: varying image options per program%s%s (--fixed to keep '%s' for every"
+               " program)\n", o.driver_opts[strspn(o.driver_opts, " \t,")] ? "; fixed:" : "",
+               o.driver_opts, spec ? spec : default_spec());
+    fflush(stdout);
     return blkv_prop(&o);
 }
 

@@ -6,6 +6,8 @@
 
 #include "util/util.h"
 
+#include <stdio.h>
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -241,6 +243,115 @@ uint64_t blkv_shrink(struct blkv_program *p, const struct blkv_driver *driver,
 
 /* ---- the property loop ------------------------------------------------------- */
 
+/* The name of option token t ("name=value"), its length in *n. */
+static const char *opt_name(const char *t, size_t *n)
+{
+    *n = strcspn(t, "= \t,");
+    return t;
+}
+
+/* Whether option string opts sets option `name` (n bytes). */
+static bool opts_set(const char *opts, const char *name, size_t n)
+{
+    for (const char *t = opts; t && *t;) {
+        size_t tn, len;
+        t += strspn(t, " \t,");
+        len = strcspn(t, " \t,");
+        if (len && opt_name(t, &tn) && tn == n && !memcmp(t, name, n))
+            return true;
+        t += len;
+    }
+    return false;
+}
+
+/* Program p's driver options into buf: o->driver_opts as given, then what
+ * o->vary draws for the options they leave unset. */
+static void prop_opts(const struct blkv_prop_opts *o, const struct blkv_program *p, char *buf,
+                      size_t len)
+{
+    char drawn[512];
+    size_t m;
+
+    m = (size_t)snprintf(buf, len, "%s", o->driver_opts ? o->driver_opts : "");
+    if (!o->vary)
+        return;
+    o->vary(p, drawn, sizeof(drawn));
+    for (const char *t = drawn; *t && m < len;) {
+        size_t tn, tl;
+        t += strspn(t, " \t,");
+        tl = strcspn(t, " \t,");
+        if (tl && opt_name(t, &tn) && !opts_set(o->driver_opts, t, tn))
+            m += (size_t)snprintf(buf + m, len - m, "%s%.*s", m ? " " : "", (int)tl, t);
+        t += tl;
+    }
+}
+
+static uint64_t prop_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+/* Write a whole file; 0 or an errno. */
+static int prop_write(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    int e = 0;
+    if (!f)
+        return errno;
+    if (fwrite(data, 1, len, f) != len)
+        e = errno ? errno : EIO;
+    if (fclose(f) && !e)
+        e = errno ? errno : EIO;
+    return e;
+}
+
+/*
+ * A finding that did not fail again: save the first run's program (bin,
+ * its encoding; text, its trace text) and report as DIR/blkv-repro-HASH
+ * .bin, .trace and .report, the trace with a note that it did not
+ * reproduce.  Says where they went in out.
+ */
+static void save_unreproduced(const struct blkv_prop_opts *o, FILE *out, const uint8_t *bin,
+                              size_t bin_len, const char *text, const char *report,
+                              const char *first_line)
+{
+    const char *dir = o->save_dir ? o->save_dir : ".";
+    uint64_t hash = prop_hash(bin, bin_len);
+    char path[3][4096], *full = NULL;
+    size_t full_len = 0;
+    FILE *f;
+    int e;
+
+    if ((e = -blkv_mkdir_p(dir))) {
+        fprintf(out, "prop: the reproducer was not saved: %s: %s\n", dir, strerror(e));
+        return;
+    }
+    for (unsigned i = 0; i < 3; i++)
+        snprintf(path[i], sizeof(path[i]), "%s/blkv-repro-%016" PRIx64 ".%s", dir, hash,
+                 i == 0 ? "bin" : i == 1 ? "trace" : "report");
+    if (!(f = open_memstream(&full, &full_len))) {
+        fprintf(out, "prop: the reproducer was not saved: out of memory\n");
+        return;
+    }
+    fprintf(f, "# %s\n# did not fail again when rerun (undefined behaviour, a data race or"
+               " a sanitizer finding?)\n# replay: blkv run %s\n%s", first_line, path[1], text);
+    fclose(f);
+    if (!full) {
+        fprintf(out, "prop: the reproducer was not saved: out of memory\n");
+        return;
+    }
+    if ((e = prop_write(path[0], bin, bin_len)) || (e = prop_write(path[1], full, full_len)) ||
+        (e = prop_write(path[2], report, strlen(report))))
+        fprintf(out, "prop: the reproducer was not saved: %s\n", strerror(e));
+    else
+        fprintf(out, "prop: the first run's report: %s; reproducer: %s (text), %s (binary)\n"
+                     "prop: replay: blkv run %s\n", path[2], path[1], path[0], path[1]);
+    free(full);
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -264,13 +375,14 @@ int blkv_prop(const struct blkv_prop_opts *o)
         fprintf(stderr, "blkv prop: out of memory\n");
         return 2;
     }
-    fprintf(out, "prop: driver '%s', seed %" PRIu64 ", %zu ops per program%s\n", spec, o->seed,
-            o->ops, o->driver->in_process ? "" : " (not in-process: no crash or fault ops)");
+    fprintf(out, "prop: driver '%s'%s, seed %" PRIu64 ", %zu ops per program%s\n", spec,
+            o->vary ? " and image options drawn per program" : "", o->seed, o->ops,
+            o->driver->in_process ? "" : " (not in-process: no crash or fault ops)");
     free(spec);
     for (i = 0; (!o->runs || i < o->runs) && (!o->seconds || now() - start < o->seconds); i++) {
         struct blkv_program p;
-        struct blkv_run_opts ro = {.driver = o->driver, .driver_opts = o->driver_opts,
-                                   .quiet = true};
+        char popts[1024];
+        struct blkv_run_opts ro = {.driver = o->driver, .driver_opts = popts, .quiet = true};
         struct blkv_run_result res;
         int st;
 
@@ -284,6 +396,7 @@ int blkv_prop(const struct blkv_prop_opts *o)
             blkv_program_drop(&p, BLKV_P_CRASH);
             blkv_program_drop(&p, BLKV_P_FAULT);
         }
+        prop_opts(o, &p, popts, sizeof(popts));
         st = blkv_run(&p, &ro, &res);
         ops += res.stats.ops, bytes += res.stats.bytes_verified;
         if (st == BLKV_RUN_ERROR && !skipped++)
@@ -297,24 +410,46 @@ int blkv_prop(const struct blkv_prop_opts *o)
         }
         if (st == BLKV_RUN_VIOLATION) {
             char sig[sizeof(res.signature)];
-            struct blkv_run_opts fo = {.driver = o->driver, .driver_opts = o->driver_opts,
+            struct blkv_run_opts fo = {.driver = o->driver, .driver_opts = popts,
                                        .repro_dir = o->save_dir, .out = out};
             struct blkv_run_result fin;
-            size_t before = p.nops;
+            size_t before = p.nops, bin_len = 0;
             uint64_t runs;
+            struct blkv_program copy = p;
+            char *pspec = blkv_driver_spec_format(o->driver, popts), *text;
+            uint8_t *bin = blkv_program_encode(&p, &bin_len);
 
+            /* the first run's program, in case the minimal one does not fail again */
+            copy.cfg.driver = pspec;
+            text = pspec ? blkv_program_format(&copy) : NULL;
             if (o->progress)
                 fprintf(stderr, "\n");
             memcpy(sig, res.signature, sizeof(sig));
             fprintf(out, "prop: program %" PRIu64 " (seed %" PRIu64 ") failed: %s\n", i, o->seed,
                     res.message);
-            runs = blkv_shrink(&p, o->driver, o->driver_opts, blkv_same_signature, sig,
+            if (o->vary)
+                fprintf(out, "prop: its driver: '%s'\n", pspec ? pspec : popts);
+            runs = blkv_shrink(&p, o->driver, popts, blkv_same_signature, sig,
                                o->shrink_runs ? o->shrink_runs : 2000);
             fprintf(out, "prop: shrunk from %zu to %zu ops in %" PRIu64 " runs\n", before,
                     p.nops, runs);
-            blkv_run(&p, &fo, &fin);
-            if (!fin.repro_text[0]) /* the report says why */
-                fprintf(stderr, "blkv prop: the reproducer was not saved\n");
+            if (blkv_run(&p, &fo, &fin) == BLKV_RUN_VIOLATION) {
+                if (!fin.repro_text[0]) /* the report says why */
+                    fprintf(stderr, "blkv prop: the reproducer was not saved\n");
+            } else {
+                fprintf(out, "prop: the shrunk program did not fail again when rerun (%s): its"
+                             " first run's report follows, and its reproducer is saved\n",
+                        fin.status == BLKV_RUN_OK ? "it ran clean" : fin.message);
+                fputs(res.report ? res.report : res.message, out);
+                if (!bin || !text)
+                    fprintf(out, "prop: the reproducer was not saved: out of memory\n");
+                else
+                    save_unreproduced(o, out, bin, bin_len, text,
+                                      res.report ? res.report : res.message, res.message);
+            }
+            free(text);
+            free(pspec);
+            free(bin);
             blkv_run_result_free(&fin);
             blkv_run_result_free(&res);
             blkv_program_free(&p);

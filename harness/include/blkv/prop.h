@@ -49,9 +49,17 @@ struct blkv_prop_opts {
     bool progress;        /* a live progress line on stderr */
     uint64_t shrink_runs; /* budget of runs for shrinking (0: 2000) */
     FILE *out;
+    /* Draws each program's driver options from the program, as a fuzz
+     * target that takes image options from its input does (NULL: the same
+     * driver_opts for every program).  The options driver_opts sets stay
+     * as given; drawn ones are added for the rest.  A finding's report and
+     * reproducer carry the options it ran with. */
+    void (*vary)(const struct blkv_program *p, char *buf, size_t len);
 };
 
-/* Run the property loop; 0 clean, 1 a failure (shrunk, saved, reported), 2 error. */
+/* Run the property loop; 0 clean, 1 a failure (shrunk, saved, reported;
+ * one that does not fail again on the final rerun is reported and saved
+ * from its first run, with a note), 2 error. */
 BLKV_API int blkv_prop(const struct blkv_prop_opts *o);
 
 #endif
