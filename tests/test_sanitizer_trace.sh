@@ -25,7 +25,12 @@ sha=$(sha1sum "$tmp/bad.bin" | cut -d' ' -f1)
 mkdir -p "$tmp/art" "$tmp/repro"
 if [ "$engine" = libfuzzer ]; then
     want=$tmp/art/crash-$sha.trace
-    run() { BLKV_PLUGIN=$plugin BLKV_REPRO_DIR=$tmp/repro "$target" -artifact_prefix="$tmp/art/" "$1"; }
+    # as a corpus, not a file argument: libFuzzer saves no artifacts for the latter
+    run() {
+        rm -rf "$tmp/corpus" && mkdir "$tmp/corpus" && cp "$1" "$tmp/corpus/" &&
+            BLKV_PLUGIN=$plugin BLKV_REPRO_DIR=$tmp/repro "$target" -runs=0 \
+                -artifact_prefix="$tmp/art/" "$tmp/corpus"
+    }
 else
     want=$tmp/repro/crash-$sha.trace
     run() { BLKV_PLUGIN=$plugin BLKV_REPRO_DIR=$tmp/repro "$target" "$1"; }
