@@ -25,11 +25,30 @@
  * the data in the server (the memory plugin), so close only disconnects.
  * A run's directory and server are reclaimed when the next run starts or
  * the process exits (the core has no "end of run" callback).
+ *
+ * server=qsd: one qemu-storage-daemon per process, started at the first
+ * run and driven over QMP (nbd_qmp.c).  Its directory is on tmpfs
+ * (/dev/shm, else $XDG_RUNTIME_DIR, else $TMPDIR): blkv-qsd-<pid>-XXXXXX,
+ * holding the monitor and NBD sockets, the daemon's stderr, one template
+ * image per (format, size, create-opts) made once by qemu-img create, and
+ * each run's image directory, a sparse copy of its template.  A run adds a
+ * format node over a file node (blockdev-add) and an NBD export of it
+ * (block-export-add on the daemon's one NBD server), and connects as above.
+ * Close and check delete the export (waiting for BLOCK_EXPORT_DELETED, so
+ * that no connection holds the node) and the node (blockdev-del closes and
+ * flushes the image); check then runs qemu-img check on the file, and the
+ * next request adds node and export again.  Reopen deletes and adds them.
+ * The daemon is in the cleanup table like the servers (killed at exit and
+ * on the signals, PR_SET_PDEATHSIG); if it dies, requests, QMP commands and
+ * the check fail with a message that quotes the end of its stderr (QEMU's
+ * assertion), and the next run starts a new daemon.
  */
 #define _GNU_SOURCE /* execvpe */
 #include <blkv/driver.h>
 
 #include <libnbd.h>
+
+#include "nbd_qmp.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -63,19 +82,22 @@ extern char **environ;
 /* How long to wait for a server to exit by itself before it is killed. */
 #define NBD_EXIT_WAIT_MS 10000
 
-enum nbd_server { NBD_SERVER_QEMU, NBD_SERVER_NBDKIT, NBD_SERVER_URI };
+enum nbd_server { NBD_SERVER_QEMU, NBD_SERVER_NBDKIT, NBD_SERVER_URI, NBD_SERVER_QSD };
 
-enum nbd_slot_state { NBD_SLOT_FREE, NBD_SLOT_OPEN, NBD_SLOT_CLOSED };
+/* DAEMON: the qemu-storage-daemon and its directory, reclaimed at exit only. */
+enum nbd_slot_state { NBD_SLOT_FREE, NBD_SLOT_OPEN, NBD_SLOT_CLOSED, NBD_SLOT_DAEMON };
 
 /*
  * The cleanup table: the only global mutable state, read by the signal
  * handler.  A slot is OPEN while its run has the driver open, CLOSED between
  * close and the next run (or reopen), FREE when its server is stopped and
- * its directory removed.
+ * its directory removed.  The daemon's slot is DAEMON until exit; a forked
+ * child leaves its parent's daemon alone (owner).
  */
 struct nbd_slot {
     volatile sig_atomic_t state;
     volatile pid_t pid; /* the server, or 0 */
+    volatile pid_t owner; /* DAEMON: the process that started it */
     char dir[NBD_DIR_MAX];
 };
 static struct nbd_slot nbd_slots[NBD_SLOTS];
@@ -95,38 +117,54 @@ struct nbd_state {
     bool can_trim, can_flush;
     uint64_t completions; /* completion callbacks so far */
     uint64_t size;
+    /* server=qsd */
+    bool attached;       /* node and export exist (and h is connected) */
+    bool no_check;       /* the format has no check (qemu-img check exit 63) */
+    const char *discard; /* the node's discard option: unmap or ignore */
+    unsigned gen;        /* the daemon generation the node was added to */
+    char node[24], export[24];
+    int64_t t_attached;  /* when the program's part began (timing) */
 };
 
 static const struct blkv_option nbd_options[] = {
-    {"server", "qemu-nbd", "qemu-nbd, nbdkit, or none (with uri=)"},
+    {"server", "qemu-nbd", "qemu-nbd (one per run), qsd (one qemu-storage-daemon per process,"
+     " a node and export per run over QMP), nbdkit, or none (with uri=)"},
     {"uri", NULL, "an existing server: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH"
      " (its content is zeroed at the start of a run)"},
-    {"format", "qcow2", "qemu-nbd: image format for qemu-img create (qcow2, raw, vmdk, vdi, vhdx,"
-     " qed, vpc, ...)"},
-    {"create-opts", NULL, "qemu-nbd: qemu-img create -o options, '+'-separated"
-     " (cluster_size=4096+lazy_refcounts=on)"},
-    {"check", "on", "qemu-nbd: check() stops the server and runs qemu-img check (on, off)"},
-    {"discard", "unmap", "qemu-nbd: --discard mode (unmap: trims and write-zeroes may free"
-     " clusters; ignore)"},
+    {"format", "qcow2", "qemu-nbd, qsd: image format for qemu-img create (qcow2, raw, vmdk, vdi,"
+     " vhdx, qed, vpc, parallels, ...)"},
+    {"create-opts", NULL, "qemu-nbd, qsd: qemu-img create -o options, '+'-separated"
+     " (cluster_size=4096+lazy_refcounts=on); qsd copies a template made once per format,"
+     " size and create-opts"},
+    {"check", "on", "qemu-nbd, qsd: check() closes the image in QEMU (qemu-nbd: stops the"
+     " server; qsd: deletes export and node) and runs qemu-img check (on, off); qsd skips"
+     " formats qemu-img has no check for (raw, vpc)"},
+    {"discard", "unmap", "qemu-nbd: --discard mode; qsd: the format node's discard option"
+     " (unmap: trims and write-zeroes may free clusters; ignore)"},
     {"write-zeroes", "on", "use NBD write-zeroes when the server has it (off: the core writes"
      " zeros)"},
     {"plugin", "memory", "nbdkit: the plugin (memory, null, file, ...)"},
     {"filter", NULL, "nbdkit: filters, '+'-separated, outermost first (error+delay)"},
     {"args", NULL, "nbdkit: plugin and filter parameters, '+'-separated"
      " (error-rate=0.1+error=EIO); size=<device size> is added for sized plugins"},
-    {"server-args", NULL, "extra server command-line words, '+'-separated"},
+    {"server-args", NULL, "extra server command-line words, '+'-separated (qsd: the daemon's;"
+     " it is restarted when they change)"},
     {"faults", "auto", "the server may fail requests (caps.may_fail): on, off, or auto"
      " (on when the nbdkit error filter is used)"},
+    {"timing", "off", "qsd: at exit, print to stderr the time spent per run in node creation"
+     " (with the image copy), export and connect, the program, export and node deletion, and"
+     " qemu-img check (on, off)"},
     {NULL, NULL, NULL},
 };
 
 /* ---- cleanup (async-signal-safe parts) ----------------------------------- */
 
-/* Remove the regular files of dir and dir itself, with system calls only. */
-static void nbd_drv_rmdir_safe(const char *dir)
+/* Remove dir (relative to the directory at), its files and, up to `depth`
+ * levels down, its directories, with system calls only. */
+static void nbd_drv_rmdir_at(int at, const char *dir, int depth)
 {
     char buf[4096];
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(at, dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
         long n;
         while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
@@ -135,14 +173,21 @@ static void nbd_drv_rmdir_safe(const char *dir)
                 unsigned short reclen;
                 const char *name = buf + off + 19;
                 memcpy(&reclen, buf + off + 16, sizeof(reclen));
-                if (strcmp(name, ".") && strcmp(name, ".."))
-                    unlinkat(fd, name, 0);
+                if (strcmp(name, ".") && strcmp(name, "..") && unlinkat(fd, name, 0) < 0 &&
+                    errno == EISDIR && depth > 0)
+                    nbd_drv_rmdir_at(fd, name, depth - 1);
                 off += reclen;
             }
         }
         close(fd);
     }
-    rmdir(dir);
+    unlinkat(at, dir, AT_REMOVEDIR);
+}
+
+/* Remove the files of dir (and of its directories) and dir itself. */
+static void nbd_drv_rmdir_safe(const char *dir)
+{
+    nbd_drv_rmdir_at(AT_FDCWD, dir, 2);
 }
 
 /* Kill and reap the server of slot i, then remove its directory. */
@@ -150,6 +195,10 @@ static void nbd_drv_slot_reclaim(int i)
 {
     struct nbd_slot *s = &nbd_slots[i];
     pid_t pid = s->pid;
+    if (s->state == NBD_SLOT_DAEMON && s->owner != getpid()) {
+        s->state = NBD_SLOT_FREE; /* a forked child's copy: the parent's daemon */
+        return;
+    }
     if (pid > 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -215,10 +264,10 @@ static const char *nbd_drv_tmpdir(void)
     return t && *t && strlen(t) <= NBD_DIR_MAX - 32 ? t : "/tmp";
 }
 
-/* Remove blkv-nbd-<pid>-* directories of processes that no longer exist. */
-static void nbd_drv_remove_stale(void)
+/* Remove <prefix><pid>-* directories in base of processes that no longer exist. */
+static void nbd_drv_remove_stale(const char *base, const char *prefix)
 {
-    const char *base = nbd_drv_tmpdir();
+    size_t plen = strlen(prefix);
     DIR *d = opendir(base);
     struct dirent *e;
     if (!d)
@@ -227,10 +276,10 @@ static void nbd_drv_remove_stale(void)
         char path[PATH_MAX];
         long pid;
         char *end;
-        if (strncmp(e->d_name, "blkv-nbd-", 9))
+        if (strncmp(e->d_name, prefix, plen))
             continue;
-        pid = strtol(e->d_name + 9, &end, 10);
-        if (end == e->d_name + 9 || *end != '-' || pid <= 0 || pid == (long)getpid())
+        pid = strtol(e->d_name + plen, &end, 10);
+        if (end == e->d_name + plen || *end != '-' || pid <= 0 || pid == (long)getpid())
             continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
             continue;
@@ -295,11 +344,11 @@ static char *nbd_drv_utoa(char *buf, size_t len, unsigned long v)
 
 /*
  * Start argv with stdout and stderr going to `log`.  With listen_fd >= 0 the
- * child gets it as fd 3 with LISTEN_FDS=1 and LISTEN_PID (socket activation).
- * The child dies with this process (PR_SET_PDEATHSIG).  Returns the pid or
- * a negative errno.
+ * child gets it as fd 3, with LISTEN_FDS=1 and LISTEN_PID (socket
+ * activation) when `activate`.  The child dies with this process
+ * (PR_SET_PDEATHSIG).  Returns the pid or a negative errno.
  */
-static pid_t nbd_drv_spawn(char *const argv[], const char *log, int listen_fd)
+static pid_t nbd_drv_spawn(char *const argv[], const char *log, int listen_fd, bool activate)
 {
     size_t n = 0, k = 0;
     char **envp;
@@ -315,7 +364,7 @@ static pid_t nbd_drv_spawn(char *const argv[], const char *log, int listen_fd)
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "LISTEN_", 7))
             envp[k++] = environ[i];
-    if (listen_fd >= 0) {
+    if (listen_fd >= 0 && activate) {
         envp[k++] = pidvar; /* the digits are filled in by the child */
         envp[k++] = "LISTEN_FDS=1";
     }
@@ -349,7 +398,8 @@ static pid_t nbd_drv_spawn(char *const argv[], const char *log, int listen_fd)
                 fcntl(3, F_SETFD, 0);
             else if (dup2(listen_fd, 3) < 0)
                 _exit(126);
-            memcpy(pidvar + 11, digits, strlen(digits) + 1);
+            if (activate)
+                memcpy(pidvar + 11, digits, strlen(digits) + 1);
         }
         execvpe(argv[0], argv, envp);
         {
@@ -380,12 +430,14 @@ static bool nbd_drv_wait_exit(pid_t pid, int ms, int *status)
 
 /* Run argv to completion; 0 if it exited 0, else -EIO with a message that
  * names the command and quotes its first line of output.  Exit codes listed
- * in `ok_codes` (terminated by -1) also count as success. */
-static int nbd_drv_run_cmd(struct nbd_state *s, char *const argv[], const int *ok_codes)
+ * in `ok_codes` (terminated by -1) also count as success; *code (if not
+ * NULL) gets the exit code, or -1. */
+static int nbd_drv_run_cmd_code(struct nbd_state *s, char *const argv[], const int *ok_codes,
+                                int *code_out)
 {
     char line[256];
     int status = 0;
-    pid_t pid = nbd_drv_spawn(argv, s->log, -1);
+    pid_t pid = nbd_drv_spawn(argv, s->log, -1, false);
 
     if (pid < 0) {
         blkv_error(s->ctx, "%s: cannot start: %s", argv[0], strerror((int)-pid));
@@ -393,6 +445,8 @@ static int nbd_drv_run_cmd(struct nbd_state *s, char *const argv[], const int *o
     }
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (code_out)
+        *code_out = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     if (WIFEXITED(status)) {
         int code = WEXITSTATUS(status);
         if (code == 0)
@@ -407,6 +461,12 @@ static int nbd_drv_run_cmd(struct nbd_state *s, char *const argv[], const int *o
                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
                line[0] ? ": " : "", line);
     return -EIO;
+}
+
+/* nbd_drv_run_cmd_code without the exit code. */
+static int nbd_drv_run_cmd(struct nbd_state *s, char *const argv[], const int *ok_codes)
+{
+    return nbd_drv_run_cmd_code(s, argv, ok_codes, NULL);
 }
 
 /* ---- option helpers ------------------------------------------------------ */
@@ -479,8 +539,9 @@ static int nbd_drv_opt_bool(struct blkv_ctx *ctx, const char *name, bool allow_a
 
 /* ---- server -------------------------------------------------------------- */
 
-/* Take a free slot and make its directory; 0 or a negative errno. */
-static int nbd_drv_slot_new(struct nbd_state *s)
+/* Take a free slot and make its directory in base (removing directories of
+ * dead processes there when `stale`); 0 or a negative errno. */
+static int nbd_drv_slot_new_in(struct nbd_state *s, const char *base, bool stale)
 {
     char tmpl[NBD_DIR_MAX];
     int i;
@@ -490,14 +551,15 @@ static int nbd_drv_slot_new(struct nbd_state *s)
     for (i = 0; i < NBD_SLOTS; i++)
         if (nbd_slots[i].state == NBD_SLOT_CLOSED)
             nbd_drv_slot_reclaim(i);
-    nbd_drv_remove_stale();
+    if (stale)
+        nbd_drv_remove_stale(base, "blkv-nbd-");
     for (i = 0; i < NBD_SLOTS && nbd_slots[i].state != NBD_SLOT_FREE; i++)
         ;
     if (i == NBD_SLOTS) {
         blkv_error(s->ctx, "more than %d NBD runs open at once", NBD_SLOTS);
         return -EMFILE;
     }
-    snprintf(tmpl, sizeof(tmpl), "%s/blkv-nbd-%ld-XXXXXX", nbd_drv_tmpdir(), (long)getpid());
+    snprintf(tmpl, sizeof(tmpl), "%s/blkv-nbd-%ld-XXXXXX", base, (long)getpid());
     if (!mkdtemp(tmpl)) {
         int e = errno;
         blkv_error(s->ctx, "mkdtemp %s: %s", tmpl, strerror(e));
@@ -511,6 +573,12 @@ static int nbd_drv_slot_new(struct nbd_state *s)
     snprintf(s->sock, sizeof(s->sock), "%s/sock", tmpl);
     snprintf(s->log, sizeof(s->log), "%s/log", tmpl);
     return 0;
+}
+
+/* A slot with its directory in the temporary directory. */
+static int nbd_drv_slot_new(struct nbd_state *s)
+{
+    return nbd_drv_slot_new_in(s, nbd_drv_tmpdir(), true);
 }
 
 /* Create the image with qemu-img create -f FORMAT [-o OPTS] IMG SIZE. */
@@ -618,7 +686,7 @@ static int nbd_drv_server_start(struct nbd_state *s)
         blkv_error(s->ctx, "socket %s: %s", s->sock, strerror(-ret));
         goto out;
     }
-    pid = nbd_drv_spawn(c->argv, s->log, fd);
+    pid = nbd_drv_spawn(c->argv, s->log, fd, true);
     if (pid < 0) {
         ret = (int)pid;
         blkv_error(s->ctx, "%s: cannot start: %s", c->argv[0], strerror(-ret));
@@ -656,15 +724,20 @@ static void nbd_drv_server_stop(struct nbd_state *s, bool graceful)
 
 /* ---- connection ---------------------------------------------------------- */
 
-/* Report a libnbd failure of `what`; returns the negative errno. */
+static bool nbd_qsd_report_death(struct nbd_state *s);
+
+/* Report a libnbd failure of `what`; returns the negative errno.  With
+ * server=qsd a dead daemon is the message (the first one counts). */
 static int nbd_drv_fail(struct nbd_state *s, const char *what)
 {
     int e = nbd_get_errno();
-    char line[256] = "";
-    if (s->slot >= 0)
+    char line[256] = "", msg[256];
+    snprintf(msg, sizeof(msg), "%s", nbd_get_error() ? nbd_get_error() : "failed");
+    if (s->server == NBD_SERVER_QSD)
+        nbd_qsd_report_death(s);
+    else if (s->slot >= 0)
         nbd_drv_log_line(s->log, line, sizeof(line));
-    blkv_error(s->ctx, "%s: %s%s%s", what, nbd_get_error() ? nbd_get_error() : "failed",
-               line[0] ? "; server said: " : "", line);
+    blkv_error(s->ctx, "%s: %s%s%s", what, msg, line[0] ? "; server said: " : "", line);
     return e > 0 ? -e : -EIO;
 }
 
@@ -678,7 +751,8 @@ static int nbd_drv_connect(struct nbd_state *s)
     if (s->server == NBD_SERVER_URI) {
         if (nbd_connect_uri(s->h, blkv_opt(s->ctx, "uri")) < 0)
             goto fail;
-    } else if (nbd_connect_unix(s->h, s->sock) < 0) {
+    } else if ((s->export[0] && nbd_set_export_name(s->h, s->export) < 0) ||
+               nbd_connect_unix(s->h, s->sock) < 0) {
         goto fail;
     }
     return 0;
@@ -698,6 +772,666 @@ static void nbd_drv_disconnect(struct nbd_state *s)
         nbd_shutdown(s->h, 0);
     nbd_close(s->h);
     s->h = NULL;
+}
+
+/* ---- qemu-storage-daemon (server=qsd) ------------------------------------ */
+
+/* Templates (one per format, size and create-opts) kept at once. */
+#define QSD_TEMPLATES 16
+/* How long the daemon may take to start and answer its monitor. */
+#define QSD_START_TIMEOUT_MS 10000
+/* How long one QMP command may take before the daemon counts as hung. */
+#define QSD_QMP_TIMEOUT_MS 30000
+/* How long a lost connection waits to see whether the daemon died. */
+#define QSD_DEATH_WAIT_MS 2000
+
+struct nbd_qsd_template {
+    bool used;
+    bool no_check;      /* qemu-img check: the format has no check (exit 63) */
+    unsigned id;        /* its directory: tmpl-<id> */
+    uint64_t size;
+    char format[32];
+    char opts[NBD_LIST_MAX];
+};
+
+/* Totals over the process, for timing=on (nanoseconds). */
+struct nbd_qsd_timing {
+    bool on;
+    uint64_t runs, attaches, detaches, checks, check_runs, starts, templates;
+    int64_t image_ns, node_ns, export_ns, program_ns, detach_ns, check_ns, start_ns,
+        template_ns;
+};
+
+/* The process's daemon: one at a time, a new one after a death. */
+struct nbd_qsd {
+    pid_t owner;        /* the process this belongs to (a fork's child starts afresh) */
+    int slot;           /* in nbd_slots (the daemon's pid, the directory), or -1 */
+    unsigned gen;       /* daemon generation: names its sockets and log */
+    uint64_t next_id;   /* node and export numbers */
+    unsigned next_tmpl;
+    bool death_reported; /* this generation's death is in a run's message */
+    bool timing_installed;
+    char dir[NBD_DIR_MAX];
+    char qmp_path[NBD_DIR_MAX + 24], nbd_path[NBD_DIR_MAX + 24], log[NBD_DIR_MAX + 24];
+    char args[NBD_LIST_MAX]; /* the server-args it runs with */
+    char death[400];         /* how the last daemon ended, with the end of its stderr */
+    struct nbd_qsd_template tmpl[QSD_TEMPLATES];
+    struct nbd_qsd_timing t;
+    struct nbd_qmp qmp;
+};
+static struct nbd_qsd nbd_qsd = {.slot = -1, .qmp.fd = -1};
+
+/* Nanoseconds on the monotonic clock. */
+static int64_t nbd_qsd_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The base directory of the daemon's directory: tmpfs if there is one. */
+static const char *nbd_qsd_base(void)
+{
+    const char *x = getenv("XDG_RUNTIME_DIR");
+    if (access("/dev/shm", W_OK | X_OK) == 0)
+        return "/dev/shm";
+    if (x && *x && strlen(x) <= NBD_DIR_MAX - 64 && access(x, W_OK | X_OK) == 0)
+        return x;
+    return nbd_drv_tmpdir();
+}
+
+/* The last two non-empty lines of file path, joined by " | ", into buf. */
+static void nbd_qsd_log_tail(const char *path, char *buf, size_t len)
+{
+    char tail[2048];
+    char *lines[2] = {NULL, NULL};
+    ssize_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    off_t end;
+
+    buf[0] = 0;
+    if (fd < 0)
+        return;
+    end = lseek(fd, 0, SEEK_END);
+    if (end > 0) {
+        off_t from = end > (off_t)sizeof(tail) - 1 ? end - (off_t)sizeof(tail) + 1 : 0;
+        n = pread(fd, tail, sizeof(tail) - 1, from);
+    }
+    close(fd);
+    if (n <= 0)
+        return;
+    tail[n] = 0;
+    for (char *p = strtok(tail, "\r\n"); p; p = strtok(NULL, "\r\n")) {
+        while (*p == ' ')
+            p++;
+        if (*p) {
+            lines[0] = lines[1];
+            lines[1] = p;
+        }
+    }
+    if (lines[0])
+        snprintf(buf, len, "%s | %s", lines[0], lines[1]);
+    else if (lines[1])
+        snprintf(buf, len, "%s", lines[1]);
+}
+
+/* The daemon was reaped with `status`: say how it ended, forget it. */
+static void nbd_qsd_reaped(int status)
+{
+    char tail[300];
+    struct nbd_qsd *d = &nbd_qsd;
+    pid_t pid = nbd_slots[d->slot].pid;
+
+    nbd_qsd_log_tail(d->log, tail, sizeof(tail));
+    if (WIFSIGNALED(status))
+        snprintf(d->death, sizeof(d->death), "qemu-storage-daemon (pid %ld) died: signal %d (%s)%s%s",
+                 (long)pid, WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 tail[0] ? "; its stderr ends: " : "; its stderr is empty", tail);
+    else
+        snprintf(d->death, sizeof(d->death), "qemu-storage-daemon (pid %ld) exited with status %d%s%s",
+                 (long)pid, WEXITSTATUS(status),
+                 tail[0] ? "; its stderr ends: " : "; its stderr is empty", tail);
+    nbd_slots[d->slot].pid = 0;
+    nbd_qmp_close(&d->qmp);
+    d->death_reported = false;
+}
+
+/* Whether the daemon is running, waiting up to wait_ms for it to end. */
+static bool nbd_qsd_alive(int wait_ms)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    int64_t end = nbd_drv_now_ms() + wait_ms;
+    pid_t pid;
+    int status;
+
+    if (d->slot < 0 || (pid = nbd_slots[d->slot].pid) <= 0)
+        return false;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            nbd_qsd_reaped(status);
+            return false;
+        }
+        if (r < 0 && errno == ECHILD) {
+            nbd_qsd_reaped(W_EXITCODE(255, 0));
+            return false;
+        }
+        if (nbd_drv_now_ms() >= end)
+            return true;
+        usleep(1000);
+    }
+}
+
+/* If the daemon has died (the connection to it was lost), put how into the
+ * run's message; true if it has. */
+static bool nbd_qsd_report_death(struct nbd_state *s)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    bool dead = s->gen != d->gen || !nbd_qsd_alive(d->death_reported ? 0 : QSD_DEATH_WAIT_MS);
+    if (dead && d->death[0]) {
+        blkv_error(s->ctx, "%s", d->death);
+        if (s->gen == d->gen)
+            d->death_reported = true;
+    }
+    return dead;
+}
+
+/* Kill the daemon (hung, or started with other arguments). */
+static void nbd_qsd_kill(void)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    pid_t pid = d->slot >= 0 ? nbd_slots[d->slot].pid : 0;
+    int status;
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    nbd_qsd_reaped(status);
+}
+
+/* One QMP command for what (for messages); on failure the message says
+ * what happened, the daemon's death with its stderr first. */
+static int nbd_qsd_qmp(struct nbd_state *s, const char *what, const char *json)
+{
+    char err[300];
+    int ret = nbd_qmp_cmd(&nbd_qsd.qmp, json, QSD_QMP_TIMEOUT_MS, err, sizeof(err));
+    if (ret == -ETIMEDOUT) {
+        nbd_qsd_kill();
+        blkv_error(s->ctx, "qemu-storage-daemon: %s: no answer in %d s; the daemon was killed",
+                   what, QSD_QMP_TIMEOUT_MS / 1000);
+    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s))) {
+        blkv_error(s->ctx, "qemu-storage-daemon: %s: %s", what, err);
+    }
+    return ret;
+}
+
+/* Wait for the event nbd_qmp_await armed, like nbd_qsd_qmp. */
+static int nbd_qsd_wait(struct nbd_state *s, const char *what)
+{
+    char err[300];
+    int ret = nbd_qmp_wait(&nbd_qsd.qmp, QSD_QMP_TIMEOUT_MS, err, sizeof(err));
+    if (ret == -ETIMEDOUT) {
+        nbd_qsd_kill();
+        blkv_error(s->ctx, "qemu-storage-daemon: %s did not come in %d s; the daemon was killed",
+                   what, QSD_QMP_TIMEOUT_MS / 1000);
+    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s))) {
+        blkv_error(s->ctx, "qemu-storage-daemon: waiting for %s: %s", what, err);
+    }
+    return ret;
+}
+
+/* Make the process's directory and take its slot. */
+static int nbd_qsd_dir(struct nbd_state *s)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    const char *base = nbd_qsd_base();
+    int i;
+
+    if (strlen(base) > NBD_DIR_MAX - 64 || strpbrk(base, ",\"\\")) {
+        blkv_error(s->ctx, "server=qsd: directory %s: too long, or has ',', '\"' or '\\\\'", base);
+        return -EINVAL;
+    }
+    nbd_drv_remove_stale(base, "blkv-qsd-");
+    for (i = 0; i < NBD_SLOTS && nbd_slots[i].state != NBD_SLOT_FREE; i++)
+        ;
+    if (i == NBD_SLOTS) {
+        blkv_error(s->ctx, "more than %d NBD runs open at once", NBD_SLOTS);
+        return -EMFILE;
+    }
+    snprintf(d->dir, sizeof(d->dir), "%s/blkv-qsd-%ld-XXXXXX", base, (long)getpid());
+    if (!mkdtemp(d->dir)) {
+        int e = errno;
+        blkv_error(s->ctx, "mkdtemp %s: %s", d->dir, strerror(e));
+        return -e;
+    }
+    memcpy(nbd_slots[i].dir, d->dir, sizeof(d->dir));
+    nbd_slots[i].pid = 0;
+    nbd_slots[i].owner = getpid();
+    nbd_slots[i].state = NBD_SLOT_DAEMON;
+    d->slot = i;
+    return 0;
+}
+
+/* Start a daemon: its monitor on a socket bound here (passed as fd 3), its
+ * NBD server on another; connect to the monitor. */
+static int nbd_qsd_start(struct nbd_state *s, const char *args)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    struct nbd_drv_cmd *c = calloc(1, sizeof(*c));
+    struct sockaddr_un sa;
+    char err[300], word[NBD_DIR_MAX + 64];
+    int fd = -1, ret = 0, n;
+    int64_t t0 = nbd_qsd_ns();
+    pid_t pid;
+
+    if (!c)
+        return -ENOMEM;
+    if (!nbd_drv_have_program("qemu-storage-daemon")) {
+        blkv_error(s->ctx, "qemu-storage-daemon: not found in PATH (Debian: qemu-system-common)");
+        ret = -ENOENT;
+        goto out;
+    }
+    /* the files of the generation before (a dead daemon's log is quoted by now) */
+    unlink(d->qmp_path);
+    unlink(d->nbd_path);
+    unlink(d->log);
+    d->gen++;
+    /* d->dir is at most NBD_DIR_MAX - 40 long (nbd_qsd_dir) */
+    snprintf(d->qmp_path, sizeof(d->qmp_path), "%.*s/qmp-%u.sock", NBD_DIR_MAX, d->dir, d->gen);
+    snprintf(d->nbd_path, sizeof(d->nbd_path), "%.*s/nbd-%u.sock", NBD_DIR_MAX, d->dir, d->gen);
+    snprintf(d->log, sizeof(d->log), "%.*s/qsd-%u.log", NBD_DIR_MAX, d->dir, d->gen);
+    snprintf(d->args, sizeof(d->args), "%s", args);
+    nbd_drv_push(c, "", "qemu-storage-daemon", 19);
+    nbd_drv_push(c, "", "--chardev", 9);
+    nbd_drv_push_list(c, "", "socket,id=qmp,fd=3,server=on,wait=off");
+    nbd_drv_push(c, "", "--monitor", 9);
+    nbd_drv_push(c, "", "chardev=qmp", 11);
+    nbd_drv_push(c, "", "--nbd-server", 12);
+    n = snprintf(word, sizeof(word), "addr.type=unix,addr.path=%s", d->nbd_path);
+    nbd_drv_push(c, "", word, (size_t)n);
+    nbd_drv_push_list(c, "", args);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (c->overflow) {
+        blkv_error(s->ctx, "qemu-storage-daemon command line too long");
+        ret = -E2BIG;
+        goto out;
+    }
+    strcpy(sa.sun_path, d->qmp_path); /* fits: NBD_DIR_MAX + 16 < sun_path */
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+        ret = -errno;
+        blkv_error(s->ctx, "socket %s: %s", d->qmp_path, strerror(-ret));
+        goto out;
+    }
+    pid = nbd_drv_spawn(c->argv, d->log, fd, false);
+    if (pid < 0) {
+        ret = (int)pid;
+        blkv_error(s->ctx, "qemu-storage-daemon: cannot start: %s", strerror(-ret));
+        goto out;
+    }
+    nbd_slots[d->slot].pid = pid;
+    d->death[0] = 0;
+    d->death_reported = false;
+    s->gen = d->gen;
+    /* the listening socket queues this connection until the daemon accepts */
+    ret = nbd_qmp_connect(&d->qmp, d->qmp_path, QSD_START_TIMEOUT_MS, err, sizeof(err));
+    if (ret < 0) {
+        if (nbd_qsd_alive(ret == -ECONNRESET ? QSD_DEATH_WAIT_MS : 0))
+            nbd_qsd_kill();
+        blkv_error(s->ctx, "qemu-storage-daemon did not start: %s (%s)", err, d->death);
+        goto out;
+    }
+    d->t.starts++;
+    d->t.start_ns += nbd_qsd_ns() - t0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(c);
+    return ret;
+}
+
+/* Print the timing totals (timing=on) at exit. */
+static void nbd_qsd_timing_print(void)
+{
+    struct nbd_qsd_timing *t = &nbd_qsd.t;
+    double runs = t->runs ? (double)t->runs : 1;
+    if (nbd_qsd.owner != getpid())
+        return;
+    fprintf(stderr,
+            "nbd qsd timing: %" PRIu64 " runs; per run, ms: image copy %.3f, blockdev-add %.3f,"
+            " export+connect %.3f, program %.3f, export+node deletion %.3f, qemu-img check %.3f"
+            " (%" PRIu64 " attaches, %" PRIu64 " detaches, %" PRIu64 " checks, %" PRIu64
+            " qemu-img check runs); templates %" PRIu64 " (%.1f ms each); daemon starts %" PRIu64
+            " (%.1f ms each)\n",
+            t->runs, (double)t->image_ns / 1e6 / runs, (double)t->node_ns / 1e6 / runs,
+            (double)t->export_ns / 1e6 / runs, (double)t->program_ns / 1e6 / runs,
+            (double)t->detach_ns / 1e6 / runs, (double)t->check_ns / 1e6 / runs, t->attaches,
+            t->detaches, t->checks, t->check_runs, t->templates,
+            t->templates ? (double)t->template_ns / 1e6 / (double)t->templates : 0.0, t->starts,
+            t->starts ? (double)t->start_ns / 1e6 / (double)t->starts : 0.0);
+}
+
+/* A running daemon for this run, with the run's server-args. */
+static int nbd_qsd_ensure(struct nbd_state *s, bool timing)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    const char *args = blkv_opt(s->ctx, "server-args");
+    int ret;
+
+    if (!args)
+        args = "";
+    if (d->owner != getpid()) { /* new, or a forked child's copy of its parent's */
+        if (d->qmp.fd >= 0)
+            close(d->qmp.fd);
+        if (d->slot >= 0 && nbd_slots[d->slot].owner != getpid())
+            nbd_slots[d->slot].state = NBD_SLOT_FREE;
+        memset(d, 0, sizeof(*d) - sizeof(d->qmp));
+        d->slot = -1;
+        d->qmp.fd = -1;
+        d->owner = getpid();
+    }
+    nbd_drv_cleanup_install();
+    if (timing && !d->timing_installed) {
+        d->timing_installed = true;
+        d->t.on = true;
+        atexit(nbd_qsd_timing_print);
+    }
+    if (d->slot < 0 && (ret = nbd_qsd_dir(s)) < 0)
+        return ret;
+    if (nbd_qsd_alive(0) && strcmp(d->args, args))
+        nbd_qsd_kill(); /* started with other server-args */
+    if (!nbd_qsd_alive(0))
+        return nbd_qsd_start(s, args);
+    return 0;
+}
+
+/* Copy file src to dst, holes as holes (tmpfs has no reflinks). */
+static int nbd_qsd_copy_file(struct nbd_state *s, int sdir, int ddir, const char *name)
+{
+    int in = openat(sdir, name, O_RDONLY | O_CLOEXEC);
+    int out = -1, ret = 0;
+    struct stat st;
+    off_t off = 0;
+
+    if (in < 0 || fstat(in, &st) < 0 ||
+        (out = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
+        ftruncate(out, st.st_size) < 0) {
+        ret = -errno;
+        goto out;
+    }
+    while (off < st.st_size) {
+        off_t data = lseek(in, off, SEEK_DATA), hole;
+        if (data < 0) {
+            if (errno != ENXIO) /* ENXIO: only a hole is left */
+                ret = -errno;
+            break;
+        }
+        hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0) {
+            ret = -errno;
+            break;
+        }
+        for (off = data; off < hole;) {
+            loff_t io = off, oo = off;
+            ssize_t n = copy_file_range(in, &io, out, &oo, (size_t)(hole - off), 0);
+            if (n <= 0) {
+                char buf[65536];
+                n = pread(in, buf, (size_t)(hole - off) < sizeof(buf) ? (size_t)(hole - off)
+                                                                      : sizeof(buf), off);
+                if (n <= 0 || pwrite(out, buf, (size_t)n, off) != n) {
+                    ret = n < 0 ? -errno : -EIO;
+                    goto out;
+                }
+            }
+            off += n;
+        }
+    }
+out:
+    if (ret < 0)
+        blkv_error(s->ctx, "copying the template %s: %s", name, strerror(-ret));
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return ret;
+}
+
+/* Copy every file of directory src into directory dst. */
+static int nbd_qsd_copy_dir(struct nbd_state *s, const char *src, const char *dst)
+{
+    DIR *d = opendir(src);
+    int ddir = open(dst, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct dirent *e;
+    int ret = 0;
+
+    if (!d || ddir < 0) {
+        ret = -errno;
+        blkv_error(s->ctx, "%s: %s", d ? dst : src, strerror(-ret));
+    }
+    while (!ret && (e = readdir(d)))
+        if (e->d_name[0] != '.')
+            ret = nbd_qsd_copy_file(s, dirfd(d), ddir, e->d_name);
+    if (d)
+        closedir(d);
+    if (ddir >= 0)
+        close(ddir);
+    return ret;
+}
+
+/* The template for the run's format, size and create-opts: made by
+ * qemu-img create (and probed by qemu-img check) the first time. */
+static int nbd_qsd_template(struct nbd_state *s, uint64_t size, struct nbd_qsd_template **out)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    const char *co = blkv_opt(s->ctx, "create-opts");
+    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)s->format, s->img, NULL};
+    struct nbd_qsd_template *t;
+    int64_t t0 = nbd_qsd_ns();
+    char path[NBD_DIR_MAX + 24];
+    int ret, code;
+
+    if (!co)
+        co = "";
+    for (int i = 0; i < QSD_TEMPLATES; i++) {
+        t = &d->tmpl[i];
+        if (t->used && t->size == size && !strcmp(t->format, s->format) && !strcmp(t->opts, co)) {
+            *out = t;
+            return 0;
+        }
+    }
+    t = &d->tmpl[d->next_tmpl++ % QSD_TEMPLATES];
+    if (t->used) {
+        snprintf(path, sizeof(path), "%.*s/tmpl-%u", NBD_DIR_MAX, d->dir, t->id);
+        nbd_drv_rmdir_safe(path);
+    }
+    memset(t, 0, sizeof(*t));
+    t->id = d->next_tmpl;
+    snprintf(path, sizeof(path), "%.*s/tmpl-%u", NBD_DIR_MAX, d->dir, t->id);
+    if (mkdir(path, 0700) < 0) {
+        ret = -errno;
+        blkv_error(s->ctx, "mkdir %s: %s", path, strerror(-ret));
+        return ret;
+    }
+    snprintf(s->img, sizeof(s->img), "%.*s/disk", (int)sizeof(s->img) - 6, path);
+    if ((ret = nbd_drv_create_image(s, size)) < 0)
+        return ret;
+    /* does the format have a check?  (63: no; anything else but 0: a bad template) */
+    if ((ret = nbd_drv_run_cmd_code(s, argv, (const int[]){63, -1}, &code)) < 0)
+        return ret;
+    t->no_check = code == 63;
+    t->size = size;
+    snprintf(t->format, sizeof(t->format), "%s", s->format);
+    snprintf(t->opts, sizeof(t->opts), "%s", co);
+    t->used = true;
+    d->t.templates++;
+    d->t.template_ns += nbd_qsd_ns() - t0;
+    *out = t;
+    return 0;
+}
+
+/* A fresh run: a daemon, and the run's image, a copy of its template. */
+static int nbd_qsd_create(struct nbd_state *s, uint64_t size, bool timing)
+{
+    struct nbd_qsd_template *t = NULL;
+    char src[NBD_DIR_MAX + 24], dst[NBD_DIR_MAX];
+    int64_t t0;
+    int ret;
+
+    if ((ret = nbd_qsd_ensure(s, timing)) < 0)
+        return ret;
+    if ((ret = nbd_drv_slot_new_in(s, nbd_qsd.dir, false)) < 0)
+        return ret;
+    if ((ret = nbd_qsd_template(s, size, &t)) < 0)
+        return ret;
+    t0 = nbd_qsd_ns();
+    snprintf(src, sizeof(src), "%s/tmpl-%u", nbd_qsd.dir, t->id);
+    snprintf(dst, sizeof(dst), "%s", nbd_slots[s->slot].dir);
+    if ((ret = nbd_qsd_copy_dir(s, src, dst)) < 0)
+        return ret;
+    s->no_check = t->no_check;
+    snprintf(s->img, sizeof(s->img), "%s/disk", dst);
+    nbd_qsd.t.runs++;
+    nbd_qsd.t.image_ns += nbd_qsd_ns() - t0;
+    return 0;
+}
+
+/* Disconnect, delete the export (waiting until it is really gone, so that
+ * no connection holds the node) and the node: QEMU flushes and closes the
+ * image. */
+static int nbd_qsd_detach(struct nbd_state *s)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    char json[256];
+    int64_t t0 = nbd_qsd_ns();
+    int ret;
+
+    if (!s->attached)
+        return 0;
+    s->attached = false;
+    if (s->t_attached)
+        d->t.program_ns += t0 - s->t_attached;
+    nbd_drv_disconnect(s);
+    if (s->gen != d->gen || !nbd_qsd_alive(0)) {
+        if (!nbd_qsd_report_death(s) || !d->death[0])
+            blkv_error(s->ctx, "qemu-storage-daemon: gone before export %s was deleted", s->export);
+        return -EIO;
+    }
+    nbd_qmp_await(&d->qmp, "BLOCK_EXPORT_DELETED", s->export);
+    snprintf(json, sizeof(json),
+             "{\"execute\": \"block-export-del\", \"arguments\": {\"id\": \"%s\","
+             " \"mode\": \"hard\"}}", s->export);
+    if ((ret = nbd_qsd_qmp(s, "block-export-del", json)) < 0 ||
+        (ret = nbd_qsd_wait(s, "BLOCK_EXPORT_DELETED")) < 0)
+        return ret;
+    snprintf(json, sizeof(json),
+             "{\"execute\": \"blockdev-del\", \"arguments\": {\"node-name\": \"%s\"}}", s->node);
+    if ((ret = nbd_qsd_qmp(s, "blockdev-del", json)) < 0)
+        return ret;
+    d->t.detaches++;
+    d->t.detach_ns += nbd_qsd_ns() - t0;
+    return 0;
+}
+
+/* Add the format node over the image file, export it and connect. */
+static int nbd_qsd_attach(struct nbd_state *s)
+{
+    struct nbd_qsd *d = &nbd_qsd;
+    char json[NBD_DIR_MAX * 2 + 512], file[NBD_DIR_MAX * 2 + 32];
+    uint64_t id;
+    int64_t t0 = nbd_qsd_ns(), t1;
+    int ret;
+
+    if (!nbd_qsd_alive(0)) { /* it died since the run began: a new one */
+        if ((ret = nbd_qsd_ensure(s, false)) < 0)
+            return ret;
+    }
+    id = ++d->next_id;
+    s->gen = d->gen;
+    snprintf(s->node, sizeof(s->node), "n%" PRIu64, id);
+    snprintf(s->export, sizeof(s->export), "e%" PRIu64, id);
+    snprintf(s->sock, sizeof(s->sock), "%.*s", (int)sizeof(s->sock) - 1, d->nbd_path);
+    if (!nbd_qmp_json_str(file, sizeof(file), s->img)) {
+        blkv_error(s->ctx, "image path %s: too long", s->img);
+        return -ENAMETOOLONG;
+    }
+    /* as qemu-nbd --cache=writeback --discard=MODE: a cached, flushed image */
+    snprintf(json, sizeof(json),
+             "{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"%s\","
+             " \"node-name\": \"%s\", \"discard\": \"%s\","
+             " \"cache\": {\"direct\": false, \"no-flush\": false},"
+             " \"file\": {\"driver\": \"file\", \"filename\": %s}}}",
+             s->format, s->node, s->discard, file);
+    if ((ret = nbd_qsd_qmp(s, "blockdev-add", json)) < 0)
+        return ret;
+    t1 = nbd_qsd_ns();
+    snprintf(json, sizeof(json),
+             "{\"execute\": \"block-export-add\", \"arguments\": {\"type\": \"nbd\","
+             " \"id\": \"%s\", \"node-name\": \"%s\", \"name\": \"%s\", \"writable\": true,"
+             " \"writethrough\": false}}",
+             s->export, s->node, s->export);
+    if ((ret = nbd_qsd_qmp(s, "block-export-add", json)) < 0)
+        goto del_node;
+    s->attached = true;
+    s->t_attached = 0;
+    if ((ret = nbd_drv_connect(s)) < 0) {
+        nbd_qsd_detach(s);
+        return ret;
+    }
+    d->t.attaches++;
+    d->t.node_ns += t1 - t0;
+    s->t_attached = nbd_qsd_ns();
+    d->t.export_ns += s->t_attached - t1;
+    return 0;
+del_node:
+    snprintf(json, sizeof(json),
+             "{\"execute\": \"blockdev-del\", \"arguments\": {\"node-name\": \"%s\"}}", s->node);
+    if (nbd_qsd_alive(0))
+        nbd_qsd_qmp(s, "blockdev-del", json);
+    return ret;
+}
+
+/* check(): close the image in QEMU and run qemu-img check on its file; the
+ * next request adds node and export again. */
+static int nbd_qsd_check(struct nbd_state *s)
+{
+    static const int ok[] = {3, -1}; /* leaked clusters, as with qemu-nbd */
+    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)s->format, s->img, NULL};
+    int64_t t0;
+    int ret;
+
+    nbd_qsd.t.checks++;
+    if ((ret = nbd_qsd_detach(s)) < 0)
+        return ret; /* the message says why (a dead daemon: QEMU's own words) */
+    if (s->no_check)
+        return 0;
+    t0 = nbd_qsd_ns();
+    ret = nbd_drv_run_cmd(s, argv, ok);
+    nbd_qsd.t.check_runs++;
+    nbd_qsd.t.check_ns += nbd_qsd_ns() - t0;
+    return ret < 0 ? -EUCLEAN : 0;
+}
+
+/* server=qsd options: the format's name goes into QMP, discard is the
+ * node's (qemu-nbd's names accepted). */
+static int nbd_qsd_opts(struct nbd_state *s)
+{
+    const char *d = blkv_opt(s->ctx, "discard");
+    if (!*s->format || strlen(s->format) >= 32 ||
+        strspn(s->format, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(s->format)) {
+        blkv_error(s->ctx, "format=%s: not a QEMU format name", s->format);
+        return -EINVAL;
+    }
+    if (!strcmp(d, "unmap") || !strcmp(d, "on"))
+        s->discard = "unmap";
+    else if (!strcmp(d, "ignore") || !strcmp(d, "off"))
+        s->discard = "ignore";
+    else {
+        blkv_error(s->ctx, "discard=%s: expected unmap or ignore", d);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* Fill caps from the handshake. */
@@ -768,6 +1502,29 @@ static int nbd_drv_zero_all(struct nbd_state *s, const struct blkv_caps *caps)
 
 /* ---- driver callbacks ---------------------------------------------------- */
 
+/* open() for server=qsd: a fresh image (create) or the same one again, a
+ * node and an export of it, and the capabilities; a failed open leaves
+ * nothing attached and the image to the next run. */
+static int nbd_qsd_open(struct nbd_state *s, uint64_t size, bool create, struct blkv_caps *caps,
+                        int faults, int zeroes, int timing)
+{
+    int ret;
+    if ((ret = nbd_qsd_opts(s)) < 0)
+        return ret;
+    if (create) {
+        s->size = size;
+        ret = nbd_qsd_create(s, size, timing);
+    }
+    if (s->slot >= 0)
+        nbd_slots[s->slot].state = NBD_SLOT_OPEN;
+    if (ret >= 0 && (ret = nbd_qsd_attach(s)) >= 0 &&
+        (ret = nbd_drv_caps(s, caps, faults, zeroes)) < 0)
+        nbd_qsd_detach(s);
+    if (ret < 0 && s->slot >= 0)
+        nbd_slots[s->slot].state = NBD_SLOT_CLOSED;
+    return ret;
+}
+
 static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
                     struct blkv_caps *caps)
 {
@@ -775,7 +1532,7 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
     const char *server = blkv_opt(ctx, "server");
     const char *uri = blkv_opt(ctx, "uri");
     const char *filter = blkv_opt(ctx, "filter");
-    int faults, check, zeroes, ret;
+    int faults, check, zeroes, timing, ret;
 
     if (create) {
         memset(s, 0, sizeof(*s));
@@ -784,7 +1541,8 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
     s->ctx = ctx;
     if ((faults = nbd_drv_opt_bool(ctx, "faults", true)) == -EINVAL ||
         (check = nbd_drv_opt_bool(ctx, "check", false)) < 0 ||
-        (zeroes = nbd_drv_opt_bool(ctx, "write-zeroes", false)) < 0)
+        (zeroes = nbd_drv_opt_bool(ctx, "write-zeroes", false)) < 0 ||
+        (timing = nbd_drv_opt_bool(ctx, "timing", false)) < 0)
         return -EINVAL;
     if (uri && *uri)
         s->server = NBD_SERVER_URI;
@@ -792,14 +1550,22 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
         s->server = NBD_SERVER_QEMU;
     else if (!strcmp(server, "nbdkit"))
         s->server = NBD_SERVER_NBDKIT;
+    else if (!strcmp(server, "qsd"))
+        s->server = NBD_SERVER_QSD;
     else {
-        blkv_error(ctx, "server=%s: expected qemu-nbd or nbdkit (or uri=)", server);
+        blkv_error(ctx, "server=%s: expected qemu-nbd, qsd or nbdkit (or uri=)", server);
+        return -EINVAL;
+    }
+    if (timing && s->server != NBD_SERVER_QSD) {
+        blkv_error(ctx, "timing=on: only with server=qsd");
         return -EINVAL;
     }
     if (faults < 0)
         faults = s->server == NBD_SERVER_NBDKIT && nbd_drv_list_has(filter, "error");
     s->format = blkv_opt(ctx, "format");
-    s->check = check && s->server == NBD_SERVER_QEMU;
+    s->check = check && (s->server == NBD_SERVER_QEMU || s->server == NBD_SERVER_QSD);
+    if (s->server == NBD_SERVER_QSD)
+        return nbd_qsd_open(s, size, create, caps, faults, zeroes, timing);
 
     if (create) {
         s->size = size;
@@ -827,6 +1593,12 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
 static void nbd_drv_close(void *state)
 {
     struct nbd_state *s = state;
+    if (s->server == NBD_SERVER_QSD) {
+        nbd_qsd_detach(s); /* the core reports nothing from close */
+        if (s->slot >= 0)
+            nbd_slots[s->slot].state = NBD_SLOT_CLOSED; /* the image goes at the next run */
+        return;
+    }
     nbd_drv_disconnect(s);
     if (s->slot < 0)
         return;
@@ -844,6 +1616,10 @@ static int nbd_drv_done(void *user_data, int *error)
     int e = *error;
     req->driver_data = NULL; /* completed */
     s->completions++;
+    /* a lost connection: if the daemon died, the report quotes it */
+    if (s->server == NBD_SERVER_QSD &&
+        (e == ENOTCONN || e == ECONNRESET || e == EPIPE || e == ESHUTDOWN))
+        nbd_qsd_report_death(s);
     blkv_complete(req, e ? -e : 0);
     return 1; /* retire the command */
 }
@@ -860,6 +1636,10 @@ static void nbd_drv_submit(void *state, struct blkv_req *req)
     if ((req->op == BLKV_OP_FLUSH && !s->can_flush) ||
         (req->op == BLKV_OP_DISCARD && !s->can_trim)) {
         blkv_complete(req, 0); /* nothing to do: no cache / discard ignored */
+        return;
+    }
+    if (s->server == NBD_SERVER_QSD && !s->attached && nbd_qsd_attach(s) < 0) {
+        blkv_complete(req, -EIO); /* after a check: node and export again */
         return;
     }
     req->driver_data = s;
@@ -898,6 +1678,10 @@ static int nbd_drv_poll(void *state, int timeout_ms)
     uint64_t before = s->completions;
     int64_t end = nbd_drv_now_ms() + timeout_ms;
 
+    if (!s->h) {
+        blkv_error(s->ctx, "nbd: poll without a connection");
+        return -EIO;
+    }
     for (;;) {
         int64_t left = end - nbd_drv_now_ms();
         int r = nbd_poll(s->h, left > 0 ? (int)left : 0);
@@ -921,6 +1705,8 @@ static int nbd_drv_check(void *state)
     char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)s->format, s->img, NULL};
     int ret;
 
+    if (s->server == NBD_SERVER_QSD)
+        return s->check ? nbd_qsd_check(s) : 0;
     if (!s->check || s->slot < 0)
         return 0;
     nbd_drv_disconnect(s);
@@ -936,7 +1722,8 @@ static int nbd_drv_check(void *state)
 const struct blkv_driver blkv_driver_nbd = {
     BLKV_DRIVER_HEADER,
     .name = "nbd",
-    .description = "an NBD server through libnbd: qemu-nbd (any QEMU format), nbdkit, or a URI",
+    .description = "an NBD server through libnbd: qemu-nbd (any QEMU format), one"
+                   " qemu-storage-daemon per process (server=qsd), nbdkit, or a URI",
     .options = nbd_options,
     .state_size = sizeof(struct nbd_state),
     .in_process = false,
