@@ -100,7 +100,7 @@ static int qcow2_check_copied(struct qcow2_check *c, uint64_t host, bool copied,
     return 0;
 }
 
-/* Count the references of one L2 table (a copy of it in tbl). */
+/* Count the references of one L2 table (its bytes in tbl). */
 static int qcow2_check_l2(struct qcow2_check *c, uint64_t l1i, const uint8_t *tbl)
 {
     struct qcow2_state *s = c->s;
@@ -143,11 +143,8 @@ static int qcow2_check_walk(struct qcow2_check *c)
 {
     struct qcow2_state *s = c->s;
     uint64_t cs = s->cluster_size;
-    uint8_t *tbl = blkv_scratch_get(cs);
     int ret = 0;
 
-    if (!tbl)
-        return -ENOMEM;
     qcow2_check_ref(c, 0, cs, "header");
     qcow2_check_ref(c, s->l1_offset, (uint64_t)s->l1_size * 8, "L1 table");
     qcow2_check_ref(c, s->rt_offset, (uint64_t)s->rt_clusters * cs, "refcount table");
@@ -176,13 +173,13 @@ static int qcow2_check_walk(struct qcow2_check *c)
         }
         if ((ret = qcow2_check_copied(c, off, e & QCOW2_OFLAG_COPIED, "L2 table")) < 0)
             break;
+        /* pinned while walked: the walk looks up refcounts only, in the
+         * other cache, so the table is read in place (no copy of it) */
         if ((ret = qcow2_cache_get(s, &s->l2c, off, true, &ce)) < 0)
             break;
-        memcpy(tbl, ce->data, cs);
+        ret = qcow2_check_l2(c, i, ce->data);
         qcow2_cache_put(ce);
-        ret = qcow2_check_l2(c, i, tbl);
     }
-    blkv_scratch_put(tbl, cs);
     return ret;
 }
 

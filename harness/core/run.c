@@ -102,10 +102,11 @@ int blkv_core_run_error(struct blkv_run *run, const char *fmt, ...)
     return BLKV_RUN_ERROR;
 }
 
-/* Whether p may lose power (a crash op): then durability is tracked. */
-static bool program_crashes(const struct blkv_program *p)
+/* Whether p may lose power (a crash op) at op `from` or later: then
+ * durability is tracked. */
+static bool program_crashes(const struct blkv_program *p, size_t from)
 {
-    for (size_t i = 0; i < p->nops; i++)
+    for (size_t i = from; i < p->nops; i++)
         if (p->ops[i].code == BLKV_P_CRASH)
             return true;
     return false;
@@ -455,6 +456,10 @@ static void run_ops(struct blkv_run *run)
                 note_op(run, i, false);
                 return;
             }
+            /* after the last crash, the copies that durability keeps of
+             * every lower write would serve nothing */
+            if (run->rt && !program_crashes(p, i + 1))
+                blkv_rt_set_durability(run->rt, false);
             break;
         case BLKV_P_FAULT:
             do_fault(run, op);
@@ -618,7 +623,7 @@ static int setup_initial(struct blkv_run *run)
 {
     const struct blkv_config *cfg = &run->h.prog->cfg;
     struct blkv_model_config mc = {.size = run->h.caps.size, .atomic = run->h.atomic,
-                                   .crash = program_crashes(run->h.prog)};
+                                   .crash = program_crashes(run->h.prog, 0)};
 
     if (run->h.opts->untrusted)
         return 0; /* content unknown: no model, nothing written */
@@ -755,7 +760,7 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
     if (run->rt) { /* the program starts on a device made, filled and synced */
         blkv_rt_durable_now(run->rt);
         /* what is durable is tracked from here on (a crash needs it) */
-        blkv_rt_set_durability(run->rt, program_crashes(p));
+        blkv_rt_set_durability(run->rt, program_crashes(p, 0));
     }
     run_ops(run);
 

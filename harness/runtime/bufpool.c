@@ -21,7 +21,10 @@ void __asan_unpoison_memory_region(void const volatile *addr, size_t size)
 #define MIN_BITS 12                          /* pooled from 4 KiB */
 #define MAX_BITS 23                          /* to 8 MiB (BLKV_MAX_REQUEST) */
 #define NCLASS (MAX_BITS - MIN_BITS + 1)
-#define POOL_MAX_BYTES (UINT64_C(64) << 20) /* kept at most, per thread */
+/* kept at most, per thread: room for a run of 2 MiB clusters (cache
+ * tables, requests of several clusters, copies kept for durability) with
+ * nothing given back to malloc, which under ASan is an munmap each */
+#define POOL_MAX_BYTES (UINT64_C(256) << 20)
 
 /* Lives in front of the buffer, never handed out. */
 struct pooled {

@@ -53,6 +53,7 @@ struct dur_rec {
     uint64_t seq;        /* completion order on its file, from 1 */
     uint64_t off, len;
     unsigned char *data; /* what it wrote; NULL: zeros */
+    uint64_t data_len;   /* bytes of data as allocated (len may shrink) */
 };
 
 struct blkv_co {

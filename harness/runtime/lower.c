@@ -20,6 +20,7 @@
  * metadata, journalled by the host).
  */
 #include "runtime/internal.h"
+#include "runtime/bufpool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,14 +38,21 @@ static void dur_oom(void)
     blkv_rt_die("out of memory keeping the not-yet-durable lower writes");
 }
 
+/* Records live no longer than the run, so their copies are pool buffers:
+ * a fuzzer's writes of megabytes cost no fresh pages each run. */
+static void dur_rec_free(struct dur_rec *r)
+{
+    blkv_buf_put(r->data, r->data_len);
+    free(r);
+}
+
 /* Drop every record and the page map: all of f is durable as it is. */
 static void dur_reset(struct blkv_lower *f)
 {
     while (f->recs) {
         struct dur_rec *r = f->recs;
         f->recs = r->next;
-        free(r->data);
-        free(r);
+        dur_rec_free(r);
     }
     f->recs_tail = &f->recs;
     f->rec_bytes = 0;
@@ -85,8 +93,7 @@ static void dur_truncate(struct blkv_lower *f, uint64_t size)
         if (r->off >= size) {
             *rp = r->next;
             f->rec_bytes -= r->len;
-            free(r->data);
-            free(r);
+            dur_rec_free(r);
             continue;
         }
         if (r->off + r->len > size) {
@@ -109,7 +116,7 @@ static void dur_truncate(struct blkv_lower *f, uint64_t size)
 static void dur_record(struct blkv_lower *f, const void *buf, uint64_t len, uint64_t off)
 {
     struct dur_rec *r = calloc(1, sizeof(*r));
-    if (!r || (buf && !(r->data = malloc(len))))
+    if (!r || (buf && !(r->data = blkv_buf_get(r->data_len = len))))
         dur_oom();
     if (buf)
         memcpy(r->data, buf, len);
@@ -151,8 +158,7 @@ static void dur_flushed(struct blkv_lower *f, uint64_t seq)
         dur_apply(f, r->data, r->len, r->off);
         f->recs = r->next;
         f->rec_bytes -= r->len;
-        free(r->data);
-        free(r);
+        dur_rec_free(r);
     }
     if (!f->recs)
         dur_reset(f);

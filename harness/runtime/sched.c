@@ -466,6 +466,8 @@ int blkv_rt_wait_io(const char *fn, struct lower_io *io)
 
 void blkv_rt_set_durability(struct blkv_rt *rt, bool on)
 {
+    if (rt->durability && !on) /* nothing will ask what is durable any more */
+        blkv_rt_durable_now(rt);
     rt->durability = on;
 }
 
