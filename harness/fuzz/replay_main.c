@@ -12,8 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define MAX_FILE_BYTES (16u << 20)
+
+/* BLKV_REPLAY_TIMES=FILE: one line per input, "MICROSECONDS PATH" */
+static FILE *times;
 
 /* A target's one-time setup, where it has one (as libFuzzer calls it). */
 int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
@@ -42,7 +46,15 @@ static int replay_file(const char *path)
     }
     fclose(f);
     fprintf(stderr, "running %s (%zu bytes)\n", path, n);
-    if (LLVMFuzzerTestOneInput(buf, n) < 0)
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int r = LLVMFuzzerTestOneInput(buf, n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (times)
+        fprintf(times, "%lld %s\n",
+                (long long)(t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000,
+                path);
+    if (r < 0)
         fprintf(stderr, "%s: set aside by the target, not run (over the data budget; "
                 "'blkv run' replays it whole)\n", path);
     free(buf);
@@ -84,7 +96,14 @@ int main(int argc, char **argv)
     int ret = 0;
     if (argc < 2) {
         fprintf(stderr, "usage: %s FILE|DIR...\n"
-                        "Replay fuzz inputs; a finding prints a report and aborts.\n", argv[0]);
+                        "Replay fuzz inputs; a finding prints a report and aborts.\n"
+                        "BLKV_REPLAY_TIMES=FILE: each input's run time there (us, path).\n",
+                argv[0]);
+        return 2;
+    }
+    const char *tp = getenv("BLKV_REPLAY_TIMES");
+    if (tp && *tp && !(times = fopen(tp, "w"))) {
+        fprintf(stderr, "BLKV_REPLAY_TIMES=%s: %s\n", tp, strerror(errno));
         return 2;
     }
     if (LLVMFuzzerInitialize)
@@ -92,5 +111,9 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++)
         if (replay(argv[i]))
             ret = 2;
+    if (times && fclose(times)) {
+        fprintf(stderr, "BLKV_REPLAY_TIMES=%s: %s\n", tp, strerror(errno));
+        ret = 2;
+    }
     return ret;
 }
