@@ -120,6 +120,8 @@ struct nbd_state {
     /* server=qsd */
     bool attached;       /* node and export exist (and h is connected) */
     bool no_check;       /* the format has no check (qemu-img check exit 63) */
+    uint64_t check_every; /* check=every-N: N (1: check=on) */
+    uint64_t run_no;     /* this run's number in the process (check=every-N) */
     const char *discard; /* the node's discard option: unmap or ignore */
     unsigned gen;        /* the daemon generation the node was added to */
     char node[24], export[24];
@@ -138,7 +140,9 @@ static const struct blkv_option nbd_options[] = {
      " size and create-opts"},
     {"check", "on", "qemu-nbd, qsd: check() closes the image in QEMU (qemu-nbd: stops the"
      " server; qsd: deletes export and node) and runs qemu-img check (on, off); qsd skips"
-     " formats qemu-img has no check for (raw, vpc)"},
+     " formats qemu-img has no check for (raw, vpc), and takes every-N: qemu-img check only"
+     " in runs 0, N, 2N, ... of the process (the others still close the image in QEMU;"
+     " a replayed reproducer is run 0)"},
     {"discard", "unmap", "qemu-nbd: --discard mode; qsd: the format node's discard option"
      " (unmap: trims and write-zeroes may free clusters; ignore)"},
     {"write-zeroes", "on", "use NBD write-zeroes when the server has it (off: the core writes"
@@ -151,9 +155,9 @@ static const struct blkv_option nbd_options[] = {
      " it is restarted when they change)"},
     {"faults", "auto", "the server may fail requests (caps.may_fail): on, off, or auto"
      " (on when the nbdkit error filter is used)"},
-    {"timing", "off", "qsd: at exit, print to stderr the time spent per run in node creation"
-     " (with the image copy), export and connect, the program, export and node deletion, and"
-     " qemu-img check (on, off)"},
+    {"timing", "off", "qsd: at exit, print to stderr the time spent per run in the image copy,"
+     " node creation, export and connect, the program, export and node deletion, and"
+     " qemu-img check (on, off; BLKV_NBD_TIMING=1 in the environment turns it on too)"},
     {NULL, NULL, NULL},
 };
 
@@ -345,10 +349,12 @@ static char *nbd_drv_utoa(char *buf, size_t len, unsigned long v)
 /*
  * Start argv with stdout and stderr going to `log`.  With listen_fd >= 0 the
  * child gets it as fd 3, with LISTEN_FDS=1 and LISTEN_PID (socket
- * activation) when `activate`.  The child dies with this process
- * (PR_SET_PDEATHSIG).  Returns the pid or a negative errno.
+ * activation) when `activate`; it runs in directory cwd unless that is NULL.
+ * The child dies with this process (PR_SET_PDEATHSIG).  Returns the pid or
+ * a negative errno.
  */
-static pid_t nbd_drv_spawn(char *const argv[], const char *log, int listen_fd, bool activate)
+static pid_t nbd_drv_spawn(char *const argv[], const char *log, int listen_fd, bool activate,
+                           const char *cwd)
 {
     size_t n = 0, k = 0;
     char **envp;
@@ -386,7 +392,7 @@ static pid_t nbd_drv_spawn(char *const argv[], const char *log, int listen_fd, b
         char num[24];
         int devnull = open("/dev/null", O_RDONLY);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
+        if (getppid() != parent || (cwd && chdir(cwd) < 0))
             _exit(126);
         if (devnull >= 0)
             dup2(devnull, 0);
@@ -437,7 +443,7 @@ static int nbd_drv_run_cmd_code(struct nbd_state *s, char *const argv[], const i
 {
     char line[256];
     int status = 0;
-    pid_t pid = nbd_drv_spawn(argv, s->log, -1, false);
+    pid_t pid = nbd_drv_spawn(argv, s->log, -1, false, NULL);
 
     if (pid < 0) {
         blkv_error(s->ctx, "%s: cannot start: %s", argv[0], strerror((int)-pid));
@@ -537,11 +543,32 @@ static int nbd_drv_opt_bool(struct blkv_ctx *ctx, const char *name, bool allow_a
     return -EINVAL;
 }
 
+/* check: on, off or every-N (N >= 1, into s->check_every); 1, 0 or -EINVAL. */
+static int nbd_drv_opt_check(struct nbd_state *s, struct blkv_ctx *ctx)
+{
+    const char *v = blkv_opt(ctx, "check");
+    char *end;
+    unsigned long long n;
+
+    s->check_every = 1;
+    if (!v || strncmp(v, "every-", 6))
+        return nbd_drv_opt_bool(ctx, "check", false);
+    errno = 0;
+    n = strtoull(v + 6, &end, 10);
+    if (v[6] < '0' || v[6] > '9' || *end || errno || n == 0) {
+        blkv_error(ctx, "check=%s: expected on, off or every-N (N >= 1)", v);
+        return -EINVAL;
+    }
+    s->check_every = n;
+    return 1;
+}
+
 /* ---- server -------------------------------------------------------------- */
 
-/* Take a free slot and make its directory in base (removing directories of
- * dead processes there when `stale`); 0 or a negative errno. */
-static int nbd_drv_slot_new_in(struct nbd_state *s, const char *base, bool stale)
+/* Take a free slot and make its directory base/<prefix>XXXXXX (removing
+ * directories of dead processes in base when `stale`); 0 or a negative errno. */
+static int nbd_drv_slot_new_in(struct nbd_state *s, const char *base, const char *prefix,
+                               bool stale)
 {
     char tmpl[NBD_DIR_MAX];
     int i;
@@ -559,7 +586,7 @@ static int nbd_drv_slot_new_in(struct nbd_state *s, const char *base, bool stale
         blkv_error(s->ctx, "more than %d NBD runs open at once", NBD_SLOTS);
         return -EMFILE;
     }
-    snprintf(tmpl, sizeof(tmpl), "%s/blkv-nbd-%ld-XXXXXX", base, (long)getpid());
+    snprintf(tmpl, sizeof(tmpl), "%s/%sXXXXXX", base, prefix);
     if (!mkdtemp(tmpl)) {
         int e = errno;
         blkv_error(s->ctx, "mkdtemp %s: %s", tmpl, strerror(e));
@@ -578,7 +605,9 @@ static int nbd_drv_slot_new_in(struct nbd_state *s, const char *base, bool stale
 /* A slot with its directory in the temporary directory. */
 static int nbd_drv_slot_new(struct nbd_state *s)
 {
-    return nbd_drv_slot_new_in(s, nbd_drv_tmpdir(), true);
+    char prefix[40];
+    snprintf(prefix, sizeof(prefix), "blkv-nbd-%ld-", (long)getpid());
+    return nbd_drv_slot_new_in(s, nbd_drv_tmpdir(), prefix, true);
 }
 
 /* Create the image with qemu-img create -f FORMAT [-o OPTS] IMG SIZE. */
@@ -686,7 +715,7 @@ static int nbd_drv_server_start(struct nbd_state *s)
         blkv_error(s->ctx, "socket %s: %s", s->sock, strerror(-ret));
         goto out;
     }
-    pid = nbd_drv_spawn(c->argv, s->log, fd, true);
+    pid = nbd_drv_spawn(c->argv, s->log, fd, true, NULL);
     if (pid < 0) {
         ret = (int)pid;
         blkv_error(s->ctx, "%s: cannot start: %s", c->argv[0], strerror(-ret));
@@ -966,6 +995,21 @@ static int nbd_qsd_qmp(struct nbd_state *s, const char *what, const char *json)
     return ret;
 }
 
+/* Read the reply to a command already sent, like nbd_qsd_qmp. */
+static int nbd_qsd_reply(struct nbd_state *s, const char *what)
+{
+    char err[300];
+    int ret = nbd_qmp_reply(&nbd_qsd.qmp, QSD_QMP_TIMEOUT_MS, err, sizeof(err));
+    if (ret == -ETIMEDOUT) {
+        nbd_qsd_kill();
+        blkv_error(s->ctx, "qemu-storage-daemon: %s: no answer in %d s; the daemon was killed",
+                   what, QSD_QMP_TIMEOUT_MS / 1000);
+    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s))) {
+        blkv_error(s->ctx, "qemu-storage-daemon: %s: %s", what, err);
+    }
+    return ret;
+}
+
 /* Wait for the event nbd_qmp_await armed, like nbd_qsd_qmp. */
 static int nbd_qsd_wait(struct nbd_state *s, const char *what)
 {
@@ -1065,7 +1109,7 @@ static int nbd_qsd_start(struct nbd_state *s, const char *args)
         blkv_error(s->ctx, "socket %s: %s", d->qmp_path, strerror(-ret));
         goto out;
     }
-    pid = nbd_drv_spawn(c->argv, d->log, fd, false);
+    pid = nbd_drv_spawn(c->argv, d->log, fd, false, d->dir); /* QMP names files in it */
     if (pid < 0) {
         ret = (int)pid;
         blkv_error(s->ctx, "qemu-storage-daemon: cannot start: %s", strerror(-ret));
@@ -1281,7 +1325,7 @@ static int nbd_qsd_create(struct nbd_state *s, uint64_t size, bool timing)
 
     if ((ret = nbd_qsd_ensure(s, timing)) < 0)
         return ret;
-    if ((ret = nbd_drv_slot_new_in(s, nbd_qsd.dir, false)) < 0)
+    if ((ret = nbd_drv_slot_new_in(s, nbd_qsd.dir, "i", false)) < 0)
         return ret;
     if ((ret = nbd_qsd_template(s, size, &t)) < 0)
         return ret;
@@ -1292,7 +1336,7 @@ static int nbd_qsd_create(struct nbd_state *s, uint64_t size, bool timing)
         return ret;
     s->no_check = t->no_check;
     snprintf(s->img, sizeof(s->img), "%s/disk", dst);
-    nbd_qsd.t.runs++;
+    s->run_no = nbd_qsd.t.runs++;
     nbd_qsd.t.image_ns += nbd_qsd_ns() - t0;
     return 0;
 }
@@ -1320,13 +1364,13 @@ static int nbd_qsd_detach(struct nbd_state *s)
     }
     nbd_qmp_await(&d->qmp, "BLOCK_EXPORT_DELETED", s->export);
     snprintf(json, sizeof(json),
-             "{\"execute\": \"block-export-del\", \"arguments\": {\"id\": \"%s\","
-             " \"mode\": \"hard\"}}", s->export);
+             "{\"execute\":\"block-export-del\",\"arguments\":{\"id\":\"%s\",\"mode\":\"hard\"}}",
+             s->export);
     if ((ret = nbd_qsd_qmp(s, "block-export-del", json)) < 0 ||
         (ret = nbd_qsd_wait(s, "BLOCK_EXPORT_DELETED")) < 0)
         return ret;
-    snprintf(json, sizeof(json),
-             "{\"execute\": \"blockdev-del\", \"arguments\": {\"node-name\": \"%s\"}}", s->node);
+    snprintf(json, sizeof(json), "{\"execute\":\"blockdev-del\",\"arguments\":{\"node-name\":\"%s\"}}",
+             s->node);
     if ((ret = nbd_qsd_qmp(s, "blockdev-del", json)) < 0)
         return ret;
     d->t.detaches++;
@@ -1334,62 +1378,78 @@ static int nbd_qsd_detach(struct nbd_state *s)
     return 0;
 }
 
-/* Add the format node over the image file, export it and connect. */
+/*
+ * Add the format node over the image file, export it and connect.  The two
+ * commands go out together: QEMU's monitor reads a byte per main-loop turn,
+ * so a command costs by its length (hence compact JSON, a file name
+ * relative to the daemon's directory, one name for node and export) and
+ * the reply to the first need not be awaited.
+ */
 static int nbd_qsd_attach(struct nbd_state *s)
 {
     struct nbd_qsd *d = &nbd_qsd;
-    char json[NBD_DIR_MAX * 2 + 512], file[NBD_DIR_MAX * 2 + 32];
-    uint64_t id;
+    char json[NBD_DIR_MAX * 2 + 320], file[NBD_DIR_MAX * 2 + 32], err[300];
+    const char *rel = s->img;
+    size_t dl = strlen(d->dir);
     int64_t t0 = nbd_qsd_ns(), t1;
-    int ret;
+    int n, ret, ret2;
 
     if (!nbd_qsd_alive(0)) { /* it died since the run began: a new one */
         if ((ret = nbd_qsd_ensure(s, false)) < 0)
             return ret;
     }
-    id = ++d->next_id;
     s->gen = d->gen;
-    snprintf(s->node, sizeof(s->node), "n%" PRIu64, id);
-    snprintf(s->export, sizeof(s->export), "e%" PRIu64, id);
+    snprintf(s->node, sizeof(s->node), "n%" PRIu64, ++d->next_id);
+    snprintf(s->export, sizeof(s->export), "%s", s->node);
     snprintf(s->sock, sizeof(s->sock), "%.*s", (int)sizeof(s->sock) - 1, d->nbd_path);
-    if (!nbd_qmp_json_str(file, sizeof(file), s->img)) {
+    if (!strncmp(rel, d->dir, dl) && rel[dl] == '/')
+        rel += dl + 1;
+    if (!nbd_qmp_json_str(file, sizeof(file), rel)) {
         blkv_error(s->ctx, "image path %s: too long", s->img);
         return -ENAMETOOLONG;
     }
-    /* as qemu-nbd --cache=writeback --discard=MODE: a cached, flushed image */
-    snprintf(json, sizeof(json),
-             "{\"execute\": \"blockdev-add\", \"arguments\": {\"driver\": \"%s\","
-             " \"node-name\": \"%s\", \"discard\": \"%s\","
-             " \"cache\": {\"direct\": false, \"no-flush\": false},"
-             " \"file\": {\"driver\": \"file\", \"filename\": %s}}}",
-             s->format, s->node, s->discard, file);
-    if ((ret = nbd_qsd_qmp(s, "blockdev-add", json)) < 0)
-        return ret;
+    /* as qemu-nbd --cache=writeback --discard=MODE: cache.direct and
+     * cache.no-flush are off, and so is the export's writethrough (the
+     * defaults); file nodes take discard=unmap by default, as qemu-nbd's */
+    n = snprintf(json, sizeof(json),
+                 "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"%s\","
+                 "\"node-name\":\"%s\",\"discard\":\"%s\","
+                 "\"file\":{\"driver\":\"file\",\"filename\":%s}}}\n"
+                 "{\"execute\":\"block-export-add\",\"arguments\":{\"type\":\"nbd\","
+                 "\"id\":\"%s\",\"node-name\":\"%s\",\"writable\":true}}",
+                 s->format, s->node, s->discard, file, s->node, s->node);
+    if (n < 0 || (size_t)n >= sizeof(json)) {
+        blkv_error(s->ctx, "blockdev-add command too long");
+        return -E2BIG;
+    }
+    ret = nbd_qsd_qmp(s, "blockdev-add", json);
     t1 = nbd_qsd_ns();
-    snprintf(json, sizeof(json),
-             "{\"execute\": \"block-export-add\", \"arguments\": {\"type\": \"nbd\","
-             " \"id\": \"%s\", \"node-name\": \"%s\", \"name\": \"%s\", \"writable\": true,"
-             " \"writethrough\": false}}",
-             s->export, s->node, s->export);
-    if ((ret = nbd_qsd_qmp(s, "block-export-add", json)) < 0)
-        goto del_node;
+    if (ret == -EREMOTEIO) { /* the export's reply (an error too) is still to come */
+        nbd_qmp_reply(&d->qmp, QSD_QMP_TIMEOUT_MS, err, sizeof(err));
+        return ret;
+    }
+    if (ret < 0)
+        return ret;
+    if ((ret = nbd_qsd_reply(s, "block-export-add")) < 0) {
+        if (ret == -EREMOTEIO) {
+            snprintf(json, sizeof(json),
+                     "{\"execute\":\"blockdev-del\",\"arguments\":{\"node-name\":\"%s\"}}",
+                     s->node);
+            nbd_qsd_qmp(s, "blockdev-del", json);
+        }
+        return ret;
+    }
     s->attached = true;
     s->t_attached = 0;
-    if ((ret = nbd_drv_connect(s)) < 0) {
+    if ((ret2 = nbd_drv_connect(s)) < 0) {
         nbd_qsd_detach(s);
-        return ret;
+        return ret2;
     }
     d->t.attaches++;
     d->t.node_ns += t1 - t0;
     s->t_attached = nbd_qsd_ns();
     d->t.export_ns += s->t_attached - t1;
     return 0;
-del_node:
-    snprintf(json, sizeof(json),
-             "{\"execute\": \"blockdev-del\", \"arguments\": {\"node-name\": \"%s\"}}", s->node);
-    if (nbd_qsd_alive(0))
-        nbd_qsd_qmp(s, "blockdev-del", json);
-    return ret;
 }
 
 /* check(): close the image in QEMU and run qemu-img check on its file; the
@@ -1404,7 +1464,7 @@ static int nbd_qsd_check(struct nbd_state *s)
     nbd_qsd.t.checks++;
     if ((ret = nbd_qsd_detach(s)) < 0)
         return ret; /* the message says why (a dead daemon: QEMU's own words) */
-    if (s->no_check)
+    if (s->no_check || s->run_no % s->check_every)
         return 0;
     t0 = nbd_qsd_ns();
     ret = nbd_drv_run_cmd(s, argv, ok);
@@ -1540,7 +1600,7 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
     }
     s->ctx = ctx;
     if ((faults = nbd_drv_opt_bool(ctx, "faults", true)) == -EINVAL ||
-        (check = nbd_drv_opt_bool(ctx, "check", false)) < 0 ||
+        (check = nbd_drv_opt_check(s, ctx)) < 0 ||
         (zeroes = nbd_drv_opt_bool(ctx, "write-zeroes", false)) < 0 ||
         (timing = nbd_drv_opt_bool(ctx, "timing", false)) < 0)
         return -EINVAL;
@@ -1560,6 +1620,12 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
         blkv_error(ctx, "timing=on: only with server=qsd");
         return -EINVAL;
     }
+    if (s->check_every > 1 && s->server != NBD_SERVER_QSD) {
+        blkv_error(ctx, "check=%s: every-N only with server=qsd", blkv_opt(ctx, "check"));
+        return -EINVAL;
+    }
+    if (getenv("BLKV_NBD_TIMING") && !strcmp(getenv("BLKV_NBD_TIMING"), "1"))
+        timing = s->server == NBD_SERVER_QSD;
     if (faults < 0)
         faults = s->server == NBD_SERVER_NBDKIT && nbd_drv_list_has(filter, "error");
     s->format = blkv_opt(ctx, "format");

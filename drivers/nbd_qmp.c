@@ -290,6 +290,15 @@ int nbd_qmp_cmd(struct nbd_qmp *q, const char *json, int timeout_ms, char *err, 
     return qmp_reply(q, qmp_now_ms() + timeout_ms, err, len);
 }
 
+int nbd_qmp_reply(struct nbd_qmp *q, int timeout_ms, char *err, size_t len)
+{
+    if (q->fd < 0) {
+        snprintf(err, len, "no QMP connection");
+        return -ENOTCONN;
+    }
+    return qmp_reply(q, qmp_now_ms() + timeout_ms, err, len);
+}
+
 void nbd_qmp_await(struct nbd_qmp *q, const char *event, const char *id)
 {
     snprintf(q->await_event, sizeof(q->await_event), "%s", event);

@@ -33,8 +33,12 @@ struct nbd_qmp {
 /* Connect to the monitor socket at path, read the greeting and leave
  * capabilities negotiation mode. */
 int nbd_qmp_connect(struct nbd_qmp *q, const char *path, int timeout_ms, char *err, size_t len);
-/* Send one command (a complete {"execute": ...} object) and read its reply. */
+/* Send one command (a complete {"execute": ...} object) and read its reply.
+ * json may hold several commands, one per line: the reply read is the
+ * first one's; read the others with nbd_qmp_reply. */
 int nbd_qmp_cmd(struct nbd_qmp *q, const char *json, int timeout_ms, char *err, size_t len);
+/* Read the reply to the next command sent. */
+int nbd_qmp_reply(struct nbd_qmp *q, int timeout_ms, char *err, size_t len);
 /* From now on, remember an event named `event` whose data "id" is `id`. */
 void nbd_qmp_await(struct nbd_qmp *q, const char *event, const char *id);
 /* Read until the awaited event has arrived (at once if it already has). */

@@ -10,7 +10,7 @@
 #       a trace that writes, reopens, checks and reads back, on every format
 #       qemu-img creates and on create-opts (qcow2 cluster size, lazy
 #       refcounts, refcount width; vmdk subformats with extent files): ok;
-#       bad options are refused with a message.
+#       bad options are refused with a message; check=every-N checks run 0.
 #   test_nbd_qsd.sh BLKV cleanup
 #       the daemon and its directory are gone after blkv exits, after
 #       SIGTERM and SIGABRT; after SIGKILL the daemon is gone (it dies with
@@ -101,7 +101,8 @@ EOF
     done
     # bad options: refused with one clear line (exit 2: the run cannot start)
     for spec in "format=QCOW2" "format=qcow2 discard=maybe" \
-        "format=qcow2 create-opts=bogus=1" "format=qcow2 timing=maybe"; do
+        "format=qcow2 create-opts=bogus=1" "format=qcow2 timing=maybe" \
+        "format=qcow2 check=every-0" "format=qcow2 check=every-x"; do
         "$BLKV" run --driver "nbd server=qsd $spec" reopen.trace >out 2>&1
         rc=$?
         grep -v 'not its driver line' out
@@ -109,6 +110,12 @@ EOF
     done
     "$BLKV" run --driver "nbd server=qemu-nbd timing=on" reopen.trace >out 2>&1
     grep -q 'timing=on: only with server=qsd' out || bad "timing=on accepted for qemu-nbd"
+    "$BLKV" run --driver "nbd server=qemu-nbd check=every-2" reopen.trace >out 2>&1
+    grep -q 'every-N only with server=qsd' out || bad "check=every-2 accepted for qemu-nbd"
+    # check=every-N: run 0 of a process (a replayed reproducer) is checked
+    "$BLKV" run --driver "nbd server=qsd format=qcow2 check=every-1000 timing=on" reopen.trace \
+        >out 2>&1
+    grep -q ' 4 qemu-img check runs' out || bad "check=every-1000: run 0 not checked: $(tail -1 out)"
     ;;
 cleanup)
     # a normal exit
