@@ -237,10 +237,10 @@ static void nbd_drv_signal(int sig, siginfo_t *info, void *uc)
     } else if (old->sa_handler != SIG_DFL) {
         old->sa_handler(sig);
     } else {
-        /* abort() re-raises SIGABRT with the default action itself */
+        /* abort() would re-raise SIGABRT itself, but a SIGABRT sent by
+         * another process (kill -ABRT) would return to the program */
         signal(sig, SIG_DFL);
-        if (sig != SIGABRT)
-            raise(sig);
+        raise(sig);
     }
 }
 
