@@ -162,9 +162,9 @@ death)
         kill -KILL "$d"
         wait $bg
         rc=$? bg=
-        [ $rc -eq 1 ] || bad "daemon killed: blkv run exited $rc"
+        [ $rc -eq 1 ] || bad "daemon killed: blkv run exited $rc: $(tail -n 2 out)"
         grep -q "the driver said: qemu-storage-daemon (pid $d) died: signal 9" out ||
-            bad "daemon killed: the report does not say so"
+            bad "daemon killed: the report does not say so: $(grep -m1 -e 'said' -e blkverify out)"
         grep -m1 'driver said' out
     else
         bad "no daemon started"
@@ -182,9 +182,10 @@ death)
             bad "qed: the report lacks QEMU's assertion"
         grep -m1 'driver said' out
         # found by blkv prop and shrunk: every run after a death has a new daemon
-        "$BLKV" prop -q -S 1 -r 60 -s "$tmp" -d "nbd server=qsd format=qed timing=on" >out 2>&1
+        # (a race: programs until one hits it; under load that may take more)
+        "$BLKV" prop -q -S 1 -r 400 -s "$tmp" -d "nbd server=qsd format=qed timing=on" >out 2>&1
         rc=$?
-        [ $rc -eq 1 ] || bad "qed: blkv prop exited $rc"
+        [ $rc -eq 1 ] || bad "qed: blkv prop exited $rc: $(grep '^prop:' out | tail -n 1)"
         grep -q 'Assertion .s->allocating_acb == NULL' out ||
             bad "qed: blkv prop's report lacks QEMU's assertion"
         starts=$(sed -n 's/.*daemon starts \([0-9]*\).*/\1/p' out)
