@@ -172,10 +172,14 @@ death)
     # QEMU's own assertion (QEMU 7.2; skipped as fixed when it no longer fails)
     sed 's/server=qemu-nbd format=qed/server=qsd format=qed/' \
         "$here/findings/qemu-qed-allocating-acb.trace" >qed.trace
-    "$BLKV" run qed.trace >out 2>&1
-    rc=$?
+    # a race in QEMU (test_findings.sh gives it 5 tries too)
+    for _ in 1 2 3 4 5; do
+        "$BLKV" run qed.trace >out 2>&1
+        rc=$?
+        [ $rc -eq 0 ] || break
+    done
     if [ $rc -eq 0 ]; then
-        echo "the qed assertion no longer fires (fixed upstream?): not checked"
+        echo "the qed assertion did not fire in 5 tries (fixed upstream?): not checked"
     else
         [ $rc -eq 1 ] || bad "qed: blkv run exited $rc"
         grep -q 'died: signal 6 (Aborted); its stderr ends: .*qed_aio_write_alloc: Assertion' out ||
