@@ -200,8 +200,8 @@ static void qmp_drop(struct nbd_qmp *q, size_t line_len)
 static int qmp_reply(struct nbd_qmp *q, int64_t deadline, char *err, size_t len)
 {
     for (;;) {
-        char *line;
-        size_t l;
+        char *line = NULL; /* set when qmp_read_line succeeds */
+        size_t l = 0;
         enum qmp_line k;
         int ret = qmp_read_line(q, deadline, &line, &l, err, len);
         if (ret < 0)
@@ -310,8 +310,8 @@ int nbd_qmp_wait(struct nbd_qmp *q, int timeout_ms, char *err, size_t len)
 {
     int64_t deadline = qmp_now_ms() + timeout_ms;
     while (!q->seen) {
-        char *line;
-        size_t l;
+        char *line = NULL; /* set when qmp_read_line succeeds */
+        size_t l = 0;
         int ret = qmp_read_line(q, deadline, &line, &l, err, len);
         if (ret < 0)
             return ret;
