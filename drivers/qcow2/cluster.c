@@ -136,6 +136,8 @@ int qcow2_l2_prepare(struct qcow2_state *s, uint64_t gc)
         ret = blkv_lower_pwrite(s->file, be, 8, s->l1_offset + l1i * 8);
         if (ret < 0)
             s->l1[l1i] = old_e;
+        else if (l1i + 1 == s->l1_size && s->l1_size % s->l2_entries == 0)
+            QCOW2_PROBE(); /* probe: l2-alloc-full-l1 (its last entry; it fills its clusters) */
     }
     qcow2_cache_put(e);
     if (ret < 0) {

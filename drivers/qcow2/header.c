@@ -41,6 +41,13 @@ int qcow2_create(struct qcow2_state *s, uint64_t size, const struct qcow2_create
 
     if (l1_size == 0)
         l1_size = 1;
+    if (o->l1_size && o->l1_size < l1_size) {
+        blkv_error(s->ctx, "qcow2: l1-size=%" PRIu32 ": size %" PRIu64 " needs at least %" PRIu64
+                   " L1 entries with %" PRIu64 "-byte clusters", o->l1_size, size, l1_size, cs);
+        return -EINVAL;
+    }
+    if (o->l1_size)
+        l1_size = o->l1_size;
     if (l1_size * 8 > QCOW2_MAX_L1_BYTES) {
         blkv_error(s->ctx, "qcow2: size %" PRIu64 " needs an L1 table over %" PRIu64
                    " bytes with %" PRIu64 "-byte clusters; use larger clusters",

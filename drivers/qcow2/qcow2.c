@@ -32,6 +32,9 @@ const struct blkv_option blkv_qcow2_options[] = {
     {"l2-cache", "4", "L2 tables cached (2 to 64)"},
     {"refcount-cache", "4", "refcount blocks cached (2 to 64)"},
     {"backing", "none", "backing file of a new image, in lower file 1: none, raw or qcow2"},
+    {"l1-size", NULL, "L1 entries of a new image, 1 to 4194304 and at least what the size needs "
+                      "(unset: what the size needs); the entries past that stay empty, so the "
+                      "image starts that much larger"},
     {"save", NULL, "on close, copy the image to this host file (and the backing file next to "
                    "it, under the name the header gives)"},
     {NULL, NULL, NULL},
@@ -54,13 +57,13 @@ static uint32_t qcow2_log2(uint64_t v)
 /* Parse the driver options; 0 or -EINVAL with a message. */
 static int qcow2_parse_opts(struct blkv_ctx *ctx, struct qcow2_opts *o)
 {
-    uint64_t version, cs, rb, l2n, rbn;
+    uint64_t version, cs, rb, l2n, rbn, l1n;
     const char *lazy = blkv_opt(ctx, "lazy-refcounts"), *b = blkv_opt(ctx, "backing");
 
     if (blkv_opt_u64(ctx, "version", &version) < 0 ||
         blkv_opt_u64(ctx, "cluster-size", &cs) < 0 ||
         blkv_opt_u64(ctx, "refcount-bits", &rb) < 0 || blkv_opt_u64(ctx, "l2-cache", &l2n) < 0 ||
-        blkv_opt_u64(ctx, "refcount-cache", &rbn) < 0)
+        blkv_opt_u64(ctx, "refcount-cache", &rbn) < 0 || blkv_opt_u64(ctx, "l1-size", &l1n) < 0)
         return -EINVAL;
     if (version != 2 && version != 3) {
         blkv_error(ctx, "version=%" PRIu64 ": expected 2 or 3", version);
@@ -80,6 +83,11 @@ static int qcow2_parse_opts(struct blkv_ctx *ctx, struct qcow2_opts *o)
     }
     if (l2n < 2 || l2n > QCOW2_MAX_CACHE || rbn < 2 || rbn > QCOW2_MAX_CACHE) {
         blkv_error(ctx, "l2-cache and refcount-cache: expected 2 to %d tables", QCOW2_MAX_CACHE);
+        return -EINVAL;
+    }
+    if (blkv_opt(ctx, "l1-size") && (l1n < 1 || l1n > QCOW2_MAX_L1_BYTES / 8)) {
+        blkv_error(ctx, "l1-size=%" PRIu64 ": expected 1 to %" PRIu64 " entries", l1n,
+                   QCOW2_MAX_L1_BYTES / 8);
         return -EINVAL;
     }
     memset(o, 0, sizeof(*o));
@@ -106,6 +114,7 @@ static int qcow2_parse_opts(struct blkv_ctx *ctx, struct qcow2_opts *o)
     o->create.version = (uint32_t)version;
     o->create.cluster_bits = qcow2_log2(cs);
     o->create.refcount_order = qcow2_log2(rb);
+    o->create.l1_size = (uint32_t)l1n; /* 0: what the size needs */
     o->l2n = (unsigned)l2n;
     o->rbn = (unsigned)rbn;
     return 0;
@@ -151,6 +160,7 @@ static int qcow2_make_backing(struct qcow2_state *s, uint64_t size, const struct
     } else {
         struct qcow2_create_opts bo = o->create;
         bo.refcount_order = 4, bo.lazy = false, bo.backing = QCOW2_BACKING_NONE;
+        bo.l1_size = 0;
         if (!(b = calloc(1, sizeof(*b))))
             return -ENOMEM;
         b->ctx = s->ctx;

@@ -233,6 +233,11 @@ static inline bool qcow2_fixed_meta(const struct qcow2_state *s, uint64_t off, u
            (off < rt_end && s->rt_offset < off + len);
 }
 
+/* Marks a path for `fuzz/coverage -p`, which reports it as reached or not
+ * from the count of its line (which says "probe: NAME") in a source-based
+ * coverage build.  It does nothing. */
+#define QCOW2_PROBE() ((void)0)
+
 /* ---- header.c: image create, open, header updates ---------------------------- */
 
 struct qcow2_create_opts {
@@ -241,6 +246,7 @@ struct qcow2_create_opts {
     uint32_t refcount_order;
     bool lazy;
     enum qcow2_backing backing; /* only recorded in the header */
+    uint32_t l1_size;           /* L1 entries; 0: what the size needs */
 };
 
 /* Write a new empty image of `size` bytes into s->file. */

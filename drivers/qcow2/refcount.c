@@ -167,7 +167,7 @@ static int qcow2_rb_ensure(struct qcow2_state *s, uint64_t ti)
     if (ret == 0) /* the block is durable before the table names it */
         ret = qcow2_barrier(s);
     if (ret == 0) {
-        s->rt[ti] = off;
+        s->rt[ti] = off; /* probe: refblock-new (allocation crossed into a new block) */
         s->rt_used = qcow2_max(s->rt_used, ti + 1);
         qcow2_put_be64(be, off);
         blkv_lower_event(s->file, BLKV_EV_REFTABLE_GROW);
@@ -274,7 +274,7 @@ static int qcow2_rt_grow(struct qcow2_state *s, uint64_t need)
     s->rt = nrt;
     s->rt_size = (k << cb) / 8;
     s->rt_offset = p << cb;
-    s->rt_clusters = (uint32_t)k;
+    s->rt_clusters = (uint32_t)k; /* probe: refcount-table-grow */
     s->alloc_end = qcow2_max(s->alloc_end, p + k + nb);
     /* the old table is garbage once the header durably names the new one;
      * failing to free it only leaks it */
