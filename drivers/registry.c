@@ -137,25 +137,67 @@ int blkv_run_spec(const struct blkv_program *p, const char *spec, struct blkv_ru
     return blkv_run(p, o, res);
 }
 
+/* splitmix64's finalizer: every bit of v stirred into every bit. */
+static uint64_t registry_mix(uint64_t v)
+{
+    v += UINT64_C(0x9e3779b97f4a7c15);
+    v = (v ^ (v >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    v = (v ^ (v >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return v ^ (v >> 31);
+}
+
+/*
+ * The L1 entries of a new image whose metadata ends `room` clusters short
+ * of where the allocator must make a new refcount structure, for cluster
+ * size cs with 64-bit refcounts (a block counts cs/8 clusters, a table
+ * cluster names cs/8 blocks), or 0 when that does not fit a device of
+ * `size` bytes.  qcow2_create lays out the header, one refcount table
+ * cluster, nb refcount blocks and then the L1 table, so the L1 table's
+ * length places the end: with 512-byte clusters, at the end of what one
+ * table cluster reaches (4096 clusters; the table grows), else at the end
+ * of the first block (a second block is made).  The table fills its
+ * clusters: a full L1.
+ */
+static uint64_t registry_l1_room(uint64_t size, uint32_t cs, uint64_t room)
+{
+    uint64_t per = cs / 8, end = cs == 512 ? per * per : per, nb = cs == 512 ? per : 1;
+    uint64_t l1c = end - room - 2 - nb, need = ((size + cs - 1) / cs + per - 1) / per;
+
+    return l1c * per >= need && l1c * per <= (UINT64_C(32) << 20) / 8 ? l1c * per : 0;
+}
+
 void blkv_qcow2_opts_draw(const struct blkv_program *p, bool allow_v3,
                           const char *const backing[4], char *buf, size_t len)
 {
-    uint64_t s = p->cfg.seed;
+    uint64_t s = p->cfg.seed, h = registry_mix(s), l1 = 0;
     unsigned version = s & 1 || !allow_v3 ? 2 : 3;
     unsigned refbits = 1u << ((s >> 1) % 7);
     uint32_t cluster = p->cfg.grain;
+    char l1opt[32] = "";
 
     if (cluster < 512)
         cluster = 512;
     if (cluster > (2u << 20))
         cluster = 2u << 20;
+    /* One program in 8 with clusters of 8K or less (other bits of the same
+     * seed): an image that grows its refcount table or makes a new
+     * refcount block within the first 16 new clusters, with 64-bit
+     * refcounts and a longer L1 table; the program's data stays within
+     * its budget. */
+    if (allow_v3 && cluster <= 8192 && (h >> 61) == 0 &&
+        (l1 = registry_l1_room(p->cfg.size, cluster, (h >> 57) & 15))) {
+        version = 3;
+        refbits = 64;
+        snprintf(l1opt, sizeof(l1opt), " l1-size=%" PRIu64, l1);
+    }
     if (version == 2)
         refbits = 16; /* version 2 has 16-bit refcounts only */
     snprintf(buf, len,
              "version=%u cluster-size=%" PRIu32 " refcount-bits=%u lazy-refcounts=%s "
-             "backing=%s l2-cache=%u refcount-cache=%u",
+             "backing=%s l2-cache=%u refcount-cache=%u%s",
              version, cluster, refbits, version == 3 && (s >> 4 & 1) ? "on" : "off",
-             backing[(s >> 5) & 3], 2 + (unsigned)((s >> 7) & 3), 2 + (unsigned)((s >> 9) & 3));
+             backing[(s >> 5) & 3], 2 + (unsigned)((s >> 7) & 3), 2 + (unsigned)((s >> 9) & 3),
+             l1opt);
 }
 
 /* qcow2_fuzzer's options. */

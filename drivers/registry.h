@@ -34,6 +34,11 @@ extern const struct blkv_option blkv_qcow2_options[];
  * from their input: the cluster size is the config's grain, and bits of
  * its seed choose the version (2 unless allow_v3), refcount width, lazy
  * refcounts, cache sizes and the backing file, backing[(seed >> 5) & 3].
+ * One seed in 8 (with allow_v3, clusters of 8K or less, and a device its
+ * L1 table covers) instead draws an image that grows early: version 3,
+ * 64-bit refcounts and an l1-size that ends the new image's metadata 0 to
+ * 15 clusters before its refcount table (512-byte clusters) or its first
+ * refcount block (1K to 8K) runs out.
  * Writes "version=... cluster-size=... ..." into buf.
  */
 void blkv_qcow2_opts_draw(const struct blkv_program *p, bool allow_v3,

@@ -3,8 +3,10 @@
  * qcow2_fuzzer: programs against blkv's qcow2 driver, with the image options
  * taken from the input: the config's grain is the cluster size, and bits of
  * its seed choose the version, refcount width, lazy refcounts, backing file
- * and cache sizes.  The decoder stays total, and the custom mutator's config
- * changes explore image options too.
+ * and cache sizes, or (one seed in 8, small clusters) an image whose
+ * refcount table or blocks must grow within the first few new clusters.
+ * The decoder stays total, and the custom mutator's config changes explore
+ * image options too.
  */
 #include "targets.h"
 

@@ -21,8 +21,10 @@
  * qcow2 image options drawn from program p, for targets whose driver takes
  * qcow2's options: the cluster size is the config's grain, and bits of its
  * seed choose the version (2 unless allow_v3), refcount width, lazy
- * refcounts, cache sizes and the backing file, backing[(seed >> 5) & 3].
- * Writes "version=... cluster-size=... ..." into buf.
+ * refcounts, cache sizes and the backing file, backing[(seed >> 5) & 3],
+ * and one seed in 8 an image that grows its refcount structures early
+ * (blkv_qcow2_opts_draw in drivers/registry.h).  Writes "version=...
+ * cluster-size=... ..." into buf.
  */
 void blkv_fuzz_qcow2_opts(const struct blkv_program *p, bool allow_v3,
                           const char *const backing[4], char *buf, size_t len);
