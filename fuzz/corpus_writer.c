@@ -9,9 +9,10 @@
  *        corpus_writer --text SET...   prints a set's seeds as trace text
  *
  * The sets: programs, the seeds every program target shares (a new driver's
- * target just uses them); buggy, what buggy_fuzzer adds to them; and
- * qcow2_open, qcow2 images for the target whose input is an image (built
- * byte by byte: see "qcow2 images" below).  fuzz/seed-dirs says which sets
+ * target just uses them); buggy, what buggy_fuzzer adds to them; qcow2,
+ * what qcow2_fuzzer adds (images that grow early); and qcow2_open, qcow2
+ * images for the target whose input is an image (built byte by byte: see
+ * "qcow2 images" below).  fuzz/seed-dirs says which sets
  * a target uses.  All programs are correct-driver programs: they run clean
  * on raw and on buggy with mode=none.
  */
@@ -22,6 +23,7 @@
 #include "qcow2_image.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -554,6 +556,143 @@ static void seed_fault_crash(uint64_t ev, uint64_t b)
     rd(1 * GiB + 256 * MiB, 4 * KiB);
 }
 
+/* ---- qcow2_fuzzer's seeds: table growth within the budget ---------------
+ * qcow2_fuzzer draws the image options from the program's seed
+ * (blkv_fuzz_qcow2_opts); these seeds pick seeds that draw an image that
+ * grows early, so each reaches its path (fuzz/coverage -p names them) with
+ * a few clusters of data.  blkv's qcow2 never grows its L1 table (there is
+ * no resize); the last entry of a full L1 table is what it has instead. */
+
+/* The seed (0..253, one byte in the binary form) for P's config whose
+ * drawn qcow2_fuzzer options contain every string of want[] (NULL-ended)
+ * and, if grow, an l1-size (then the longest, which leaves the least room
+ * before the refcount structures must grow); exits if there is none. */
+static uint64_t qcow2_seed_for(const char *const want[], bool grow)
+{
+    static const char *const backing[] = {"none", "none", "raw", "qcow2"};
+    uint64_t best = UINT64_MAX, best_l1 = 0;
+    char opts[256];
+
+    for (uint64_t sd = 0; sd < 0xfe; sd++) {
+        const char *l1;
+        bool ok = true;
+        P.cfg.seed = sd;
+        blkv_fuzz_qcow2_opts(&P, true, backing, opts, sizeof(opts));
+        for (size_t i = 0; want[i] && ok; i++)
+            ok = strstr(opts, want[i]) != NULL;
+        l1 = strstr(opts, "l1-size=");
+        if (!ok || !l1 != !grow)
+            continue;
+        if (!grow) {
+            best = sd;
+            break;
+        }
+        if (strtoull(l1 + 8, NULL, 10) > best_l1)
+            best = sd, best_l1 = strtoull(l1 + 8, NULL, 10);
+    }
+    if (best == UINT64_MAX) {
+        fprintf(stderr, "corpus_writer: no seed draws the qcow2 options wanted\n");
+        exit(2);
+    }
+    return best;
+}
+
+/* The refcount table grows (512-byte clusters): one write to each of a few
+ * L2 tables' reach (an L2 table and a data cluster each) runs past what
+ * the table covers, concurrently; then read back, checked, reopened,
+ * written again.  lazy: with lazy refcounts, and a power loss after. */
+static void seed_grow_rt(uint64_t lazy, uint64_t b)
+{
+    const char *const want[] = {"cluster-size=512", "backing=none",
+                                lazy ? "lazy-refcounts=on" : "lazy-refcounts=off", NULL};
+    uint64_t l2 = 512 * 64; /* the guest bytes one L2 table maps */
+
+    begin();
+    P.cfg.grain = 512;
+    P.cfg.size = 1 * MiB;
+    P.cfg.init = BLKV_INIT_PATTERN;
+    P.cfg.seed = qcow2_seed_for(want, true);
+    wr(0, 512);
+    wr(l2, 512);
+    wr(2 * l2 + 512, 1024);
+    wr(3 * l2, 4 * KiB);
+    bare(BLKV_P_DRAIN);
+    rd(0, 4 * KiB);
+    rd(l2 - 512, 2 * KiB);
+    rd(2 * l2, 4 * KiB);
+    bare(BLKV_P_CHECK);
+    if (lazy) {
+        wr(4 * l2, 2 * KiB);
+        crash(7);
+    } else {
+        bare(BLKV_P_REOPEN);
+    }
+    wr(8 * l2 - 4 * KiB, 8 * KiB);
+    bare(BLKV_P_DRAIN);
+    rd(0, 16 * KiB);
+    rd(8 * l2 - 8 * KiB, 16 * KiB);
+    bare(BLKV_P_CHECK);
+}
+
+/* A new refcount block: with cs-byte clusters and 64-bit refcounts, where
+ * the image's first block is nearly full (an l1-size drawn, cs > 512) or
+ * one long write runs through the 64 clusters a 512-byte block counts. */
+static void seed_refblock(uint64_t cs, uint64_t b)
+{
+    char csize[32];
+    const char *const want[] = {csize, "refcount-bits=64", "backing=none",
+                                "lazy-refcounts=off", NULL};
+    uint64_t l2 = cs * (cs / 8);
+
+    snprintf(csize, sizeof(csize), "cluster-size=%" PRIu64 " ", cs);
+    begin();
+    P.cfg.grain = (uint32_t)cs;
+    P.cfg.size = 64 * MiB;
+    P.cfg.seed = qcow2_seed_for(want, cs > 512);
+    if (cs == 512) {
+        wr(0, 48 * KiB); /* 96 clusters in one run, through two blocks */
+        wr(1 * MiB, 512);
+    } else {
+        for (uint64_t i = 0; i < 8; i++)
+            wr(i * l2 + (i & 1) * cs, cs);
+    }
+    bare(BLKV_P_DRAIN);
+    rd(0, 8 * cs);
+    rd(l2, 2 * cs);
+    bare(BLKV_P_REOPEN);
+    bare(BLKV_P_CHECK);
+    wr(16 * cs, 4 * cs);
+    rd(0, 32 * cs);
+}
+
+/* L2 tables for every entry of an L1 table that fills its cluster, the last
+ * one last: a 2 MiB device with 512-byte clusters (64 entries), or a 4 TiB
+ * one with 64 KiB clusters (8192 entries: its end only). */
+static void seed_full_l1(uint64_t cs, uint64_t b)
+{
+    uint64_t l2 = cs * (cs / 8);
+
+    begin();
+    P.cfg.grain = (uint32_t)cs;
+    P.cfg.size = l2 * (cs / 8);
+    P.cfg.seed = 0;
+    if (cs == 512) {
+        for (uint64_t i = 0; i < cs / 8; i++)
+            wr(i * l2 + (i % 7) * 512, 512);
+    } else {
+        wr(0, 4 * KiB);
+        wr(P.cfg.size - l2 - cs, 2 * cs);
+        wr(P.cfg.size - 4 * KiB, 4 * KiB);
+    }
+    bare(BLKV_P_DRAIN);
+    rd(P.cfg.size - 8 * KiB, 8 * KiB);
+    rd(0, 8 * KiB);
+    bare(BLKV_P_CHECK);
+    bare(BLKV_P_REOPEN);
+    wr(P.cfg.size - 512, 512);
+    rd(P.cfg.size - l2 - 4 * KiB, 8 * KiB);
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 /* A seed: its file name, its builder and the builder's two parameters. */
@@ -602,6 +741,16 @@ static const struct seed common_seeds[] = {
     {NULL, NULL, 0, 0},
 };
 
+static const struct seed qcow2_program_seeds[] = {
+    {"grow-refcount-table", seed_grow_rt, 0, 0},
+    {"grow-refcount-table-lazy-crash", seed_grow_rt, 1, 0},
+    {"refblock-new-512", seed_refblock, 512, 0},
+    {"refblock-new-4k", seed_refblock, 4 * KiB, 0},
+    {"l2-alloc-full-l1-512", seed_full_l1, 512, 0},
+    {"l2-alloc-full-l1-4t", seed_full_l1, 64 * KiB, 0},
+    {NULL, NULL, 0, 0},
+};
+
 static const struct seed buggy_seeds[] = {
     {"bug-write-read-back", seed_write_read_back, 0, 0},
     {"bug-read-twice", seed_read_twice, 0, 0},
@@ -617,6 +766,7 @@ static const struct {
 } seed_sets[] = {
     {"programs", common_seeds},
     {"buggy", buggy_seeds},
+    {"qcow2", qcow2_program_seeds},
 };
 
 /* ---- output -------------------------------------------------------------- */
@@ -1061,7 +1211,8 @@ static int do_set(const char *outdir, const char *set)
         if (!strcmp(set, seed_sets[k].name))
             seeds = seed_sets[k].seeds;
     if (!seeds) {
-        fprintf(stderr, "corpus_writer: unknown seed set '%s' (programs, buggy, qcow2_open)\n",
+        fprintf(stderr,
+                "corpus_writer: unknown seed set '%s' (programs, buggy, qcow2, qcow2_open)\n",
                 set);
         return -1;
     }
@@ -1080,7 +1231,7 @@ static int do_set(const char *outdir, const char *set)
 
 int main(int argc, char **argv)
 {
-    static const char *const all[] = {"programs", "buggy", "qcow2_open"};
+    static const char *const all[] = {"programs", "buggy", "qcow2", "qcow2_open"};
 
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         (!strcmp(argv[1], "--text") ? argc < 3 : argc != 2)) {
@@ -1088,7 +1239,7 @@ int main(int argc, char **argv)
         fprintf(help ? stdout : stderr,
                 "usage: corpus_writer OUTDIR          write OUTDIR/SET/<seed>, every set\n"
                 "       corpus_writer --text SET...   print a set's seeds as trace text\n"
-                "sets: programs, buggy, qcow2_open\n");
+                "sets: programs, buggy, qcow2, qcow2_open\n");
         return help ? 0 : 2;
     }
     blkv_program_init(&P);
