@@ -3,7 +3,8 @@
 # test_qcow2_interop.sh BLKV - the qcow2 driver against QEMU's tools.
 #
 #  1. Images the driver writes (random programs, every version, cluster
-#     size, refcount width, with and without a backing file) pass
+#     size, refcount width, with and without a backing file, and images
+#     whose refcount table and blocks grow early) pass
 #     `qemu-img check` (leaks allowed, as they are after injected faults),
 #     and QEMU reads them as the driver does: the raw view `qemu-img convert`
 #     makes is the initial content of a run that reads the image back.
@@ -121,6 +122,41 @@ for v in 2 3; do
     done
 done
 echo "driver-written images checked by qemu-img: $n1"
+
+# ---- 1b. images that grow early ----------------------------------------------------
+# An L1 table longer than the size needs (l1-size, as qcow2_fuzzer draws it)
+# ends the new image's metadata just before its one refcount table cluster
+# (512-byte clusters) or first refcount block (4K) runs out: the refcount
+# table grows, new blocks are made.  The 512-byte images must have grown
+# their refcount table (its cluster count in the header, at offset 56).
+n1b=0
+for g in "512 $(((4030 - 0) * 64)) off" "512 $(((4030 - 9) * 64)) on" \
+         "4096 $(((512 - 3 - 2) * 512)) off" "1024 $(((128 - 3 - 0) * 128)) off"; do
+    read -r cs l1 lazy <<<"$g"
+    spec="qcow2 version=3 cluster-size=$cs refcount-bits=64 lazy-refcounts=$lazy l1-size=$l1"
+    img=$dir/g.qcow2
+    rm -f "$img"
+    {
+        echo "blkv-trace 1"
+        echo "driver $spec save=$img"
+        echo "size 64M"
+        echo "grain $cs"
+        echo "seed 7"
+        random_ops $((cs + l1 % 1000)) 67108864 60
+        echo "check"
+    } >"$dir/g.trace"
+    if ! "$blkv" run "$dir/g.trace" >"$dir/out" 2>&1; then
+        fail "$spec"
+        head -30 "$dir/out"
+        continue
+    fi
+    qcheck "$img" "($spec)" || continue
+    rtc=$(od -An -tu1 -j56 -N4 "$img" | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
+    [ "$cs" != 512 ] || [ "$rtc" -gt 1 ] || fail "($spec): the refcount table did not grow ($rtc)"
+    readback "$img" 67108864 "$spec"
+    n1b=$((n1b + 1))
+done
+echo "driver-written images that grow, checked by qemu-img: $n1b"
 
 # ---- 2. images QEMU writes ------------------------------------------------------
 n2=0
