@@ -1077,6 +1077,21 @@ static void usage_drivers(FILE *f)
             "  -h, --help         this help\n");
 }
 
+/* Print the fault events driver d names: the three every driver has, the
+ * standard ones it tags, and its own. */
+static void print_events(const struct blkv_driver *d)
+{
+    char name[32];
+    printf("data_read data_write flush");
+    for (unsigned ev = 1; ev < BLKV_EV__STANDARD; ev++)
+        if (ev != BLKV_EV_DATA_READ && ev != BLKV_EV_DATA_WRITE && ev != BLKV_EV_FLUSH &&
+            (d->std_events >> ev & 1))
+            printf(" %s", blkv_event_name(ev, name, sizeof(name)));
+    for (unsigned i = 0; d->events && d->events[i]; i++)
+        printf(" %s (event-%u)", d->events[i], BLKV_EV__STANDARD + i);
+    printf("\n");
+}
+
 /* Print one driver: name, description, options, capabilities. */
 static void print_driver(const struct blkv_driver *d)
 {
@@ -1102,22 +1117,27 @@ static void print_driver(const struct blkv_driver *d)
     } else {
         printf("  capabilities: unknown (%s)\n", err);
     }
+    /* crash and fault: fields a plugin's smaller struct may not have */
+    bool server_ops = d->struct_size >= offsetof(struct blkv_driver, crash) + sizeof(d->crash) &&
+                      (d->crash || d->fault);
     if (d->in_process) {
-        char name[32];
         if (!d->check)
             printf("  after a crash: no image check\n");
         else if (probed)
             printf("  after a crash: the check may find %s\n",
                    caps.crash_check == BLKV_CRASH_LEAKS ? "leaked space, never corruption"
                                                         : "nothing (the open repairs)");
-        printf("  fault events: data_read data_write flush");
-        for (unsigned ev = 1; ev < BLKV_EV__STANDARD; ev++)
-            if (ev != BLKV_EV_DATA_READ && ev != BLKV_EV_DATA_WRITE && ev != BLKV_EV_FLUSH &&
-                (d->std_events >> ev & 1))
-                printf(" %s", blkv_event_name(ev, name, sizeof(name)));
-        for (unsigned i = 0; d->events && d->events[i]; i++)
-            printf(" %s (event-%u)", d->events[i], BLKV_EV__STANDARD + i);
-        printf("\n");
+        printf("  fault events: ");
+        print_events(d);
+    } else if (server_ops) {
+        printf("  crash ops: %s\n", !d->crash ? "no" : probed && caps.crash ?
+               "kill its server (with the default options)" :
+               "kill its server where its options allow (not the default ones)");
+        if (d->fault) {
+            printf("  fault events (%s): ", probed && caps.fault_rules ? "with the default options"
+                                            : "where its options allow, not the default ones");
+            print_events(d);
+        }
     } else {
         printf("  fault events: none (crash and fault ops need an in-process driver)\n");
     }

@@ -55,6 +55,8 @@ struct blkv_run {
     struct blkv_extent check_range; /* which (blkv_check_range) */
     struct blkv_extent *foot; /* what the program can reach, 4 KiB-rounded */
     size_t nfoot;
+    bool ext_faults;       /* an out-of-process driver took a fault rule: any
+                              request may fail from now on */
 };
 
 /* options.c */

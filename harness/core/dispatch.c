@@ -43,7 +43,7 @@ static bool retval_ok(struct blkv_run *run, struct blkv_core_req *r, int ret)
     if (run->h.opts->untrusted) /* an untrusted image may fail anything */
         return blkv_core_is_errno(ret);
     /* after an injected fault a driver may fail anything */
-    if (run->h.caps.may_fail)
+    if (run->h.caps.may_fail || run->ext_faults)
         return true;
     return run->rt && blkv_rt_faults(run->rt) > 0;
 }

@@ -121,6 +121,38 @@ static bool program_needs_lower(const struct blkv_program *p)
     return false;
 }
 
+/* An out-of-process driver's program with crash or fault ops: whether the
+ * driver, as opened, takes them (caps.crash, caps.fault_rules); a run
+ * error (true) if not. */
+static bool server_ops_refused(struct blkv_run *run)
+{
+    const struct blkv_program *p = run->h.prog;
+    bool crash = false, fault = false;
+
+    for (size_t i = 0; i < p->nops; i++) {
+        crash |= p->ops[i].code == BLKV_P_CRASH;
+        fault |= p->ops[i].code == BLKV_P_FAULT;
+    }
+    if (crash && (!run->drv.crash || !run->h.caps.crash)) {
+        blkv_core_run_error(run, "%s: crash ops need an in-process driver or a server the driver "
+                            "can kill (caps.crash); %s", run->drv.name, run->drv.crash ?
+                            "not with these options" : "this one has neither");
+        return true;
+    }
+    if (fault && (!run->drv.fault || !run->h.caps.fault_rules)) {
+        blkv_core_run_error(run, "%s: fault ops need an in-process driver or a server that injects "
+                            "faults (caps.fault_rules); %s", run->drv.name, run->drv.fault ?
+                            "not with these options" : "this one has neither");
+        return true;
+    }
+    if (crash && run->h.opts->crash_dir) {
+        blkv_core_run_error(run, "%s: --save-crash-images: only for in-process drivers (their "
+                            "lower files)", run->drv.name);
+        return true;
+    }
+    return false;
+}
+
 static int driver_open(struct blkv_run *run, bool create)
 {
     char eb[64];
@@ -246,6 +278,15 @@ static void do_step(struct blkv_run *run, const struct blkv_pop *op)
         run->drv.poll(run->state, 0);
 }
 
+/* A server that took fault rules closes the image (a check, a reopen, a new
+ * rule), and its close's writes may fail too: what was not durable may be
+ * lost, as in a crash.  (In-process drivers' closes see no faults.) */
+static void server_close_after_faults(struct blkv_run *run)
+{
+    if (run->ext_faults && run->h.model)
+        blkv_model_crash(run->h.model, ++run->clock);
+}
+
 static void do_check(struct blkv_run *run)
 {
     int ret;
@@ -255,6 +296,7 @@ static void do_check(struct blkv_run *run)
     if (run->stuck || run->checked)
         return; /* the driver has seen nothing since it passed: it would pass again */
     run->checked = true;
+    server_close_after_faults(run);
     run->ctx.error[0] = 0;
     run->leaks = 0;
     run->check_named = false;
@@ -271,7 +313,7 @@ static void do_check(struct blkv_run *run)
     /* leaked space is harmless after an injected fault, and after a crash
      * where the driver says so */
     else if (run->leaks && !run->h.failed &&
-             ((run->rt && blkv_rt_faults(run->rt)) ||
+             ((run->rt && blkv_rt_faults(run->rt)) || run->ext_faults ||
               (run->h.crash_op && run->h.caps.crash_check == BLKV_CRASH_LEAKS)))
         run->h.res->stats.leaks_allowed += run->leaks;
     else if (run->leaks && !run->h.failed)
@@ -301,6 +343,51 @@ static int save_crash_images(struct blkv_run *run)
     return 0;
 }
 
+/* After a crash: the driver opens again on what survived, with the same
+ * size, and the image must check as the driver declares. */
+static int crash_reopen(struct blkv_run *run, uint64_t size)
+{
+    run->opened = false;
+    run->checked = false;
+    run->ctx.error[0] = 0;
+    if (driver_open(run, false)) {
+        char msg[sizeof(run->h.res->message)];
+        snprintf(msg, sizeof(msg), "%s", run->h.res->message);
+        run->h.res->status = BLKV_RUN_OK;
+        blkv_report_other(&run->h, NULL, "crash/open", "open after the crash failed: %s", msg);
+        return -1;
+    }
+    if (run->h.caps.size != size && !run->h.failed)
+        blkv_report_other(&run->h, NULL, "crash/open", "size changed in the crash: %" PRIu64
+                          " != %" PRIu64, run->h.caps.size, size);
+    do_check(run);
+    return 0;
+}
+
+/* A crash of an out-of-process driver's server (requests in flight already
+ * marked lost): the driver kills it, keeping its state, and opens again. */
+static int crash_server(struct blkv_run *run, uint64_t size)
+{
+    int ret;
+
+    run->inflight = run->inflight_bytes = 0;
+    ++run->clock;
+    if (run->h.model)
+        blkv_model_crash(run->h.model, run->clock);
+    run->h.crash_op = run->h.cur_op + 1;
+    run->h.res->stats.crashes++;
+    run->ctx.error[0] = 0;
+    if ((ret = run->drv.crash(run->state)) < 0) {
+        char eb[64];
+        blkv_core_run_error(run, "%s: crash failed: %s%s%s", run->drv.name,
+                            err_name(ret, eb, sizeof eb), run->ctx.error[0] ? ": " : "",
+                            run->ctx.error);
+        driver_close(run); /* a run error skips the close at the end */
+        return -1;
+    }
+    return crash_reopen(run, size);
+}
+
 /*
  * A power loss at this op: requests in flight are lost (no completion ever
  * comes), the lower files keep per sector what the program chooses, the
@@ -321,6 +408,8 @@ static int do_crash(struct blkv_run *run, const struct blkv_pop *op)
         if (r->submitted && !r->completed)
             r->lost_at = run->h.cur_op + 1;
     }
+    if (!run->rt) /* a server: the driver kills it; its files stay as they are */
+        return crash_server(run, size);
     blkv_rt_crash(run->rt, seed);
     for (uint64_t i = 0; i < run->h.next_req; i++)
         if (run->h.reqs[i].lost_at)
@@ -338,30 +427,38 @@ static int do_crash(struct blkv_run *run, const struct blkv_pop *op)
         run->drv.release(run->state);
     blkv_core_children_free(run, true);
     memset(run->state, 0, run->drv.state_size ? run->drv.state_size : 1);
-    run->opened = false;
-    run->checked = false;
-    run->ctx.error[0] = 0;
-    if (driver_open(run, false)) {
-        char msg[sizeof(run->h.res->message)];
-        snprintf(msg, sizeof(msg), "%s", run->h.res->message);
-        run->h.res->status = BLKV_RUN_OK;
-        blkv_report_other(&run->h, NULL, "crash/open", "open after the crash failed: %s", msg);
-        return -1;
-    }
-    if (run->h.caps.size != size && !run->h.failed)
-        blkv_report_other(&run->h, NULL, "crash/open", "size changed in the crash: %" PRIu64
-                          " != %" PRIu64, run->h.caps.size, size);
-    do_check(run);
-    return 0;
+    return crash_reopen(run, size);
 }
 
-/* A fault rule from now on. */
-static void do_fault(struct blkv_run *run, const struct blkv_pop *op)
+/* A fault rule from now on: the runtime's, or, for a server, the driver's
+ * (drained first); -1 if the driver cannot take it (a run error). */
+static int do_fault(struct blkv_run *run, const struct blkv_pop *op)
 {
+    if (!run->rt) {
+        char eb[64], ev[32];
+        int ret;
+        drain(run);
+        if (run->stuck)
+            return 0;
+        server_close_after_faults(run); /* the rules before this one */
+        run->ctx.error[0] = 0;
+        ret = run->drv.fault(run->state, op->arg, op->err, op->flags & BLKV_P_ONCE, op->len);
+        if (ret < 0) {
+            blkv_core_run_error(run, "%s: fault %s at op %zu refused: %s%s%s", run->drv.name,
+                                blkv_event_name(op->arg, ev, sizeof(ev)), run->h.cur_op,
+                                err_name(ret, eb, sizeof eb), run->ctx.error[0] ? ": " : "",
+                                run->ctx.error);
+            driver_close(run); /* a run error skips the close at the end */
+            return -1;
+        }
+        run->ext_faults = true;
+        return 0;
+    }
     if (blkv_rt_fault_rule(run->rt, op->arg, op->err, op->flags & BLKV_P_ONCE, op->len) < 0) {
         fprintf(stderr, "blkv: out of memory for a fault rule\n");
         abort();
     }
+    return 0;
 }
 
 static int do_reopen(struct blkv_run *run)
@@ -371,6 +468,7 @@ static int do_reopen(struct blkv_run *run)
     settle(run);
     if (run->stuck)
         return 0;
+    server_close_after_faults(run);
     driver_close(run);
     run->checked = false;
     run->h.res->stats.reopens++;
@@ -462,7 +560,10 @@ static void run_ops(struct blkv_run *run)
                 blkv_rt_set_durability(run->rt, false);
             break;
         case BLKV_P_FAULT:
-            do_fault(run, op);
+            if (do_fault(run, op)) {
+                note_op(run, i, false);
+                return;
+            }
             break;
         }
         note_op(run, i, false);
@@ -534,6 +635,32 @@ static int write_initial_range(struct blkv_run *run, uint8_t *buf, uint64_t chun
             return -1;
         }
     }
+    return 0;
+}
+
+/* A server's program that crashes starts, as in-process ones do, on a
+ * device whose initial content is durable: flush it through the driver,
+ * unverified, before the ops. */
+static int setup_flush(struct blkv_run *run)
+{
+    struct blkv_core_req r;
+
+    memset(&r, 0, sizeof(r));
+    r.run = run;
+    r.req.core = &r;
+    r.req.op = BLKV_OP_FLUSH;
+    r.req.id = BLKV_REQ_ID_SETUP;
+    r.submitted = true;
+    r.setup = true;
+    run->inflight++;
+    run->drv.submit(run->state, &r.req);
+    while (!r.completed && blkv_core_progress(run))
+        ;
+    if (!r.completed)
+        return -1; /* reported as stuck */
+    if (r.ret)
+        return blkv_core_run_error(run, "%s: flush of the initial content failed: %d",
+                                   run->drv.name, r.ret);
     return 0;
 }
 
@@ -623,7 +750,8 @@ static int setup_initial(struct blkv_run *run)
 {
     const struct blkv_config *cfg = &run->h.prog->cfg;
     struct blkv_model_config mc = {.size = run->h.caps.size, .atomic = run->h.atomic,
-                                   .crash = program_crashes(run->h.prog, 0)};
+                                   .crash = program_crashes(run->h.prog, 0) ||
+                                            (!run->rt && program_needs_lower(run->h.prog))};
 
     if (run->h.opts->untrusted)
         return 0; /* content unknown: no model, nothing written */
@@ -735,7 +863,7 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
             if (opts->lower[i] && opts->lower_len[i])
                 blkv_lower_poke(blkv_rt_lower(run->rt, i), opts->lower[i], opts->lower_len[i], 0);
         }
-    } else if (program_needs_lower(p)) {
+    } else if (program_needs_lower(p) && !run->drv.crash && !run->drv.fault) {
         blkv_core_run_error(run, "%s: crash and fault ops need an in-process driver (its lower "
                             "files lose power and fail I/Os); this one has none", run->drv.name);
         goto out;
@@ -755,7 +883,13 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
     }
     if (driver_open(run, !existing))
         goto out;
+    if (!run->rt && program_needs_lower(p) && server_ops_refused(run)) {
+        driver_close(run); /* a run error skips the close at the end */
+        goto out;
+    }
     if (setup_initial(run))
+        goto out;
+    if (!run->rt && program_crashes(p, 0) && !opts->untrusted && setup_flush(run))
         goto out;
     if (run->rt) { /* the program starts on a device made, filled and synced */
         blkv_rt_durable_now(run->rt);
@@ -818,6 +952,36 @@ int blkv_driver_probe(const struct blkv_driver *drv, const char *opts, struct bl
     blkv_run_result_free(&res);
     blkv_program_free(&p);
     return ret == BLKV_RUN_OK ? 0 : -EINVAL;
+}
+
+void blkv_driver_takes(const struct blkv_driver *d, const char *opts, bool *crash, bool *fault)
+{
+    static const struct blkv_driver *last;
+    static char last_opts[1024];
+    static bool c, f;
+    struct blkv_driver full;
+    struct blkv_caps caps;
+    char err[512];
+
+    if (!opts)
+        opts = "";
+    if (d->in_process) {
+        *crash = *fault = true;
+        return;
+    }
+    if (d != last || strcmp(opts, last_opts)) {
+        c = f = false;
+        /* a plugin's struct may be smaller: read its fields through a copy */
+        if (!blkv_core_driver_copy(&full, d, err, sizeof(err)) && (full.crash || full.fault) &&
+            !blkv_driver_probe(d, opts, &caps, err, sizeof(err))) {
+            c = full.crash && caps.crash;
+            f = full.fault && caps.fault_rules;
+        }
+        last = d;
+        snprintf(last_opts, sizeof(last_opts), "%s", opts);
+    }
+    *crash = c;
+    *fault = f;
 }
 
 void blkv_run_result_free(struct blkv_run_result *res)

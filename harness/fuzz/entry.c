@@ -189,6 +189,15 @@ void __sanitizer_report_error_summary(const char *error_summary)
     }
 }
 
+/* Whether p has a crash or fault op. */
+static bool has_server_ops(const struct blkv_program *p)
+{
+    for (size_t i = 0; i < p->nops; i++)
+        if (p->ops[i].code == BLKV_P_CRASH || p->ops[i].code == BLKV_P_FAULT)
+            return true;
+    return false;
+}
+
 /* Both entries: opts, or opts_fn's for the program. */
 static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_opts_fn opts_fn,
                     const uint8_t *data, size_t size)
@@ -224,11 +233,16 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
     o.input_len = size;
     /* BLKV_SHOW=1: a picture of the run beside each reproducer (blkv show's) */
     o.repro_picture = getenv("BLKV_SHOW") && !strcmp(getenv("BLKV_SHOW"), "1");
-    /* power loss and fault rules need lower files: out-of-process drivers
-     * run without them, and what ran is saved, not the input */
-    if (!drv->in_process &&
-        (blkv_program_drop(&p, BLKV_P_CRASH) | blkv_program_drop(&p, BLKV_P_FAULT)))
-        o.input = NULL;
+    /* power loss and fault rules need lower files, or a server the driver
+     * can kill or have inject faults: out-of-process drivers without them
+     * run without those ops, and what ran is saved, not the input */
+    if (!drv->in_process && has_server_ops(&p)) {
+        bool crash, fault;
+        blkv_driver_takes(drv, opts, &crash, &fault);
+        if ((!crash && blkv_program_drop(&p, BLKV_P_CRASH)) |
+            (!fault && blkv_program_drop(&p, BLKV_P_FAULT)))
+            o.input = NULL;
+    }
     o.quiet = false;
     /* a setup error (say, a config the driver refuses) is not a finding */
     o.out = stderr;

@@ -377,7 +377,8 @@ int blkv_prop(const struct blkv_prop_opts *o)
     }
     fprintf(out, "prop: driver '%s'%s, seed %" PRIu64 ", %zu ops per program%s\n", spec,
             o->vary ? " and image options drawn per program" : "", o->seed, o->ops,
-            o->driver->in_process ? "" : " (not in-process: no crash or fault ops)");
+            o->driver->in_process ? "" : " (not in-process: crash and fault ops only where the"
+                                          " driver takes them)");
     free(spec);
     for (i = 0; (!o->runs || i < o->runs) && (!o->seconds || now() - start < o->seconds); i++) {
         struct blkv_program p;
@@ -392,11 +393,15 @@ int blkv_prop(const struct blkv_prop_opts *o)
             fprintf(stderr, "blkv prop: out of memory\n");
             return 2;
         }
-        if (!o->driver->in_process) { /* they need lower files */
-            blkv_program_drop(&p, BLKV_P_CRASH);
-            blkv_program_drop(&p, BLKV_P_FAULT);
-        }
         prop_opts(o, &p, popts, sizeof(popts));
+        if (!o->driver->in_process) { /* lower files, or a server that can */
+            bool crash, fault;
+            blkv_driver_takes(o->driver, popts, &crash, &fault);
+            if (!crash)
+                blkv_program_drop(&p, BLKV_P_CRASH);
+            if (!fault)
+                blkv_program_drop(&p, BLKV_P_FAULT);
+        }
         st = blkv_run(&p, &ro, &res);
         ops += res.stats.ops, bytes += res.stats.bytes_verified;
         if (st == BLKV_RUN_ERROR && !skipped++)

@@ -99,6 +99,12 @@ struct blkv_caps {
                                lists the requests to the same unit as bad bytes,
                                since a culprit often wrote the neighbour.  0: none
                                (reports use 64 KiB) */
+    /* Appended (read as false from drivers built before them).  For drivers
+     * that are not in-process, which have no lower files for the core to
+     * fail or power off: */
+    bool fault_rules;       /* fault() takes the program's fault rules (its
+                               server injects them, e.g. QEMU's blkdebug) */
+    bool crash;             /* crash() kills the server at a crash op */
 };
 
 /*
@@ -176,6 +182,23 @@ struct blkv_driver {
      * read, write and flush counts as.  For `blkv drivers` and the docs:
      * a rule on an event the driver never tags simply never fires. */
     uint32_t std_events;
+
+    /* Optional, for drivers that are not in-process and say so in
+     * caps.fault_rules: a fault rule from now on, as for in-process drivers
+     * (fail I/Os of event `event` with -err, the first `after` spared; with
+     * `once`, one), which the driver's server applies below the format.  No
+     * request is in flight (the core drains first).  After a rule any
+     * request may fail (as with caps.may_fail); one that succeeds is still
+     * checked.  0, or a negative errno with a message when the rule cannot
+     * be expressed (the run stops with an error). */
+    int (*fault)(void *state, unsigned event, int err, bool once, uint64_t after);
+    /* Optional, for drivers that are not in-process and say so in
+     * caps.crash: lose power now.  Kill the server at once (what it has not
+     * written to its files is lost; requests in flight never complete: the
+     * core ignores any completion they still get), keeping in the state what
+     * open(create=false) needs, which the core calls next.  0, or a negative
+     * errno with a message. */
+    int (*crash)(void *state);
 };
 
 /* Helper for the struct_size/api_version header fields. */

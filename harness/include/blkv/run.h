@@ -189,6 +189,14 @@ BLKV_API int blkv_driver_opts_check(const struct blkv_driver *d, const char *opt
 BLKV_API int blkv_driver_probe(const struct blkv_driver *d, const char *opts, struct blkv_caps *caps,
                       char *err, size_t errlen);
 
+/* Whether driver d with opts takes crash ops (*crash) and fault ops
+ * (*fault): in-process drivers always; others when they have the crash and
+ * fault callbacks and say so at open (caps.crash, caps.fault_rules), which
+ * this finds out with blkv_driver_probe (a run) when they have them, and
+ * remembers for the last d and opts asked. */
+BLKV_API void blkv_driver_takes(const struct blkv_driver *d, const char *opts, bool *crash,
+                                bool *fault);
+
 /* Load the plugin at path (a shared object exporting blkv_plugin_init; a
  * bare file name is taken in the current directory) and check its driver.
  * Returns the driver, a copy at this blkv's full struct size that stays
