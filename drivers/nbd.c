@@ -42,6 +42,31 @@
  * on the signals, PR_SET_PDEATHSIG); if it dies, requests, QMP commands and
  * the check fail with a message that quotes the end of its stderr (QEMU's
  * assertion), and the next run starts a new daemon.
+ *
+ * server=qsd fault rules (caps.fault_rules): a program's `fault` ops drive
+ * a blkdebug node between the format node and its file node, put in by
+ * blockdev-reopen once the image is open (opens, and the repair of a dirty
+ * image, run without faults).  blkv's events map to QEMU's: data_read
+ * read_aio, data_write write_aio, cow_read/cow_write the same, l1_update,
+ * l2_update, l2_alloc l2_alloc_write, refblock_update refblock_update_part
+ * (QEMU's refcount cache writes; its refblock_update is event-N), refblock_alloc,
+ * reftable_grow, flush flush_to_disk; header_update has no blkdebug event
+ * and is refused; QEMU's other events are the driver's own (event-13 ...).
+ * Semantics are blkdebug's: the event arms the rule, and the next I/O of
+ * any kind on the node fails; with `once` only that one, else every one
+ * from then on.  `after N` (N <= 128, one event per program) is counted
+ * in blkdebug's state with set-state rules.  Rules are fixed when a
+ * blkdebug node is made: a fault op closes and reopens the image with a
+ * new one, and so do a check and a reopen: the rules start over then (a
+ * once rule may fire again).  QEMU 7.2 drops the NBD connection when a
+ * read fails; the next request connects again.
+ *
+ * server=qsd crash (caps.crash): SIGKILL the daemon with requests in
+ * flight; the image file (tmpfs) keeps what QEMU wrote to it, QEMU's
+ * caches are lost; the next open starts a new daemon on the same file.
+ * qemu-img check may then find leaks, never corruption (leaks it accepts
+ * everywhere, as with qemu-nbd); with lazy_refcounts=on QEMU's open
+ * repairs the dirty image, and the check must be clean.
  */
 #define _GNU_SOURCE /* execvpe */
 #include <blkv/driver.h>
@@ -56,6 +81,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +108,21 @@ extern char **environ;
 /* How long to wait for a server to exit by itself before it is killed. */
 #define NBD_EXIT_WAIT_MS 10000
 
+/* server=qsd: fault rules a run can hold (the core's fuzz budget is 16). */
+#define NBD_QSD_RULES 32
+/* server=qsd: the largest `after N`, counted with one blkdebug state per
+ * occurrence (a set-state rule each). */
+#define NBD_QSD_AFTER_MAX 128
+
 enum nbd_server { NBD_SERVER_QEMU, NBD_SERVER_NBDKIT, NBD_SERVER_URI, NBD_SERVER_QSD };
+
+/* A program's fault rule (server=qsd), as the core gave it. */
+struct nbd_rule {
+    unsigned event;
+    int err;
+    bool once;
+    uint64_t after;
+};
 
 /* DAEMON: the qemu-storage-daemon and its directory, reclaimed at exit only. */
 enum nbd_slot_state { NBD_SLOT_FREE, NBD_SLOT_OPEN, NBD_SLOT_CLOSED, NBD_SLOT_DAEMON };
@@ -125,7 +165,13 @@ struct nbd_state {
     const char *discard; /* the node's discard option: unmap or ignore */
     unsigned gen;        /* the daemon generation the node was added to */
     char node[24], export[24];
+    char filter[32];     /* the blkdebug node over the file node, or "" */
+    unsigned filters;    /* blkdebug nodes made for this image (names them) */
     int64_t t_attached;  /* when the program's part began (timing) */
+    struct nbd_rule rules[NBD_QSD_RULES]; /* the program's fault rules so far */
+    unsigned nrules;
+    unsigned tmpl_id;    /* the template the image was copied from */
+    bool conn_lost;      /* a completion said the connection is gone */
 };
 
 static const struct blkv_option nbd_options[] = {
@@ -155,6 +201,9 @@ static const struct blkv_option nbd_options[] = {
      " it is restarted when they change)"},
     {"faults", "auto", "the server may fail requests (caps.may_fail): on, off, or auto"
      " (on when the nbdkit error filter is used)"},
+    {"crash-image", "kept", "qsd: what a crash op leaves the next daemon: kept (the image file"
+     " as the killed daemon left it) or lost (a fresh copy of the template: every write lost,"
+     " a broken disk for the self-test that shows the post-crash check catches it)"},
     {"timing", "off", "qsd: at exit, print to stderr the time spent per run in the image copy,"
      " node creation, export and connect, the program, export and node deletion, and"
      " qemu-img check (on, off; BLKV_NBD_TIMING=1 in the environment turns it on too)"},
@@ -956,7 +1005,16 @@ static bool nbd_qsd_alive(int wait_ms)
 static bool nbd_qsd_report_death(struct nbd_state *s)
 {
     struct nbd_qsd *d = &nbd_qsd;
-    bool dead = s->gen != d->gen || !nbd_qsd_alive(d->death_reported ? 0 : QSD_DEATH_WAIT_MS);
+    char tail[300];
+    int wait = d->death_reported ? 0 : QSD_DEATH_WAIT_MS;
+    bool dead;
+
+    /* a client QEMU dropped on purpose (it says so first, e.g. after a
+     * read failed): no death to wait for */
+    nbd_qsd_log_tail(d->log, tail, sizeof(tail));
+    if (strstr(tail, "Disconnect client, due to: "))
+        wait = 0;
+    dead = s->gen != d->gen || !nbd_qsd_alive(wait);
     if (dead && d->death[0]) {
         blkv_error(s->ctx, "%s", d->death);
         if (s->gen == d->gen)
@@ -1335,15 +1393,86 @@ static int nbd_qsd_create(struct nbd_state *s, uint64_t size, bool timing)
     if ((ret = nbd_qsd_copy_dir(s, src, dst)) < 0)
         return ret;
     s->no_check = t->no_check;
+    s->tmpl_id = t->id;
     snprintf(s->img, sizeof(s->img), "%s/disk", dst);
     s->run_no = nbd_qsd.t.runs++;
     nbd_qsd.t.image_ns += nbd_qsd_ns() - t0;
     return 0;
 }
 
+/* blkv's standard events as QEMU's blkdebug names them (NULL: none; a
+ * qcow2 header update has no blkdebug event). */
+static const char *const nbd_qsd_std_events[BLKV_EV__STANDARD] = {
+    [BLKV_EV_DATA_READ] = "read_aio",
+    [BLKV_EV_DATA_WRITE] = "write_aio",
+    [BLKV_EV_COW_READ] = "cow_read",
+    [BLKV_EV_COW_WRITE] = "cow_write",
+    [BLKV_EV_L1_UPDATE] = "l1_update",
+    [BLKV_EV_L2_UPDATE] = "l2_update",
+    [BLKV_EV_L2_ALLOC] = "l2_alloc_write",
+    [BLKV_EV_REFBLOCK_UPDATE] = "refblock_update_part", /* every refblock cache write */
+    [BLKV_EV_REFBLOCK_ALLOC] = "refblock_alloc",
+    [BLKV_EV_REFTABLE_GROW] = "reftable_grow",
+    [BLKV_EV_FLUSH] = "flush_to_disk",
+};
+
+/* QEMU 7.2's other blkdebug events (qapi/block-core.json BlkdebugEvent),
+ * the driver's own: event-13 on.  The binary decoder reaches the first 15.
+ * Left out: reftable_load and none, which fire only while an image opens
+ * (the rules are not in force then, see nbd_qsd_filter). */
+static const char *const nbd_qsd_events[] = {
+    "cluster_alloc", "cluster_alloc_bytes", "cluster_alloc_space", "cluster_free", "l2_load",
+    "l2_alloc_cow_read", "refblock_load", "refblock_update", "refblock_alloc_hookup",
+    "refblock_alloc_write", "reftable_update", "flush_to_os", "pwritev", "pwritev_zero",
+    "pwritev_done", "refblock_alloc_write_blocks", "refblock_alloc_write_table",
+    "refblock_alloc_switch_table", "l1_grow_alloc_table", "l1_grow_write_table",
+    "l1_grow_activate_table", "l1_shrink_write_table", "l1_shrink_free_l2_clusters",
+    "l2_update_compressed", "read_backing_aio", "read_compressed", "write_compressed",
+    "vmstate_load", "vmstate_save", "pwritev_rmw_head", "pwritev_rmw_after_head",
+    "pwritev_rmw_tail", "pwritev_rmw_after_tail", "empty_image_prepare", "cor_write", NULL,
+};
+
+/* QEMU's name of blkv event ev, or NULL if blkdebug has none. */
+static const char *nbd_qsd_event_name(unsigned ev)
+{
+    size_t n = sizeof(nbd_qsd_events) / sizeof(nbd_qsd_events[0]) - 1;
+    if (ev < BLKV_EV__STANDARD)
+        return nbd_qsd_std_events[ev];
+    return ev - BLKV_EV__STANDARD < n ? nbd_qsd_events[ev - BLKV_EV__STANDARD] : NULL;
+}
+
+/* One QMP command, formatted; like nbd_qsd_qmp. */
+static int nbd_qsd_qmpf(struct nbd_state *s, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int nbd_qsd_qmpf(struct nbd_state *s, const char *what, const char *fmt, ...)
+{
+    char json[512];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(json, sizeof(json), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(json)) {
+        blkv_error(s->ctx, "qemu-storage-daemon: %s: command too long", what);
+        return -E2BIG;
+    }
+    return nbd_qsd_qmp(s, what, json);
+}
+
+/* Delete the blkdebug node (after the format node above it). */
+static int nbd_qsd_filter_del(struct nbd_state *s)
+{
+    int ret = 0;
+    if (s->filter[0])
+        ret = nbd_qsd_qmpf(s, "blockdev-del", "{\"execute\":\"blockdev-del\",\"arguments\":"
+                           "{\"node-name\":\"%s\"}}", s->filter);
+    s->filter[0] = 0;
+    return ret;
+}
+
 /* Disconnect, delete the export (waiting until it is really gone, so that
- * no connection holds the node) and the node: QEMU flushes and closes the
- * image. */
+ * no connection holds the node) and the node, and the blkdebug node under
+ * it: QEMU flushes and closes the image. */
 static int nbd_qsd_detach(struct nbd_state *s)
 {
     struct nbd_qsd *d = &nbd_qsd;
@@ -1358,6 +1487,7 @@ static int nbd_qsd_detach(struct nbd_state *s)
         d->t.program_ns += t0 - s->t_attached;
     nbd_drv_disconnect(s);
     if (s->gen != d->gen || !nbd_qsd_alive(0)) {
+        s->filter[0] = 0;
         if (!nbd_qsd_report_death(s) || !d->death[0])
             blkv_error(s->ctx, "qemu-storage-daemon: gone before export %s was deleted", s->export);
         return -EIO;
@@ -1373,22 +1503,119 @@ static int nbd_qsd_detach(struct nbd_state *s)
              s->node);
     if ((ret = nbd_qsd_qmp(s, "blockdev-del", json)) < 0)
         return ret;
+    if ((ret = nbd_qsd_filter_del(s)) < 0)
+        return ret;
     d->t.detaches++;
     d->t.detach_ns += nbd_qsd_ns() - t0;
     return 0;
 }
 
+/* Append to buf (of len, `*used` in it); false if it does not fit. */
+static bool nbd_qsd_cat(char *buf, size_t len, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bool nbd_qsd_cat(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+    if (*used >= len)
+        return false;
+    va_start(ap, fmt);
+    n = vsnprintf(buf + *used, len - *used, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= len - *used) {
+        *used = len;
+        return false;
+    }
+    *used += (size_t)n;
+    return true;
+}
+
 /*
- * Add the format node over the image file, export it and connect.  The two
- * commands go out together: QEMU's monitor reads a byte per main-loop turn,
- * so a command costs by its length (hence compact JSON, a file name
- * relative to the daemon's directory, one name for node and export) and
- * the reply to the first need not be awaited.
+ * The program's fault rules as a blkdebug node between the format node and
+ * its file node, put in by blockdev-reopen of the format node once the
+ * image is open (so that an open, and the repair a dirty image gets, runs
+ * without faults, as in-process drivers' opens do).  blkdebug's own rules:
+ * an event arms the rules on it, and the next I/O of any kind on the node
+ * then fails; with `once` that one, else every one from then on.  `after N`
+ * (one event per program) is counted with blkdebug's state: set-state
+ * rules on the event step it 1, 2, ... N+1, and the rule is armed from
+ * state N+1 (a `once` rule in state N+1 only).
+ */
+static int nbd_qsd_filter(struct nbd_state *s)
+{
+    size_t len = 65536, used = 0;
+    char *json = malloc(len);
+    const char *counted = NULL;
+    uint64_t maxn = 0;
+    bool ok = true;
+    int ret;
+
+    if (!json)
+        return -ENOMEM;
+    for (unsigned i = 0; i < s->nrules; i++)
+        if (s->rules[i].after) {
+            counted = nbd_qsd_event_name(s->rules[i].event);
+            maxn = s->rules[i].after > maxn ? s->rules[i].after : maxn;
+        }
+    snprintf(s->filter, sizeof(s->filter), "%sb%u", s->node, ++s->filters);
+    ok &= nbd_qsd_cat(json, len, &used, "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":"
+                      "\"blkdebug\",\"node-name\":\"%s\",\"image\":\"%sf\",\"inject-error\":[",
+                      s->filter, s->node);
+    for (unsigned i = 0; i < s->nrules; i++) {
+        const struct nbd_rule *r = &s->rules[i];
+        const char *ev = nbd_qsd_event_name(r->event);
+        uint64_t from = r->after ? r->after + 1 : 0, to = r->after && !r->once ? maxn + 1 : from;
+        for (uint64_t st = from; st <= to; st++) {
+            ok &= nbd_qsd_cat(json, len, &used, "%s{\"event\":\"%s\",\"errno\":%d,\"once\":%s",
+                              used && json[used - 1] == '}' ? "," : "", ev, r->err,
+                              r->once ? "true" : "false");
+            ok &= st ? nbd_qsd_cat(json, len, &used, ",\"state\":%" PRIu64 "}", st)
+                     : nbd_qsd_cat(json, len, &used, "}");
+        }
+    }
+    ok &= nbd_qsd_cat(json, len, &used, "]");
+    if (counted) {
+        ok &= nbd_qsd_cat(json, len, &used, ",\"set-state\":[");
+        for (uint64_t st = 1; st <= maxn; st++)
+            ok &= nbd_qsd_cat(json, len, &used, "%s{\"event\":\"%s\",\"state\":%" PRIu64
+                              ",\"new_state\":%" PRIu64 "}", st > 1 ? "," : "", counted, st,
+                              st + 1);
+        ok &= nbd_qsd_cat(json, len, &used, "]");
+    }
+    ok &= nbd_qsd_cat(json, len, &used, "}}");
+    if (!ok) {
+        free(json);
+        s->filter[0] = 0;
+        blkv_error(s->ctx, "blkdebug: the rules do not fit in a QMP command");
+        return -E2BIG;
+    }
+    ret = nbd_qsd_qmp(s, "blockdev-add (blkdebug)", json);
+    free(json);
+    if (ret < 0) {
+        s->filter[0] = 0;
+        return ret;
+    }
+    /* every option the node was added with, the file child now the filter */
+    ret = nbd_qsd_qmpf(s, "blockdev-reopen", "{\"execute\":\"blockdev-reopen\",\"arguments\":"
+                       "{\"options\":[{\"driver\":\"%s\",\"node-name\":\"%s\",\"discard\":\"%s\","
+                       "\"file\":\"%s\"}]}}", s->format, s->node, s->discard, s->filter);
+    if (ret < 0)
+        nbd_qsd_filter_del(s);
+    return ret;
+}
+
+/*
+ * Add the format node over the image file (both named), put the blkdebug
+ * node under it if there are rules, export it and connect.  Without rules
+ * the two commands go out together: QEMU's monitor reads a byte per
+ * main-loop turn, so a command costs by its length (hence compact JSON, a
+ * file name relative to the daemon's directory, one name for node and
+ * export) and the reply to the first need not be awaited.
  */
 static int nbd_qsd_attach(struct nbd_state *s)
 {
     struct nbd_qsd *d = &nbd_qsd;
-    char json[NBD_DIR_MAX * 2 + 320], file[NBD_DIR_MAX * 2 + 32], err[300];
+    char json[NBD_DIR_MAX * 2 + 384], file[NBD_DIR_MAX * 2 + 32], err[300];
     const char *rel = s->img;
     size_t dl = strlen(d->dir);
     int64_t t0 = nbd_qsd_ns(), t1;
@@ -1399,6 +1626,7 @@ static int nbd_qsd_attach(struct nbd_state *s)
             return ret;
     }
     s->gen = d->gen;
+    s->filter[0] = 0;
     snprintf(s->node, sizeof(s->node), "n%" PRIu64, ++d->next_id);
     snprintf(s->export, sizeof(s->export), "%s", s->node);
     snprintf(s->sock, sizeof(s->sock), "%.*s", (int)sizeof(s->sock) - 1, d->nbd_path);
@@ -1414,23 +1642,37 @@ static int nbd_qsd_attach(struct nbd_state *s)
     n = snprintf(json, sizeof(json),
                  "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"%s\","
                  "\"node-name\":\"%s\",\"discard\":\"%s\","
-                 "\"file\":{\"driver\":\"file\",\"filename\":%s}}}\n"
-                 "{\"execute\":\"block-export-add\",\"arguments\":{\"type\":\"nbd\","
-                 "\"id\":\"%s\",\"node-name\":\"%s\",\"writable\":true}}",
-                 s->format, s->node, s->discard, file, s->node, s->node);
+                 "\"file\":{\"driver\":\"file\",\"node-name\":\"%sf\",\"filename\":%s}}}%s",
+                 s->format, s->node, s->discard, s->node, file, s->nrules ? "" : "\n");
+    if (n > 0 && (size_t)n < sizeof(json) && !s->nrules)
+        n += snprintf(json + n, sizeof(json) - (size_t)n,
+                      "{\"execute\":\"block-export-add\",\"arguments\":{\"type\":\"nbd\","
+                      "\"id\":\"%s\",\"node-name\":\"%s\",\"writable\":true}}", s->node, s->node);
     if (n < 0 || (size_t)n >= sizeof(json)) {
         blkv_error(s->ctx, "blockdev-add command too long");
         return -E2BIG;
     }
     ret = nbd_qsd_qmp(s, "blockdev-add", json);
     t1 = nbd_qsd_ns();
-    if (ret == -EREMOTEIO) { /* the export's reply (an error too) is still to come */
+    if (ret == -EREMOTEIO && !s->nrules) { /* the export's reply (an error too) is still to come */
         nbd_qmp_reply(&d->qmp, QSD_QMP_TIMEOUT_MS, err, sizeof(err));
         return ret;
     }
     if (ret < 0)
         return ret;
-    if ((ret = nbd_qsd_reply(s, "block-export-add")) < 0) {
+    if (s->nrules && ((ret = nbd_qsd_filter(s)) < 0 ||
+                      (ret = nbd_qsd_qmpf(s, "block-export-add", "{\"execute\":"
+                                          "\"block-export-add\",\"arguments\":{\"type\":\"nbd\","
+                                          "\"id\":\"%s\",\"node-name\":\"%s\",\"writable\":true}}",
+                                          s->node, s->node)) < 0)) {
+        if (ret == -EREMOTEIO) {
+            nbd_qsd_qmpf(s, "blockdev-del", "{\"execute\":\"blockdev-del\",\"arguments\":"
+                         "{\"node-name\":\"%s\"}}", s->node);
+            nbd_qsd_filter_del(s);
+        }
+        return ret;
+    }
+    if (!s->nrules && (ret = nbd_qsd_reply(s, "block-export-add")) < 0) {
         if (ret == -EREMOTEIO) {
             snprintf(json, sizeof(json),
                      "{\"execute\":\"blockdev-del\",\"arguments\":{\"node-name\":\"%s\"}}",
@@ -1441,6 +1683,7 @@ static int nbd_qsd_attach(struct nbd_state *s)
     }
     s->attached = true;
     s->t_attached = 0;
+    s->conn_lost = false;
     if ((ret2 = nbd_drv_connect(s)) < 0) {
         nbd_qsd_detach(s);
         return ret2;
@@ -1477,7 +1720,11 @@ static int nbd_qsd_check(struct nbd_state *s)
  * node's (qemu-nbd's names accepted). */
 static int nbd_qsd_opts(struct nbd_state *s)
 {
-    const char *d = blkv_opt(s->ctx, "discard");
+    const char *d = blkv_opt(s->ctx, "discard"), *ci = blkv_opt(s->ctx, "crash-image");
+    if (strcmp(ci, "kept") && strcmp(ci, "lost")) {
+        blkv_error(s->ctx, "crash-image=%s: expected kept or lost", ci);
+        return -EINVAL;
+    }
     if (!*s->format || strlen(s->format) >= 32 ||
         strspn(s->format, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(s->format)) {
         blkv_error(s->ctx, "format=%s: not a QEMU format name", s->format);
@@ -1580,6 +1827,16 @@ static int nbd_qsd_open(struct nbd_state *s, uint64_t size, bool create, struct 
     if (ret >= 0 && (ret = nbd_qsd_attach(s)) >= 0 &&
         (ret = nbd_drv_caps(s, caps, faults, zeroes)) < 0)
         nbd_qsd_detach(s);
+    if (ret >= 0) {
+        const char *co = blkv_opt(s->ctx, "create-opts");
+        caps->fault_rules = true; /* through blkdebug */
+        caps->crash = true;       /* SIGKILL; the image file stays */
+        /* after a crash qemu-img check may find leaks (exit 3, which the
+         * check accepts anywhere), never corruption; with lazy refcounts
+         * the image is dirty, and QEMU's open repairs it */
+        caps->crash_check = strstr(co ? co : "", "lazy_refcounts=on") ? BLKV_CRASH_CLEAN
+                                                                    : BLKV_CRASH_LEAKS;
+    }
     if (ret < 0 && s->slot >= 0)
         nbd_slots[s->slot].state = NBD_SLOT_CLOSED;
     return ret;
@@ -1683,9 +1940,11 @@ static int nbd_drv_done(void *user_data, int *error)
     req->driver_data = NULL; /* completed */
     s->completions++;
     /* a lost connection: if the daemon died, the report quotes it */
-    if (s->server == NBD_SERVER_QSD &&
-        (e == ENOTCONN || e == ECONNRESET || e == EPIPE || e == ESHUTDOWN))
+    if (s->server == NBD_SERVER_QSD && !s->conn_lost &&
+        (e == ENOTCONN || e == ECONNRESET || e == EPIPE || e == ESHUTDOWN)) {
+        s->conn_lost = true; /* once per connection: the wait is long */
         nbd_qsd_report_death(s);
+    }
     blkv_complete(req, e ? -e : 0);
     return 1; /* retire the command */
 }
@@ -1707,6 +1966,18 @@ static void nbd_drv_submit(void *state, struct blkv_req *req)
     if (s->server == NBD_SERVER_QSD && !s->attached && nbd_qsd_attach(s) < 0) {
         blkv_complete(req, -EIO); /* after a check: node and export again */
         return;
+    }
+    if (s->server == NBD_SERVER_QSD && s->h && nbd_aio_is_dead(s->h) &&
+        nbd_aio_in_flight(s->h) == 0 && nbd_qsd_alive(0)) {
+        /* QEMU 7.2 drops the connection when a read fails (an injected
+         * fault): the export is still there, so connect again */
+        nbd_close(s->h);
+        s->h = NULL;
+        if (nbd_drv_connect(s) < 0) {
+            blkv_complete(req, -ENOTCONN);
+            return;
+        }
+        s->conn_lost = false;
     }
     req->driver_data = s;
     switch (req->op) {
@@ -1785,6 +2056,87 @@ static int nbd_drv_check(void *state)
     return ret;
 }
 
+/* A fault rule (server=qsd): kept, and in force from now on through a new
+ * blkdebug node (the image is closed and opened again in QEMU; the core has
+ * drained).  Refused, with why, where blkdebug cannot express it. */
+static int nbd_drv_fault(void *state, unsigned event, int err, bool once, uint64_t after)
+{
+    struct nbd_state *s = state;
+    const char *ev = nbd_qsd_event_name(event);
+    int ret;
+
+    if (s->server != NBD_SERVER_QSD) {
+        blkv_error(s->ctx, "fault rules: only with server=qsd (QEMU's blkdebug under the format)");
+        return -ENOTSUP;
+    }
+    if (!ev) {
+        blkv_error(s->ctx, event == BLKV_EV_HEADER_UPDATE
+                   ? "header_update: QEMU's blkdebug has no event for a header write"
+                   : "event-%u: not one of QEMU's blkdebug events (blkv drivers nbd lists them)",
+                   event);
+        return -ENOTSUP;
+    }
+    if (after > NBD_QSD_AFTER_MAX) {
+        blkv_error(s->ctx, "after %" PRIu64 ": at most %d with blkdebug (one state per "
+                   "occurrence counted)", after, NBD_QSD_AFTER_MAX);
+        return -ERANGE;
+    }
+    for (unsigned i = 0; after && i < s->nrules; i++)
+        if (s->rules[i].after && s->rules[i].event != event) {
+            blkv_error(s->ctx, "after %" PRIu64 " on %s: blkdebug's one state already counts %s;"
+                       " one event per program may take 'after'", after, ev,
+                       nbd_qsd_event_name(s->rules[i].event));
+            return -ENOTSUP;
+        }
+    if (s->nrules == NBD_QSD_RULES) {
+        blkv_error(s->ctx, "more than %d fault rules", NBD_QSD_RULES);
+        return -E2BIG;
+    }
+    s->rules[s->nrules++] = (struct nbd_rule){.event = event, .err = err, .once = once,
+                                              .after = after};
+    if (!s->attached)
+        return 0; /* the next request attaches with the rules */
+    if ((ret = nbd_qsd_detach(s)) < 0)
+        return ret;
+    return nbd_qsd_attach(s);
+}
+
+/* A crash (server=qsd): SIGKILL the daemon with requests in flight; its
+ * caches are lost, the image file (on tmpfs) keeps what QEMU wrote to it.
+ * The next open starts a new daemon on the same file. */
+static int nbd_drv_crash(void *state)
+{
+    struct nbd_state *s = state;
+
+    if (s->server != NBD_SERVER_QSD) {
+        blkv_error(s->ctx, "crash: only with server=qsd (one daemon to kill)");
+        return -ENOTSUP;
+    }
+    if (s->gen == nbd_qsd.gen)
+        nbd_qsd_kill();
+    if (s->h) { /* no shutdown: what is in flight stays unanswered */
+        nbd_close(s->h);
+        s->h = NULL;
+    }
+    s->attached = false;
+    s->filter[0] = 0;
+    nbd_qsd.death[0] = 0; /* a kill of ours, not a death to report */
+    if (!strcmp(blkv_opt(s->ctx, "crash-image"), "lost")) { /* the self-test's broken disk */
+        char src[NBD_DIR_MAX + 24];
+        const char *dst = nbd_slots[s->slot].dir;
+        nbd_drv_rmdir_safe(dst);
+        snprintf(src, sizeof(src), "%s/tmpl-%u", nbd_qsd.dir, s->tmpl_id);
+        if (mkdir(dst, 0700) < 0) {
+            blkv_error(s->ctx, "mkdir %s: %s", dst, strerror(errno));
+            return -EIO;
+        }
+        return nbd_qsd_copy_dir(s, src, dst);
+    }
+    if (s->slot >= 0)
+        nbd_slots[s->slot].state = NBD_SLOT_CLOSED;
+    return 0;
+}
+
 const struct blkv_driver blkv_driver_nbd = {
     BLKV_DRIVER_HEADER,
     .name = "nbd",
@@ -1798,4 +2150,11 @@ const struct blkv_driver blkv_driver_nbd = {
     .submit = nbd_drv_submit,
     .poll = nbd_drv_poll,
     .check = nbd_drv_check,
+    .events = nbd_qsd_events,
+    .std_events = 1u << BLKV_EV_COW_READ | 1u << BLKV_EV_COW_WRITE | 1u << BLKV_EV_L1_UPDATE |
+                  1u << BLKV_EV_L2_UPDATE | 1u << BLKV_EV_L2_ALLOC |
+                  1u << BLKV_EV_REFBLOCK_UPDATE | 1u << BLKV_EV_REFBLOCK_ALLOC |
+                  1u << BLKV_EV_REFTABLE_GROW,
+    .fault = nbd_drv_fault,
+    .crash = nbd_drv_crash,
 };
