@@ -20,6 +20,21 @@
 #       (tests/findings/qemu-qed-allocating-acb.trace) are reported with
 #       how the daemon died and the end of its stderr; blkv prop finds and
 #       shrinks the qed assertion, starting a new daemon after each death.
+#   test_nbd_qsd.sh BLKV faults
+#       fault rules through QEMU's blkdebug: a rule on data_write (blkdebug's
+#       write_aio) fails the next write with EIO in the NBD reply (blkv
+#       show's timeline says so); rules on l2_update and refblock_update
+#       (once and always) fail requests and leave an image qemu-img check
+#       passes; a rule QEMU has no event for (header_update), after N on a
+#       second event, and rules for server=qemu-nbd are refused with one
+#       line; blkv prop with random fault rules (and crashes): no report.
+#   test_nbd_qsd.sh BLKV crash
+#       a crash op SIGKILLs the daemon with writes in flight and a new one
+#       opens the image: flushed data reads back (also with lazy refcounts,
+#       repaired at the open); without the flush any outcome is legal; and
+#       with crash-image=lost (the image replaced by its template at the
+#       crash: a broken disk) the flushed write is reported lost; blkv prop
+#       with crashes: no report.
 #
 # Exit 77 (skip) when qemu-storage-daemon (or qemu-img) is not installed.
 set -u
@@ -198,8 +213,90 @@ death)
         echo "daemon starts: $starts"
     fi
     ;;
+faults)
+    hdr='blkv-trace 1
+driver nbd server=qsd format=qcow2
+size 64M
+qd 4
+init zero'
+    printf '%s\n' "$hdr" 'write 0 65536' drain 'fault data_write EIO once' \
+        'write 65536 65536' drain 'read 0 131072' 'write 131072 4096' drain 'read 131072 4096' \
+        check >w.trace
+    "$BLKV" run w.trace >out 2>&1 || bad "data_write rule: exit $?: $(tail -n 1 out)"
+    # the write after the rule failed, as the NBD reply said (blkv show's timeline)
+    "$BLKV" show -o w.html w.trace >/dev/null 2>&1
+    grep -q 'data-tip="#1 (op 3: write 65536 65536) t=[0-9.]*, -EIO"' w.html ||
+        bad "data_write rule: the write did not fail with EIO"
+    grep -q 'data-tip="#3 (op 6: write 131072 4096) t=[0-9.]*, ok"' w.html ||
+        bad "data_write rule (once): the next write failed too"
+    echo "data_write once: the write failed with EIO, the next one succeeded"
+    for rule in "l2_update EIO once" "l2_update EIO" "refblock_update ENOSPC once" \
+        "refblock_update EIO" "refblock_alloc EIO" "event-13 EIO after 1"; do
+        printf '%s\n' "$hdr" 'write 0 4096' flush "fault $rule" 'write 65536 4096' \
+            'write 4096 4096' 'write 33554432 65536' flush 'write 8192 4096' 'read 0 131072' \
+            flush 'read 33554432 65536' check 'read 0 131072' >m.trace
+        "$BLKV" run m.trace >out 2>&1 || bad "fault $rule: exit $?: $(grep -m1 -e blkverify -e blkv: out)"
+        "$BLKV" show -o m.html m.trace >/dev/null 2>&1
+        n=$(grep -o 'data-tip="#[0-9]* (op [^"]*"' m.html | grep -vc ', ok"')
+        [ "$n" -gt 0 ] || bad "fault $rule: no request failed"
+        echo "fault $rule: $n request(s) failed, check passed"
+    done
+    # refused with one line: exit 2 (the run cannot go on)
+    for rule in "header_update EIO" "event-60 EIO"; do
+        printf '%s\n' "$hdr" 'write 0 4096' "fault $rule" 'write 0 4096' >r.trace
+        "$BLKV" run r.trace >out 2>&1
+        rc=$?
+        [ $rc -eq 2 ] || bad "fault $rule: not refused (exit $rc)"
+        [ "$(grep -c . out)" -eq 1 ] || bad "fault $rule: not one line: $(cat out)"
+        cat out
+    done
+    printf '%s\n' "$hdr" 'fault l2_update EIO after 2' 'fault data_write EIO after 1' \
+        'write 0 4096' >r.trace
+    "$BLKV" run r.trace >out 2>&1
+    [ $? -eq 2 ] && grep -q "one event per program may take 'after'" out ||
+        bad "after N on two events: not refused: $(cat out)"
+    "$BLKV" run -d "nbd server=qemu-nbd format=qcow2" r.trace >out 2>&1
+    [ $? -eq 2 ] && grep -q "fault ops need .*not with these options" out ||
+        bad "fault rules for qemu-nbd: not refused: $(cat out)"
+    # random programs with fault rules (and crashes): no report
+    "$BLKV" prop -q -S 7 -r 60 -s "$tmp" -d "nbd server=qsd format=qcow2 write-zeroes=off" \
+        >out 2>&1
+    rc=$?
+    grep '^prop:' out
+    [ $rc -eq 0 ] || bad "blkv prop with fault rules exited $rc"
+    grep -q blkverify out && bad "blkv prop with fault rules: a report"
+    ;;
+crash)
+    printf '%s\n' 'blkv-trace 1' 'driver nbd server=qsd format=qcow2' 'size 64M' 'qd 8' \
+        'init zero' 'write 0 65536' 'write 1048576 4096' drain flush drain \
+        'write 2097152 65536' 'write 3145728 65536' 'write 65536 65536' crash 'read 0 65536' \
+        'read 1048576 4096' 'read 2097152 65536' 'read 65536 65536' check >c.trace
+    grep -v '^flush' c.trace >nf.trace
+    for spec in "" "create-opts=lazy_refcounts=on" "create-opts=cluster_size=4096"; do
+        "$BLKV" run -d "nbd server=qsd format=qcow2 $spec" c.trace >out 2>&1 ||
+            bad "crash ($spec): exit $?: $(grep -m1 -e blkverify -e blkv: out)"
+        grep -q '4 reads verified.*1 crash' out || bad "crash ($spec): $(tail -n 1 out)"
+    done
+    "$BLKV" run nf.trace >out 2>&1 || bad "crash without the flush: exit $?"
+    "$BLKV" run -d "nbd server=qsd format=qcow2 crash-image=lost" nf.trace >out 2>&1 ||
+        bad "crash-image=lost without the flush: exit $? (nothing was durable)"
+    # the image lost at the crash: the flushed write is missing, and said so
+    "$BLKV" run -d "nbd server=qsd format=qcow2 crash-image=lost" c.trace >out 2>&1
+    rc=$?
+    [ $rc -eq 1 ] || bad "crash-image=lost: exit $rc, not 1"
+    grep -q 'after crash at op 8' out && grep -q '#0 (op 0: write 0 65536) .*\[durable\]' out &&
+        grep -q 'signature: contents/read/stale' out || bad "crash-image=lost: $(head -n 4 out)"
+    grep -m1 blkverify out
+    "$BLKV" prop -q -S 3 -r 60 -s "$tmp" -d "nbd server=qsd format=qcow2 write-zeroes=off" \
+        >out 2>&1
+    rc=$?
+    grep '^prop:' out
+    [ $rc -eq 0 ] || bad "blkv prop with crashes exited $rc"
+    grep -q blkverify out && bad "blkv prop with crashes: a report"
+    ;;
 *)
-    echo "usage: test_nbd_qsd.sh BLKV prop FORMAT [OPTIONS] | reopen | cleanup | death" >&2
+    echo "usage: test_nbd_qsd.sh BLKV prop FORMAT [OPTIONS] | reopen | cleanup | death |" \
+        "faults | crash" >&2
     exit 2
     ;;
 esac
