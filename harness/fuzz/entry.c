@@ -6,6 +6,7 @@
 #include <blkv/fuzz.h>
 #include <blkv/run.h>
 
+#include "program/limits.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -16,18 +17,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* The formula lives with the decoder, which draws lengths within it. */
 uint64_t blkv_fuzz_budget(const struct blkv_config *cfg)
 {
-    uint64_t g = cfg->grain, cap = UINT64_C(2) << 20;
-    uint64_t b = 256 * g < cap ? 256 * g : cap;
-    return b > 8 * g ? b : 8 * g;
-}
-
-/* The most bytes the next request may span, `moved` bytes in. */
-static uint64_t budget_left(uint64_t budget, uint64_t moved)
-{
-    uint64_t left = moved < budget ? budget - moved : 0;
-    return left > BLKV_FUZZ_PAST_BUDGET ? left : BLKV_FUZZ_PAST_BUDGET;
+    return blkv_budget_of(cfg);
 }
 
 /* Whether op goes over the budget after the ops before it (whose counts
@@ -36,7 +29,7 @@ static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
                     unsigned *reopens, unsigned *checks, unsigned *rules)
 {
     if (blkv_opcode_ranged(op->code)) {
-        if (op->len > budget_left(budget, *moved))
+        if (op->len > blkv_budget_left(budget, *moved))
             return true;
         *moved += op->len;
         return false;
@@ -78,7 +71,7 @@ void blkv_fuzz_fit_budget(struct blkv_program *p)
         if (op_over(&op, budget, &moved, &reopens, &checks, &rules)) {
             if (!blkv_opcode_ranged(op.code))
                 continue;
-            op.len = budget_left(budget, moved);
+            op.len = blkv_budget_left(budget, moved);
             moved += op.len;
         }
         p->ops[n++] = op;

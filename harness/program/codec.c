@@ -40,8 +40,26 @@
  *   0..59 read        60..115 write     116..123 write fua
  *   124..131 wzero    132..135 wzero unmap   136..137 wzero fua
  *   138..139 wzero unmap fua   140..153 discard   154..167 flush
- *   168..183 cancel   184..223 step     224..239 wait
+ *   168..183 cancel   184..215 step     216..219 crash
+ *   220..221 fault    222..223 fault once       224..239 wait
  *   240..247 drain    248..251 reopen   252..255 check
+ *
+ * THE FUZZ BUDGET.  Random bytes should make programs a fuzz target runs,
+ * so the decoder keeps to the budget that blkv_fuzz_over_budget() checks
+ * (<blkv/fuzz.h>; a pure function of the config, so decoding stays
+ * deterministic), and only escape bytes that random input rarely holds go
+ * over it.  It counts, as the check does, the bytes spanned by the
+ * requests decoded so far (`moved`) and the reopens and crashes, checks and
+ * fault rules so far.  LEFT below is what the next request may span:
+ * max(budget - moved, BLKV_FUZZ_PAST_BUDGET), and at most BLKV_MAX_REQUEST.
+ * Once a program holds BLKV_FUZZ_MAX_REOPENS reopens and crashes (or
+ * BLKV_FUZZ_MAX_CHECKS checks, BLKV_FUZZ_MAX_RULES fault rules), the
+ * opcode byte of one more is followed by a byte x: 0xff, the op all the
+ * same (its operands follow); else the op is a step with pending-I/O index
+ * x, and a step's error byte follows.  Every program stays expressible, so
+ * the encoder remains exact for any program, over the budget or not; the
+ * check stays as the safety net for inputs with the escapes (and for the
+ * other ways to a program: trace text, the mutator's edits).
  *
  * read / write / wzero / discard: a length mode byte [+ bytes], then an
  * offset mode byte [+ bytes] (the length comes first because some offset
@@ -50,16 +68,19 @@
  * parameter.  G is the grain, S the device size, L2 = G * G/8 (the guest
  * bytes one qcow2 L2 table maps), "clusters" = ceil(S / G).
  *
- *   length: 0xff + u32 literal: outside 1..8M becomes 1 + v % 8M
+ *   length: 0xff + u32 literal v: top byte 0xff: the low 24 bits, taken
+ *           as they are (outside 1..8M: 1 + v % 8M), budget or not; else
+ *           v if in 1..LEFT, otherwise 1 + v % LEFT
  *           0-5, 15  (P+1)*512                (1..16 sectors)
  *           6-7  G
  *           8-9  G+512 if P odd, else G-512 (G+512 when G is 512)
  *           10-11 (2 + P%8)*G, minus 512 if P >= 8
  *           12   P < 8: 1 + P%7 (1..7 bytes); else (P-7)*4K
  *           13   + u8 x: P*512 + 1 + x%511    (unaligned)
- *           14   + u16 v: (v%2048 + 1)*512    (up to 1M; longer ones
- *                need the literal form)
- *           and then at most BLKV_MAX_REQUEST.
+ *           14   + u16 v: (v%n + 1)*512, n = min(2048, LEFT/512)  (up to
+ *                1M; longer ones need the literal form)
+ *           and then, if over LEFT (which is at least 4096), ((P%8)+1)*512
+ *           (1..8 sectors) instead.
  *   offset: 0xff + u64 literal, modulo BLKV_MAX_DEVICE_SIZE
  *           0-4  + u8 k: (k % clusters)*G + delta[P]
  *           5    + u8 j: (j % L2 tables)*L2 + delta[P]
@@ -104,12 +125,14 @@
  * entry e % 16.  An after byte a: 0xff + u16 literal; 0xf0..0xfe:
  * (a - 0xef) * 8; else a % 4.  "once" is in the opcode byte.
  *
- * flush, drain, reopen, check: no operands.
+ * flush, drain, reopen, check: no operands (but see the fuzz budget above).
  *
  * The encoder writes the shortest of a few forms that decodes back to the
- * op exactly (checked by decoding it), falling back to the literal forms.
- * It writes no bytes for a cancel or wait before the first request (the
- * decoder could not produce one; at run time it would do nothing).
+ * op exactly (checked by decoding it), falling back to the literal forms:
+ * a length over LEFT as the literal with top byte 0xff, an op past its
+ * fuzz limit with the byte 0xff after its opcode.  It writes no bytes for
+ * a cancel or wait before the first request (the decoder could not produce
+ * one; at run time it would do nothing).
  */
 #include "program/limits.h"
 
@@ -372,12 +395,15 @@ static uint8_t mode_byte(const uint8_t *tab, unsigned g, unsigned prm)
 #define RECENT 16        /* requests the offset generator may overlap */
 #define CANCEL_WINDOW 32 /* requests a cancel or wait byte can name */
 
-/* What the op decoder knows: the config and the requests so far. */
+/* What the op decoder knows: the config and the ops so far. */
 struct dstate {
     uint64_t size, grain;
     uint64_t nsub; /* submit ops so far */
     uint64_t r_off[RECENT], r_len[RECENT];
     unsigned nrecent, head;
+    /* the fuzz budget (blkv_fuzz_over_budget's counts) */
+    uint64_t budget, moved;          /* bytes: the budget, and spanned by requests so far */
+    unsigned reopens, checks, rules; /* reopens and crashes, checks, fault rules */
 };
 
 static void dstate_init(struct dstate *st, const struct blkv_config *cfg)
@@ -385,6 +411,7 @@ static void dstate_init(struct dstate *st, const struct blkv_config *cfg)
     memset(st, 0, sizeof(*st));
     st->size = cfg->size;
     st->grain = cfg->grain;
+    st->budget = blkv_budget_of(cfg);
 }
 
 /* Record a decoded op. */
@@ -397,6 +424,35 @@ static void dstate_note(struct dstate *st, const struct blkv_pop *op)
         st->head = (st->head + 1) % RECENT;
         if (st->nrecent < RECENT)
             st->nrecent++;
+        st->moved = st->moved + op->len >= st->moved ? st->moved + op->len : UINT64_MAX;
+    }
+    st->reopens += op->code == BLKV_P_REOPEN || op->code == BLKV_P_CRASH;
+    st->checks += op->code == BLKV_P_CHECK;
+    st->rules += op->code == BLKV_P_FAULT;
+}
+
+/* The most bytes a request may span now within the budget (and at most
+ * BLKV_MAX_REQUEST: 2 MiB grains have a 16 MiB budget). */
+static uint64_t dstate_left(const struct dstate *st)
+{
+    uint64_t left = blkv_budget_left(st->budget, st->moved);
+    return left < BLKV_MAX_REQUEST ? left : BLKV_MAX_REQUEST;
+}
+
+/* Whether an op of kind code would go over a fuzz limit now: then its
+ * opcode byte needs the escape byte to mean it. */
+static bool dstate_at_limit(const struct dstate *st, unsigned code)
+{
+    switch (code) {
+    case BLKV_P_REOPEN:
+    case BLKV_P_CRASH:
+        return st->reopens >= BLKV_FUZZ_MAX_REOPENS;
+    case BLKV_P_CHECK:
+        return st->checks >= BLKV_FUZZ_MAX_CHECKS;
+    case BLKV_P_FAULT:
+        return st->rules >= BLKV_FUZZ_MAX_RULES;
+    default:
+        return false;
     }
 }
 
@@ -408,16 +464,23 @@ static void dstate_recent(const struct dstate *st, unsigned i, uint64_t *off, ui
     *len = st->r_len[slot];
 }
 
+/* A literal length's u32 with this top byte is taken as it is, budget or not. */
+#define LEN_LIT_EXACT 0xffu
+
 /* A length; *lit is set for the literal form. */
 static uint64_t gen_len(const struct dstate *st, struct rd *r, bool *lit)
 {
     uint8_t m = rd_u8(r);
     unsigned prm = m & 15;
-    uint64_t g = st->grain, len = 512;
+    uint64_t g = st->grain, len = 512, left = dstate_left(st);
 
     *lit = m == MODE_LIT;
-    if (*lit)
-        return norm_len(rd_le(r, 4));
+    if (*lit) {
+        uint64_t v = rd_le(r, 4);
+        if (v >> 24 == LEN_LIT_EXACT)
+            return norm_len(v & 0xffffff);
+        return v >= 1 && v <= left ? v : 1 + v % left;
+    }
     switch (len_gen[m >> 4]) {
     case L_SECTORS:
         len = (prm + 1) * UINT64_C(512);
@@ -437,10 +500,14 @@ static uint64_t gen_len(const struct dstate *st, struct rd *r, bool *lit)
     case L_ODD:
         len = prm * UINT64_C(512) + 1 + rd_u8(r) % 511;
         break;
-    case L_BIG:
-        len = (rd_le(r, 2) % 2048 + 1) * 512;
+    case L_BIG: {
+        uint64_t n = left / 512 < 2048 ? left / 512 : 2048; /* left >= 4096 */
+        len = (rd_le(r, 2) % n + 1) * 512;
         break;
     }
+    }
+    if (len > left) /* left >= 4096: eight sectors always fit */
+        len = ((prm & 7) + 1) * UINT64_C(512);
     return len < BLKV_MAX_REQUEST ? len : BLKV_MAX_REQUEST;
 }
 
@@ -570,6 +637,16 @@ static uint64_t gen_off(const struct dstate *st, struct rd *r, uint64_t *len, bo
     return off;
 }
 
+/* A step's error byte [+ literal] into op->err. */
+static void dec_step_err(struct rd *r, struct blkv_pop *op)
+{
+    uint8_t b = rd_u8(r);
+    if (b == ESC)
+        op->err = norm_errno(rd_le(r, 2));
+    else if (b >= STEP_ERR_FIRST)
+        op->err = step_err_tab[(b - STEP_ERR_FIRST) % 16];
+}
+
 /* Decode one op; false if it is dropped (a cancel or wait before any request). */
 static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op)
 {
@@ -577,6 +654,12 @@ static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op
 
     memset(op, 0, sizeof(*op));
     op_lookup(rd_u8(r), &code, &flags);
+    if (dstate_at_limit(st, code) && (b = rd_u8(r)) != ESC) {
+        op->code = BLKV_P_STEP; /* b is its pending-I/O index */
+        op->arg = b;
+        dec_step_err(r, op);
+        return true;
+    }
     op->code = code;
     op->flags = flags;
     switch (blkv_opinfo(code)->operand) {
@@ -599,11 +682,7 @@ static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op
         break;
     case BLKV_OPND_STEP:
         op->arg = rd_u8(r);
-        b = rd_u8(r);
-        if (b == ESC)
-            op->err = norm_errno(rd_le(r, 2));
-        else if (b >= STEP_ERR_FIRST)
-            op->err = step_err_tab[(b - STEP_ERR_FIRST) % 16];
+        dec_step_err(r, op);
         break;
     case BLKV_OPND_CRASH:
         op->arg = rd_u8(r);
@@ -686,7 +765,7 @@ static size_t len_forms(const struct dstate *st, const struct blkv_pop *op, stru
     }
     f[n].n = 0;
     by_u8(&f[n], MODE_LIT);
-    by_le(&f[n++], op->len, 4);
+    by_le(&f[n++], op->len <= dstate_left(st) ? op->len : LEN_LIT_EXACT << 24 | op->len, 4);
     return n;
 }
 
@@ -721,6 +800,8 @@ static bool encode_op(const struct dstate *st, const struct blkv_pop *op, struct
     struct bytes s = {.n = 0};
 
     by_u8(&s, op_byte(op->code, op->flags));
+    if (dstate_at_limit(st, op->code))
+        by_u8(&s, ESC); /* over the fuzz limit: the op all the same */
     switch (blkv_opinfo(op->code)->operand) {
     case BLKV_OPND_RANGE: {
         struct bytes lf[4], of[3];

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * program_internal.h - value ranges shared by the binary decoder
- * (program.c) and the trace reader (trace.c).  Both accept exactly the same
- * values, so a program survives any chain of decode, encode, format, parse.
+ * limits.h - value ranges shared by the binary decoder (codec.c) and the
+ * trace reader (trace.c).  Both accept exactly the same values, so a program
+ * survives any chain of decode, encode, format, parse.  And the fuzz budget,
+ * which the decoder keeps to.
  */
 #ifndef BLKV_PROGRAM_INTERNAL_H
 #define BLKV_PROGRAM_INTERNAL_H
 
 #include <blkv/driver.h>
+#include <blkv/fuzz.h> /* the fuzz budget's limits, which the decoder keeps to */
 #include <blkv/program.h>
 #include "util/util.h"
 
@@ -21,6 +23,24 @@
 #define BLKV_CRASH_ARG_MAX UINT32_C(255)  /* crash N: N in 0..255 */
 #define BLKV_EVENT_MAX 255u               /* fault EVENT: events 1..255 */
 #define BLKV_FAULT_AFTER_MAX UINT64_C(65535) /* fault ... after N: N in 0..65535 */
+
+/* The fuzz data budget of a config (blkv_fuzz_budget, <blkv/fuzz.h>):
+ * max(8 x grain, min(256 x grain, 2 MiB)).  Here because the binary decoder
+ * draws request lengths within it, and the decoder is below the fuzz layer. */
+static inline uint64_t blkv_budget_of(const struct blkv_config *cfg)
+{
+    uint64_t g = cfg->grain, cap = UINT64_C(2) << 20;
+    uint64_t b = 256 * g < cap ? 256 * g : cap;
+    return b > 8 * g ? b : 8 * g;
+}
+
+/* The most bytes the next request may span within the budget, `moved`
+ * bytes of requests in: what is left, but never under BLKV_FUZZ_PAST_BUDGET. */
+static inline uint64_t blkv_budget_left(uint64_t budget, uint64_t moved)
+{
+    uint64_t left = moved < budget ? budget - moved : 0;
+    return left > BLKV_FUZZ_PAST_BUDGET ? left : BLKV_FUZZ_PAST_BUDGET;
+}
 
 /* The kind whose opcode bytes come i-th (ops.c's decode order). */
 unsigned blkv_opcode_in_order(unsigned i);

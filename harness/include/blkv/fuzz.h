@@ -60,6 +60,9 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
  * each costs a close, open and full image check, and libFuzzer's hit-count
  * buckets reward doing it hundreds of times; and it may hold at most
  * BLKV_FUZZ_MAX_RULES fault rules (each lower I/O looks at every rule).  `blkv run` replays any program whole.
+ * The binary decoder keeps to the same budget (lengths drawn within what
+ * is left of it, one more reopen, check or rule than the limit only after
+ * an escape byte), so most byte strings run; this check is the safety net.
  */
 #define BLKV_FUZZ_PAST_BUDGET 4096u
 #define BLKV_FUZZ_MAX_REOPENS 8u
