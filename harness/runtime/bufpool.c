@@ -33,10 +33,17 @@ struct pooled {
     _Alignas(16) unsigned char data[];
 };
 
+/* A class no run has asked for in this many runs gives its buffers back:
+ * what the pool holds follows what recent runs use, not the most that any
+ * run of the process ever did (which would only grow). */
+#define IDLE_RUNS 4096u
+
 static _Thread_local struct {
     struct pooled *ready[NCLASS]; /* reusable now */
     struct pooled *spent;         /* given back during this run */
     uint64_t bytes;               /* held in both lists */
+    uint64_t runs;                /* runs ended */
+    uint64_t last_get[NCLASS];    /* the run in which the class was last asked for */
 } pool;
 
 static int class_of(size_t len)
@@ -56,6 +63,7 @@ void *blkv_buf_get(size_t len)
 
     if (c < 0)
         return malloc(len ? len : 1);
+    pool.last_get[c] = pool.runs;
     if ((h = pool.ready[c])) {
         pool.ready[c] = h->next;
         pool.bytes -= (size_t)1 << (c + MIN_BITS);
@@ -110,5 +118,17 @@ void blkv_buf_run_end(void)
         pool.spent = h->next;
         h->next = pool.ready[h->cls];
         pool.ready[h->cls] = h;
+    }
+    pool.runs++;
+    for (unsigned c = 0; c < NCLASS; c++) {
+        if (pool.runs - pool.last_get[c] < IDLE_RUNS)
+            continue;
+        while (pool.ready[c]) {
+            struct pooled *h = pool.ready[c];
+            pool.ready[c] = h->next;
+            pool.bytes -= (size_t)1 << (c + MIN_BITS);
+            UNPOISON(h->data, (size_t)1 << (c + MIN_BITS));
+            free(h);
+        }
     }
 }
