@@ -40,7 +40,9 @@ expect 0 "capabilities: align" -- "$BLKV" drivers raw
 expect 2 "unknown driver 'nope'" -- "$BLKV" drivers nope
 expect 0 "fault events: data_read data_write flush cow_read .* l2_alloc .* header_update" -- "$BLKV" drivers qcow2
 expect 0 "after a crash: the check may find leaked space" -- "$BLKV" drivers qcow2
-expect 0 "fault events: none" -- "$BLKV" drivers nbd
+expect 0 "fault events \\(where its options allow, not the default ones\\): data_read .* l2_update .* cluster_alloc \\(event-13\\)" -- "$BLKV" drivers nbd
+expect 0 "crash ops: kill its server where its options allow" -- "$BLKV" drivers nbd
+expect 0 "fault events: none \\(crash and fault ops need an in-process driver\\)" -- "$BLKV" drivers file
 
 # prop draws qcow2's image options per program unless --fixed; options given stay fixed
 expect 0 "^prop: varying image options per program \(--fixed to keep 'qcow2' for every program\)" -- \

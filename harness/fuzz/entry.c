@@ -231,9 +231,13 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
      * run without those ops, and what ran is saved, not the input */
     if (!drv->in_process && has_server_ops(&p)) {
         bool crash, fault;
+        size_t dropped = 0;
         blkv_driver_takes(drv, opts, &crash, &fault);
-        if ((!crash && blkv_program_drop(&p, BLKV_P_CRASH)) |
-            (!fault && blkv_program_drop(&p, BLKV_P_FAULT)))
+        if (!crash)
+            dropped += blkv_program_drop(&p, BLKV_P_CRASH);
+        if (!fault)
+            dropped += blkv_program_drop(&p, BLKV_P_FAULT);
+        if (dropped)
             o.input = NULL;
     }
     o.quiet = false;
