@@ -61,11 +61,12 @@ static enum why why_of(const struct blkv_pop *op)
 static void count_alone(const struct blkv_program *p, unsigned *alone)
 {
     uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
-    unsigned n[WHY__COUNT] = {0}, max[WHY__COUNT] = {
+    static const unsigned max[WHY__COUNT] = {
         [WHY_REOPEN] = BLKV_FUZZ_MAX_REOPENS,
         [WHY_CHECK] = BLKV_FUZZ_MAX_CHECKS,
         [WHY_RULES] = BLKV_FUZZ_MAX_RULES,
     };
+    unsigned n[WHY__COUNT] = {0};
 
     for (size_t i = 0; i < p->nops; i++) {
         const struct blkv_pop *op = &p->ops[i];
@@ -191,8 +192,8 @@ static int part_safety_net(void)
 
     blkv_program_free(&p);
     for (unsigned i = 0; i <= BLKV_FUZZ_MAX_RULES; i++)
-        push(&p, (struct blkv_pop){.code = BLKV_P_FAULT, .arg = BLKV_EV_DATA_WRITE, .err = EIO,
-                                   .len = i});
+        push(&p, (struct blkv_pop){
+                     .code = BLKV_P_FAULT, .arg = BLKV_EV_DATA_WRITE, .err = EIO, .len = i});
     check_set_aside(&p, BLKV_FUZZ_MAX_RULES, "fault rules past the limit");
     blkv_program_free(&p);
     T_EXIT();
