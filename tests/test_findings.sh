@@ -10,7 +10,9 @@
 #                                fail, printing TEXT; the copy kept beside the
 #                                trace (same name, .sh) must be that script
 # The catalog's own traces are tests/findings/*.trace; tests/findings/
-# referenced.list names the ones kept in tests/traces/.  An entry whose
+# referenced.list names the ones kept in tests/traces/.  A tests/findings/
+# *.sh with no .trace beside it is a qemu-io-only entry: the script itself
+# must fail printing its "# qemu-io: TEXT".  An entry whose
 # software is missing (qemu-nbd/qemu-img/qemu-io, or blkv built without
 # libqcow) is skipped; if all are, exit 77.  An entry that no longer fails
 # at all is reported "fixed upstream?" and the test skips (77), so CI stays
@@ -142,6 +144,42 @@ for t in $list; do
                 echo "ok   ${sh_#"$TESTS"/}: exit $qrc at try $tries, '$qio'"
             fi
         fi
+    fi
+done
+
+# qemu-io-only entries: a .sh with no .trace beside it (a bug blkv's driver
+# cannot drive, reproduced with QEMU's tools alone).  Its header carries
+# "# qemu-io: TEXT": the script must fail printing TEXT; exit 0 means the
+# bug no longer shows.  Up to 5 tries, as for the scripts above.
+for sh_ in "$CAT"/*.sh; do
+    [ -f "$sh_" ] && [ ! -f "${sh_%.sh}.trace" ] || continue
+    name=${sh_#"$TESTS"/}
+    qio=$(field "$sh_" qemu-io)
+    if [ -z "$qio" ]; then
+        echo "FAIL $name: no trace beside it and no '# qemu-io:' line"
+        failed=$((failed + 1)); continue
+    fi
+    if ! have qemu-io || ! have qemu-img || ! have qemu-nbd; then
+        echo "SKIP $name: needs qemu-io, qemu-img and qemu-nbd"; skipped=$((skipped + 1)); continue
+    fi
+    ran=$((ran + 1))
+    tries=0
+    while :; do
+        tries=$((tries + 1))
+        (cd "$tmp" && rm -f img && IMG=$tmp/img sh "$sh_") > "$tmp/qio.out" 2>&1
+        qrc=$?
+        [ $qrc -eq 0 ] && [ $tries -lt 5 ] || break
+    done
+    if [ $qrc -eq 0 ]; then
+        echo "FIXED? $name: exit 0 in $tries tries, the reproduction no longer fails."
+        echo "     It may be fixed upstream: check, then update tests/findings/."
+        fixed=$((fixed + 1))
+    elif ! grep -qF -- "$qio" "$tmp/qio.out"; then
+        echo "FAIL $name: exit $qrc, but without '$qio'.  Output:"
+        sed 's/^/       /' "$tmp/qio.out" | tail -n 12
+        failed=$((failed + 1))
+    else
+        echo "ok   $name: exit $qrc at try $tries, '$qio'"
     fi
 done
 
