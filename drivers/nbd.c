@@ -200,7 +200,8 @@ static const struct blkv_option nbd_options[] = {
     {"server-args", NULL, "extra server command-line words, '+'-separated (qsd: the daemon's;"
      " it is restarted when they change)"},
     {"faults", "auto", "the server may fail requests (caps.may_fail): on, off, or auto"
-     " (on when the nbdkit error filter is used)"},
+     " (on when the nbdkit error filter is used, or checkwrite, which fails with EIO a"
+     " write that differs from the data)"},
     {"crash-image", "kept", "qsd: what a crash op leaves the next daemon: kept (the image file"
      " as the killed daemon left it) or lost (a fresh copy of the template: every write lost,"
      " a broken disk for the self-test that shows the post-crash check catches it)"},
@@ -1884,7 +1885,8 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
     if (getenv("BLKV_NBD_TIMING") && !strcmp(getenv("BLKV_NBD_TIMING"), "1"))
         timing = s->server == NBD_SERVER_QSD;
     if (faults < 0)
-        faults = s->server == NBD_SERVER_NBDKIT && nbd_drv_list_has(filter, "error");
+        faults = s->server == NBD_SERVER_NBDKIT &&
+                 (nbd_drv_list_has(filter, "error") || nbd_drv_list_has(filter, "checkwrite"));
     s->format = blkv_opt(ctx, "format");
     s->check = check && (s->server == NBD_SERVER_QEMU || s->server == NBD_SERVER_QSD);
     if (s->server == NBD_SERVER_QSD)
