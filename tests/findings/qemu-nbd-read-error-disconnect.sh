@@ -19,13 +19,15 @@
 # See qemu-nbd-read-error-disconnect.report.md.
 # qemu-io: Disconnect client, due to: Failed to send reply: reading from file failed
 IMG=${IMG:-blkv-export.qcow2}
-SOCK=$IMG.sock
+# the socket path stays short (sun_path) wherever IMG is
+SOCKDIR=$(mktemp -d /tmp/qnbd.XXXXXX) || exit 2
+SOCK=$SOCKDIR/s
 LOG=$IMG.nbd.log
-rm -f "$SOCK" "$LOG"
+rm -f "$LOG"
 qemu-img create -q -f qcow2 "$IMG" 67108864 || exit 2
 qemu-nbd --socket="$SOCK" --image-opts "driver=qcow2,file.driver=blkdebug,file.image.filename=$IMG,file.inject-error.0.event=read_aio,file.inject-error.0.errno=5,file.inject-error.0.once=on" 2> "$LOG" &
 pid=$!
-trap 'kill $pid 2>/dev/null; rm -f "$SOCK"' EXIT
+trap 'kill $pid 2>/dev/null; rm -rf "$SOCKDIR"' EXIT
 n=0
 until [ -S "$SOCK" ]; do
     n=$((n + 1)); [ $n -lt 100 ] || { echo "qemu-nbd did not start"; cat "$LOG"; exit 2; }
