@@ -7,7 +7,9 @@
 #
 # Every cell prints its driver spec and runs N random programs (blkv prop,
 # 64 ops each, seed 1; BLKV_NBDKIT_RUNS and BLKV_NBDKIT_SEED override)
-# over the memory plugin, expecting no report and every program run.  In the
+# over the memory plugin (partition: the data plugin; checkwrite: blkv gen's
+# programs, edited, through blkv run), expecting no report and every
+# program run.  In the
 # cells with cow, a report that does not fail again with requests serialized
 # (nbdkit's noparallel filter) is that known cow race, said so, expected:
 #
