@@ -45,6 +45,11 @@
 #                        plugin holds the table, 65 MiB, partitions of
 #                        32 MiB at 1 MiB and 33 MiB); a fixed trace's write
 #                        reaches the plugin 1 MiB further on; and partition 2
+#   cache-max-size       cache=writethrough with cache-max-size=4M (blocks
+#                        reclaimed; N/4 programs, they are slow); and
+#                        tests/findings/nbdkit-cache-reclaim-dirty.trace,
+#                        nbdkit 1.32's cache=writeback dropping dirty blocks
+#                        at reclaim (unflushed data lost), expected
 #   cow-cache            cow over cache=writeback
 #   blocksize-cache      blocksize (minblock=4096, maxdata=65536) over cache
 #   cache-cow-blocksize  cache=writeback over cow over blocksize
@@ -261,6 +266,23 @@ EOF
         bad "partition=1: writes did not reach the plugin at 1 MiB further on: $(cat pt.req)"
     prop "plugin=data filter=partition args=data=$MBR+size=65M+partition=2"
     ;;
+cache-max-size)
+    # cache-max-size=4M reclaims blocks: with writethrough they are clean
+    N=$(((N + 3) / 4)) prop \
+        "filter=cache args=cache=writethrough+cache-max-size=4M+cache-min-block-size=4096"
+    # with writeback the reclaim drops dirty blocks: the catalogued finding
+    t=$here/findings/nbdkit-cache-reclaim-dirty.trace
+    "$BLKV" run "$t" >out 2>&1
+    rc=$?
+    if [ $rc -eq 1 ] && grep -q 'signature: contents/read/' out; then
+        echo "expected: nbdkit-cache-reclaim-dirty.trace reproduces: $(head -n 1 out)"
+    elif [ $rc -eq 0 ]; then
+        bad "nbdkit-cache-reclaim-dirty.trace is clean: fixed upstream? (update tests/findings/" \
+            "and this test)"
+    else
+        bad "nbdkit-cache-reclaim-dirty.trace fails otherwise than catalogued: $(head -n 1 out)"
+    fi
+    ;;
 cow-cache) prop "filter=cow+cache args=cache=writeback" ;;
 blocksize-cache) prop "filter=blocksize+cache args=minblock=4096+maxdata=65536+cache=writeback" ;;
 cache-cow-blocksize)
@@ -269,7 +291,8 @@ cache-cow-blocksize)
 *)
     echo "usage: test_nbdkit_filters.sh BLKV cow | cow-on-read | cache-writeback |" \
         "cache-writethrough | cache-unsafe | blocksize-minblock | blocksize-maxdata |" \
-        "checkwrite | partition | cow-cache | blocksize-cache | cache-cow-blocksize" >&2
+        "checkwrite | partition | cache-max-size | cow-cache | blocksize-cache |" \
+        "cache-cow-blocksize" >&2
     exit 2
     ;;
 esac
