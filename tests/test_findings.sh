@@ -13,7 +13,7 @@
 # referenced.list names the ones kept in tests/traces/.  A tests/findings/
 # *.sh with no .trace beside it is a qemu-io-only entry: the script itself
 # must fail printing its "# qemu-io: TEXT".  An entry whose
-# software is missing (qemu-nbd/qemu-img/qemu-io, or blkv built without
+# software is missing (qemu-nbd/qemu-img/qemu-io, nbdkit, or blkv built without
 # libqcow) is skipped; if all are, exit 77.  An entry that no longer fails
 # at all is reported "fixed upstream?" and the test skips (77), so CI stays
 # green and says so; one that fails otherwise than catalogued fails it.
@@ -56,6 +56,13 @@ for t in $list; do
     nbd*server=qemu-nbd*|nbd)
         if ! have qemu-nbd || ! have qemu-img; then
             echo "SKIP $name: needs qemu-nbd and qemu-img"; skipped=$((skipped + 1)); continue
+        fi
+        if ! "$BLKV" drivers nbd >/dev/null 2>&1; then
+            echo "SKIP $name: blkv built without the nbd driver"; skipped=$((skipped + 1)); continue
+        fi ;;
+    nbd*server=nbdkit*)
+        if ! have nbdkit; then
+            echo "SKIP $name: needs nbdkit"; skipped=$((skipped + 1)); continue
         fi
         if ! "$BLKV" drivers nbd >/dev/null 2>&1; then
             echo "SKIP $name: blkv built without the nbd driver"; skipped=$((skipped + 1)); continue

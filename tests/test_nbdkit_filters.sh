@@ -202,6 +202,15 @@ checkwrite)
         done
         echo "checkwrite write-zeroes=$z: $ok of $N programs clean"
     done
+    # a run whose initial write fails (pattern data onto checkwrite's zeros)
+    # is an error, and still closes its server: ten in one process, none
+    # refused for NBD slots the ones before it kept
+    printf 'blkv-trace 1\nsize 1M\ninit pattern\nwrite 0 4096\n' >setup-err.trace
+    set -- && for i in $(seq 1 10); do cp setup-err.trace "setup-err-$i.trace" && set -- "$@" "setup-err-$i.trace"; done
+    "$BLKV" run -d "nbd server=nbdkit filter=checkwrite" "$@" >out 2>&1
+    if [ "$(grep -c 'initial write at 0 failed' out)" != 10 ] || grep -q 'more than' out; then
+        bad "ten runs with a failing setup: $(grep -m1 -v 'initial write' out)"
+    fi
     # a write of the same data succeeds, a differing one fails with EIO
     cat >same.trace <<'EOF'
 blkv-trace 1

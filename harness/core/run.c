@@ -887,10 +887,15 @@ int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
         driver_close(run); /* a run error skips the close at the end */
         goto out;
     }
-    if (setup_initial(run))
+    /* a run error skips the close at the end, but a driver whose setup
+     * failed with nothing in flight is closed, or what it holds (an NBD
+     * server's slot, a connection) would outlive the run */
+    if (setup_initial(run) ||
+        (!run->rt && program_crashes(p, 0) && !opts->untrusted && setup_flush(run))) {
+        if (!run->inflight)
+            driver_close(run);
         goto out;
-    if (!run->rt && program_crashes(p, 0) && !opts->untrusted && setup_flush(run))
-        goto out;
+    }
     if (run->rt) { /* the program starts on a device made, filled and synced */
         blkv_rt_durable_now(run->rt);
         /* what is durable is tracked from here on (a crash needs it) */
