@@ -286,28 +286,6 @@ static void prop_opts(const struct blkv_prop_opts *o, const struct blkv_program 
     }
 }
 
-static uint64_t prop_hash(const uint8_t *p, size_t n)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
-    return h;
-}
-
-/* Write a whole file; 0 or an errno. */
-static int prop_write(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    int e = 0;
-    if (!f)
-        return errno;
-    if (fwrite(data, 1, len, f) != len)
-        e = errno ? errno : EIO;
-    if (fclose(f) && !e)
-        e = errno ? errno : EIO;
-    return e;
-}
-
 /*
  * A finding that did not fail again: save the first run's program (bin,
  * its encoding; text, its trace text) and report as DIR/blkv-repro-HASH
@@ -319,7 +297,7 @@ static void save_unreproduced(const struct blkv_prop_opts *o, FILE *out, const u
                               const char *first_line)
 {
     const char *dir = o->save_dir ? o->save_dir : ".";
-    uint64_t hash = prop_hash(bin, bin_len);
+    uint64_t hash = blkv_fnv1a(bin, bin_len);
     char path[3][4096], *full = NULL;
     size_t full_len = 0;
     FILE *f;
@@ -343,8 +321,9 @@ static void save_unreproduced(const struct blkv_prop_opts *o, FILE *out, const u
         fprintf(out, "prop: the reproducer was not saved: out of memory\n");
         return;
     }
-    if ((e = prop_write(path[0], bin, bin_len)) || (e = prop_write(path[1], full, full_len)) ||
-        (e = prop_write(path[2], report, strlen(report))))
+    if ((e = blkv_write_file(path[0], bin, bin_len)) ||
+        (e = blkv_write_file(path[1], full, full_len)) ||
+        (e = blkv_write_file(path[2], report, strlen(report))))
         fprintf(out, "prop: the reproducer was not saved: %s\n", strerror(e));
     else
         fprintf(out, "prop: the first run's report: %s; reproducer: %s (text), %s (binary)\n"

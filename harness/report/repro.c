@@ -16,30 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static uint64_t blkv_repro_hash(const uint8_t *p, size_t n)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
-    return h;
-}
-
-/* Write a whole file; 0 or an errno (a partial file is removed). */
-static int write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    int e = 0;
-    if (!f)
-        return errno;
-    if (fwrite(data, 1, len, f) != len)
-        e = errno ? errno : EIO;
-    if (fclose(f) && !e)
-        e = errno ? errno : EIO;
-    if (e)
-        remove(path);
-    return e;
-}
-
 /* Save both files as DIR/blkv-repro-HASH.{bin,trace}; 0 or an errno. */
 static int save_in(struct blkv_history *h, const char *dir, uint64_t hash, const uint8_t *bin,
                    size_t bin_len, const char *text, const char *first_line)
@@ -66,8 +42,8 @@ static int save_in(struct blkv_history *h, const char *dir, uint64_t hash, const
         free(full);
         return ENOMEM;
     }
-    e = write_file(res->repro_bin, bin, bin_len);
-    if (!e && (e = write_file(res->repro_text, full, full_len)))
+    e = blkv_write_file(res->repro_bin, bin, bin_len);
+    if (!e && (e = blkv_write_file(res->repro_text, full, full_len)))
         remove(res->repro_bin);
     free(full);
     return e;
@@ -108,7 +84,7 @@ void blkv_repro_save(struct blkv_history *h, const char *first_line, FILE *repor
         int ei;
         if (i && !strcmp(dirs[i], dirs[0]))
             continue;
-        if (!(ei = save_in(h, dirs[i], blkv_repro_hash(bin, bin_len), bin, bin_len, text,
+        if (!(ei = save_in(h, dirs[i], blkv_fnv1a(bin, bin_len), bin, bin_len, text,
                            first_line))) {
             if (i)
                 fprintf(report, "  reproducer: cannot save in %s (%s); saved in %s instead\n",

@@ -168,3 +168,26 @@ void blkv_sha1(const void *data, size_t len, uint8_t out[20])
     for (unsigned i = 0; i < 20; i++)
         out[i] = (uint8_t)(h[i / 4] >> (24 - 8 * (i % 4)));
 }
+
+uint64_t blkv_fnv1a(const uint8_t *p, size_t n)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+    return h;
+}
+
+int blkv_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    int e = 0;
+    if (!f)
+        return errno;
+    if (fwrite(data, 1, len, f) != len)
+        e = errno ? errno : EIO;
+    if (fclose(f) && !e)
+        e = errno ? errno : EIO;
+    if (e)
+        remove(path);
+    return e;
+}

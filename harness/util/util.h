@@ -58,6 +58,12 @@ void blkv_format_size(uint64_t v, char *buf, size_t len);
  * (-ENOTDIR: DIR or a parent exists and is not a directory). */
 int blkv_mkdir_p(const char *dir);
 
+/* FNV-1a of data[0..n): the name of a saved reproducer. */
+uint64_t blkv_fnv1a(const uint8_t *p, size_t n);
+
+/* Write a whole file; 0 or an errno (a partial file is removed). */
+int blkv_write_file(const char *path, const void *data, size_t len);
+
 /* SHA-1 of data[0..len) in out (what libFuzzer names its artifacts by). */
 void blkv_sha1(const void *data, size_t len, uint8_t out[20]);
 
