@@ -803,7 +803,7 @@ static void nbd_drv_server_stop(struct nbd_state *s, bool graceful)
 
 /* ---- connection ---------------------------------------------------------- */
 
-static bool nbd_qsd_report_death(struct nbd_state *s);
+static bool nbd_qsd_report_death(struct nbd_state *s, bool monitor);
 
 /* Report a libnbd failure of `what`; returns the negative errno.  With
  * server=qsd a dead daemon is the message (the first one counts). */
@@ -813,7 +813,7 @@ static int nbd_drv_fail(struct nbd_state *s, const char *what)
     char line[256] = "", msg[256];
     snprintf(msg, sizeof(msg), "%s", nbd_get_error() ? nbd_get_error() : "failed");
     if (s->server == NBD_SERVER_QSD)
-        nbd_qsd_report_death(s);
+        nbd_qsd_report_death(s, false);
     else if (s->slot >= 0)
         nbd_drv_log_line(s->log, line, sizeof(line));
     blkv_error(s->ctx, "%s: %s%s%s", what, msg, line[0] ? "; server said: " : "", line);
@@ -1001,19 +1001,23 @@ static bool nbd_qsd_alive(int wait_ms)
     }
 }
 
-/* If the daemon has died (the connection to it was lost), put how into the
- * run's message; true if it has. */
-static bool nbd_qsd_report_death(struct nbd_state *s)
+/* If the daemon has died (a connection to it was lost: the monitor's when
+ * `monitor`, else the NBD client's), put how into the run's message; true
+ * if it has. */
+static bool nbd_qsd_report_death(struct nbd_state *s, bool monitor)
 {
     struct nbd_qsd *d = &nbd_qsd;
-    char tail[300];
+    char tail[300], *last;
     int wait = d->death_reported ? 0 : QSD_DEATH_WAIT_MS;
     bool dead;
 
-    /* a client QEMU dropped on purpose (it says so first, e.g. after a
-     * read failed): no death to wait for */
+    /* a client QEMU dropped on purpose (its stderr's last line says so,
+     * e.g. after a read failed): no death to wait for.  A monitor that
+     * closed is the daemon ending, whatever its stderr says (QEMU may drop
+     * a client and then abort) */
     nbd_qsd_log_tail(d->log, tail, sizeof(tail));
-    if (strstr(tail, "Disconnect client, due to: "))
+    last = strrchr(tail, '|'); /* the last line, unless it has a '|' itself */
+    if (!monitor && strstr(last ? last : tail, "Disconnect client, due to: "))
         wait = 0;
     dead = s->gen != d->gen || !nbd_qsd_alive(wait);
     if (dead && d->death[0]) {
@@ -1048,7 +1052,7 @@ static int nbd_qsd_qmp(struct nbd_state *s, const char *what, const char *json)
         nbd_qsd_kill();
         blkv_error(s->ctx, "qemu-storage-daemon: %s: no answer in %d s; the daemon was killed",
                    what, QSD_QMP_TIMEOUT_MS / 1000);
-    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s))) {
+    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s, true))) {
         blkv_error(s->ctx, "qemu-storage-daemon: %s: %s", what, err);
     }
     return ret;
@@ -1063,7 +1067,7 @@ static int nbd_qsd_reply(struct nbd_state *s, const char *what)
         nbd_qsd_kill();
         blkv_error(s->ctx, "qemu-storage-daemon: %s: no answer in %d s; the daemon was killed",
                    what, QSD_QMP_TIMEOUT_MS / 1000);
-    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s))) {
+    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s, true))) {
         blkv_error(s->ctx, "qemu-storage-daemon: %s: %s", what, err);
     }
     return ret;
@@ -1078,7 +1082,7 @@ static int nbd_qsd_wait(struct nbd_state *s, const char *what)
         nbd_qsd_kill();
         blkv_error(s->ctx, "qemu-storage-daemon: %s did not come in %d s; the daemon was killed",
                    what, QSD_QMP_TIMEOUT_MS / 1000);
-    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s))) {
+    } else if (ret < 0 && !(ret == -ECONNRESET && nbd_qsd_report_death(s, true))) {
         blkv_error(s->ctx, "qemu-storage-daemon: waiting for %s: %s", what, err);
     }
     return ret;
@@ -1489,7 +1493,7 @@ static int nbd_qsd_detach(struct nbd_state *s)
     nbd_drv_disconnect(s);
     if (s->gen != d->gen || !nbd_qsd_alive(0)) {
         s->filter[0] = 0;
-        if (!nbd_qsd_report_death(s) || !d->death[0])
+        if (!nbd_qsd_report_death(s, true) || !d->death[0])
             blkv_error(s->ctx, "qemu-storage-daemon: gone before export %s was deleted", s->export);
         return -EIO;
     }
@@ -1945,7 +1949,7 @@ static int nbd_drv_done(void *user_data, int *error)
     if (s->server == NBD_SERVER_QSD && !s->conn_lost &&
         (e == ENOTCONN || e == ECONNRESET || e == EPIPE || e == ESHUTDOWN)) {
         s->conn_lost = true; /* once per connection: the wait is long */
-        nbd_qsd_report_death(s);
+        nbd_qsd_report_death(s, false);
     }
     blkv_complete(req, e ? -e : 0);
     return 1; /* retire the command */

@@ -205,8 +205,10 @@ death)
         "$BLKV" prop -q -S 1 -r 400 -s "$tmp" -d "nbd server=qsd format=qed timing=on" >out 2>&1
         rc=$?
         [ $rc -eq 1 ] || bad "qed: blkv prop exited $rc: $(grep '^prop:' out | tail -n 1)"
-        grep -q 'Assertion .s->allocating_acb == NULL' out ||
-            bad "qed: blkv prop's report lacks QEMU's assertion"
+        grep -q 'Assertion .s->allocating_acb == NULL' out || {
+            bad "qed: blkv prop's report lacks QEMU's assertion; its output:"
+            cat out
+        }
         starts=$(sed -n 's/.*daemon starts \([0-9]*\).*/\1/p' out)
         [ "${starts:-0}" -ge 2 ] || bad "qed: ${starts:-no} daemon start(s) after deaths"
         grep -E '^prop: (shrunk|failure)' out
