@@ -448,6 +448,7 @@ static int do_fault(struct blkv_run *run, const struct blkv_pop *op)
                                 blkv_event_name(op->arg, ev, sizeof(ev)), run->h.cur_op,
                                 err_name(ret, eb, sizeof eb), run->ctx.error[0] ? ": " : "",
                                 run->ctx.error);
+            run->h.res->refused_op = run->h.cur_op + 1;
             driver_close(run); /* a run error skips the close at the end */
             return -1;
         }

@@ -170,6 +170,9 @@ struct blkv_run_result {
     struct blkv_timeline *timeline;
     /* opts->repro_picture: the path of the picture saved, empty if none. */
     char repro_picture[4096];
+    /* ERROR because the driver refused a fault rule (one its server cannot
+     * express): that op's index plus one; else 0. */
+    uint64_t refused_op;
 };
 
 BLKV_API int blkv_run(const struct blkv_program *p, const struct blkv_run_opts *opts,
