@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test_bufpool.c - request buffers: sizes, reuse only after a run, ASan poison. */
+/* test_bufpool.c - request buffers: sizes, reuse only after a run, ASan poison,
+ * what is kept follows recent use. */
 #include "runtime/bufpool.h"
 #include "test.h"
 #include "util/util.h"
@@ -60,6 +61,25 @@ int main(void)
 #endif
         blkv_buf_put(b, 70000);
         blkv_buf_run_end();
+    }
+    /* what one big run pooled is freed once two windows of runs needed
+     * less: the pool keeps a window's peak, no more */
+    {
+        void *a[8];
+        for (int i = 0; i < 8; i++)
+            CHECK((a[i] = blkv_buf_get(1u << 20)) != NULL);
+        for (int i = 0; i < 8; i++)
+            blkv_buf_put(a[i], 1u << 20);
+        blkv_buf_run_end();
+        CHECK(blkv_buf_pooled() >= 8u << 20);
+        for (unsigned r = 0; r < 2 * BLKV_BUF_WINDOW_RUNS; r++) {
+            void *b = blkv_buf_get(1u << 20);
+            CHECK(b != NULL);
+            blkv_buf_put(b, 1u << 20);
+            blkv_buf_run_end();
+        }
+        /* one 1 MiB buffer, reused run after run; every other class idle */
+        CHECK(blkv_buf_pooled() == 1u << 20);
     }
     printf("%s bufpool\n", t_failures ? "FAIL" : "ok  ");
     T_EXIT();

@@ -33,17 +33,20 @@ struct pooled {
     _Alignas(16) unsigned char data[];
 };
 
-/* A class no run has asked for in this many runs gives its buffers back:
- * what the pool holds follows what recent runs use, not the most that any
- * run of the process ever did (which would only grow). */
-#define IDLE_RUNS 4096u
+/* The pool follows recent use, not the most that any run of the process
+ * ever needed (which only grows): at the end of every window of runs,
+ * each class keeps at most as many buffers as were out at once during
+ * that window (none, for a class no run asked for), and frees the rest. */
+#define WINDOW_RUNS BLKV_BUF_WINDOW_RUNS
 
 static _Thread_local struct {
     struct pooled *ready[NCLASS]; /* reusable now */
     struct pooled *spent;         /* given back during this run */
     uint64_t bytes;               /* held in both lists */
     uint64_t runs;                /* runs ended */
-    uint64_t last_get[NCLASS];    /* the run in which the class was last asked for */
+    uint32_t nready[NCLASS];      /* buffers in ready[c] */
+    uint32_t out[NCLASS];         /* handed out and not given back */
+    uint32_t peak[NCLASS];        /* most out at once in this window */
 } pool;
 
 static int class_of(size_t len)
@@ -63,13 +66,15 @@ void *blkv_buf_get(size_t len)
 
     if (c < 0)
         return malloc(len ? len : 1);
-    pool.last_get[c] = pool.runs;
     if ((h = pool.ready[c])) {
         pool.ready[c] = h->next;
+        pool.nready[c]--;
         pool.bytes -= (size_t)1 << (c + MIN_BITS);
     } else if (!(h = malloc(sizeof(*h) + ((size_t)1 << (c + MIN_BITS))))) {
         return NULL;
     }
+    if (++pool.out[c] > pool.peak[c])
+        pool.peak[c] = pool.out[c];
     h->cls = (unsigned)c;
     UNPOISON(h->data, len);
     POISON(h->data + len, ((size_t)1 << (c + MIN_BITS)) - len); /* as malloc(len) would */
@@ -90,6 +95,7 @@ void blkv_buf_put(void *p, size_t len)
     }
     h = (struct pooled *)((unsigned char *)p - offsetof(struct pooled, data));
     size = (size_t)1 << (h->cls + MIN_BITS);
+    pool.out[h->cls]--;
     if (pool.bytes + size > POOL_MAX_BYTES) {
         UNPOISON(h->data, size);
         free(h);
@@ -118,17 +124,25 @@ void blkv_buf_run_end(void)
         pool.spent = h->next;
         h->next = pool.ready[h->cls];
         pool.ready[h->cls] = h;
+        pool.nready[h->cls]++;
     }
-    pool.runs++;
+    if (++pool.runs % WINDOW_RUNS)
+        return;
     for (unsigned c = 0; c < NCLASS; c++) {
-        if (pool.runs - pool.last_get[c] < IDLE_RUNS)
-            continue;
-        while (pool.ready[c]) {
+        uint32_t keep = pool.peak[c] > pool.out[c] ? pool.peak[c] - pool.out[c] : 0;
+        while (pool.nready[c] > keep) {
             struct pooled *h = pool.ready[c];
             pool.ready[c] = h->next;
+            pool.nready[c]--;
             pool.bytes -= (size_t)1 << (c + MIN_BITS);
             UNPOISON(h->data, (size_t)1 << (c + MIN_BITS));
             free(h);
         }
+        pool.peak[c] = pool.out[c];
     }
+}
+
+size_t blkv_buf_pooled(void)
+{
+    return (size_t)pool.bytes;
 }
