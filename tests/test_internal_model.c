@@ -11,6 +11,8 @@
 
 #include "model/model.h"
 #include "model/pattern.h"
+#include "runtime/bufpool.h"
+#include "runtime/store.h"
 #include "test.h"
 #include "util/util.h"
 
@@ -1557,6 +1559,34 @@ static void test_pattern_bounds(void)
 #endif
 }
 
+/* The store's cache of chunks keeps what a window of runs had out at
+ * once: one big run's chunks are freed once two windows needed fewer. */
+static void test_store_cache_follows_use(void)
+{
+    uint64_t held = 0;
+    struct blkv_store st;
+    unsigned char page[4096];
+    size_t big;
+
+    memset(page, 0xa5, sizeof(page));
+    blkv_store_init(&st, &held);
+    for (uint64_t i = 0; i < 4096; i++) /* 16 MiB: many chunks */
+        CHECK(blkv_store_write(&st, page, sizeof(page), i * sizeof(page)) == 0);
+    blkv_store_clear(&st);
+    blkv_store_run_end();
+    big = blkv_store_cached();
+    CHECK(big >= 16u << 20);
+    for (unsigned r = 0; r < 2 * BLKV_BUF_WINDOW_RUNS; r++) {
+        blkv_store_init(&st, &held);
+        CHECK(blkv_store_write(&st, page, sizeof(page), 0) == 0);
+        blkv_store_clear(&st);
+        blkv_store_run_end();
+    }
+    /* the one chunk each later run used */
+    CHECK(blkv_store_cached() > 0 && blkv_store_cached() < big / 100);
+    CHECK(held == 0);
+}
+
 int main(void)
 {
     rng_state = 42;
@@ -1589,5 +1619,6 @@ int main(void)
     RUN(test_crash_observation);
     RUN(test_crash_memory);
     RUN(test_random_vs_reference);
+    RUN(test_store_cache_follows_use);
     T_EXIT();
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* store.c - the sparse page store (see store.h). */
 #include "runtime/store.h"
+#include "runtime/bufpool.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -71,10 +72,13 @@ static bool page_grow(struct blkv_store *f)
 
 /* Chunks of cleared stores, kept for the next run's: fresh memory
  * costs a page fault per page (and under ASan, which holds freed memory in
- * quarantine, every allocation is fresh).  Per thread, bounded. */
+ * quarantine, every allocation is fresh).  Per thread, bounded, and, as
+ * the buffer pool does, trimmed every BLKV_BUF_WINDOW_RUNS runs to the most
+ * chunks that were out at once in that window. */
 #define CHUNK_CACHE_MAX ((64u << 20) / sizeof(struct blkv_store_chunk))
 static _Thread_local struct blkv_store_chunk *chunk_cache;
-static _Thread_local size_t chunk_cache_n;
+static _Thread_local size_t chunk_cache_n, chunk_out, chunk_peak;
+static _Thread_local uint64_t chunk_runs;
 
 static struct blkv_store_chunk *chunk_new(void)
 {
@@ -85,12 +89,15 @@ static struct blkv_store_chunk *chunk_new(void)
     } else if (!(c = malloc(sizeof(*c)))) {
         return NULL;
     }
+    if (++chunk_out > chunk_peak)
+        chunk_peak = chunk_out;
     c->used = 0;
     return c;
 }
 
 static void chunk_drop(struct blkv_store_chunk *c)
 {
+    chunk_out--;
     if (chunk_cache_n >= CHUNK_CACHE_MAX) {
         free(c);
         return;
@@ -98,6 +105,27 @@ static void chunk_drop(struct blkv_store_chunk *c)
     c->next = chunk_cache;
     chunk_cache = c;
     chunk_cache_n++;
+}
+
+void blkv_store_run_end(void)
+{
+    size_t keep;
+
+    if (++chunk_runs % BLKV_BUF_WINDOW_RUNS)
+        return;
+    keep = chunk_peak > chunk_out ? chunk_peak - chunk_out : 0;
+    while (chunk_cache_n > keep) {
+        struct blkv_store_chunk *c = chunk_cache;
+        chunk_cache = c->next;
+        chunk_cache_n--;
+        free(c);
+    }
+    chunk_peak = chunk_out;
+}
+
+size_t blkv_store_cached(void)
+{
+    return chunk_cache_n * sizeof(struct blkv_store_chunk);
 }
 
 /* Return a page to the free list. */

@@ -36,6 +36,10 @@ struct blkv_store {
 void blkv_store_init(struct blkv_store *s, uint64_t *held);
 /* Drop every page, keeping the size. */
 void blkv_store_clear(struct blkv_store *s);
+/* End of a run: the chunk cache follows recent use (see store.c). */
+void blkv_store_run_end(void);
+/* Bytes of chunks cached for reuse (for tests and memory figures). */
+size_t blkv_store_cached(void);
 /* Copy [off, off+len) out; holes read as zeros. */
 void blkv_store_read(const struct blkv_store *s, void *buf, uint64_t len, uint64_t off);
 /* Whether writing buf (NULL: zeros) at off keeps *held within cap. */
