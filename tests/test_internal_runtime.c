@@ -4,6 +4,8 @@
  * the scheduler's completion orders, faults, cancel, mutex and queue,
  * deadlock detection, the lower-file cap, load/save, durability and crashes.
  */
+#include "runtime/bufpool.h"
+#include "runtime/fiber.h"
 #include "runtime/runtime.h"
 #include "test.h"
 
@@ -463,6 +465,30 @@ static void test_spawn_storm(void)
     for (int i = 0; i < s.n; i++)
         CHECK(kids[i].ret == 0);
     blkv_rt_free(rt);
+}
+
+static void one_fn(void *arg)
+{
+    *(int *)arg += 1;
+}
+
+/* The fiber pool keeps what a window of runs had out at once: the storm's
+ * hundreds of idle fibers are unmapped once two windows needed one. */
+static void test_pool_follows_use(void)
+{
+    size_t before = blkv_fiber_pooled();
+    int n = 0;
+
+    CHECK(before >= 100); /* test_spawn_storm's */
+    for (unsigned r = 0; r < 2 * BLKV_BUF_WINDOW_RUNS; r++) {
+        struct blkv_rt *rt = blkv_rt_new(BLKV_RT_FIFO, 0, 0);
+        blkv_rt_spawn(rt, one_fn, &n, NULL);
+        drain(rt);
+        blkv_rt_free(rt);
+        blkv_fiber_run_end();
+    }
+    CHECK(n == (int)(2 * BLKV_BUF_WINDOW_RUNS));
+    CHECK(blkv_fiber_pooled() >= 1 && blkv_fiber_pooled() <= 2);
 }
 
 /* ---- lower files ------------------------------------------------------------ */
@@ -1053,6 +1079,7 @@ int main(void)
     RUN(test_yield);
     RUN(test_nested_spawn);
     RUN(test_spawn_storm);
+    RUN(test_pool_follows_use);
     RUN(test_sparse);
     RUN(test_zero_len);
     RUN(test_truncate);

@@ -7,6 +7,7 @@
 #include "core/core.h"
 #include "model/pattern.h"
 #include "runtime/bufpool.h"
+#include "runtime/fiber.h"
 #include "runtime/store.h"
 #include "util/util.h"
 
@@ -928,6 +929,7 @@ out:
         blkv_rt_free(run->rt);
     blkv_buf_run_end();
     blkv_store_run_end();
+    blkv_fiber_run_end();
     if (run->image_fd >= 0)
         close(run->image_fd);
     free(run->state);

@@ -9,6 +9,7 @@
 #endif
 
 #include "runtime/fiber.h"
+#include "runtime/bufpool.h" /* BLKV_BUF_WINDOW_RUNS: one window for every pool */
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -68,6 +69,11 @@ static size_t main_stack_size;
 static sigjmp_buf *fiber_start_env; /* the creator, while a fiber starts */
 static struct blkv_fiber *fiber_pool;
 static size_t fiber_pool_len;
+/* the pool follows recent use, as the buffer pool does: every window of
+ * runs it keeps as many idle fibers as were out at once in that window
+ * (a deep queue early in a campaign does not pin its stacks' pages) */
+static size_t fiber_out, fiber_peak;
+static uint64_t fiber_runs;
 
 /* ---- context switching ----------------------------------------------------- */
 
@@ -238,6 +244,13 @@ static void fiber_destroy(struct blkv_fiber *fb)
     free(fb);
 }
 
+/* A fiber leaves the pool or is made: count it out. */
+static void fiber_taken(void)
+{
+    if (++fiber_out > fiber_peak)
+        fiber_peak = fiber_out;
+}
+
 /* A parked fiber: from the pool, else a new mapping.  NULL on failure. */
 struct blkv_fiber *blkv_fiber_get(void)
 {
@@ -249,6 +262,7 @@ struct blkv_fiber *blkv_fiber_get(void)
         fiber_pool = fb->next_free;
         fiber_pool_len--;
         fb->next_free = NULL;
+        fiber_taken();
         return fb;
     }
     fb = calloc(1, sizeof(*fb));
@@ -276,6 +290,7 @@ struct blkv_fiber *blkv_fiber_get(void)
         fiber_destroy(fb);
         return NULL;
     }
+    fiber_taken();
     return fb;
 }
 
@@ -283,6 +298,7 @@ struct blkv_fiber *blkv_fiber_get(void)
 void blkv_fiber_put(struct blkv_fiber *fb)
 {
     fb->job = NULL;
+    fiber_out--;
     if (fiber_pool_len >= FIBER_POOL_MAX) {
         fiber_destroy(fb);
         return;
@@ -299,10 +315,32 @@ void blkv_fiber_abandon(struct blkv_fiber *fb)
     fb->job = NULL;
     fiber_kill(fb);
     if (fiber_start(fb) < 0) {
+        fiber_out--;
         fiber_destroy(fb);
         return;
     }
     blkv_fiber_put(fb);
+}
+
+void blkv_fiber_run_end(void)
+{
+    size_t keep;
+
+    if (++fiber_runs % BLKV_BUF_WINDOW_RUNS)
+        return;
+    keep = fiber_peak > fiber_out ? fiber_peak - fiber_out : 0;
+    while (fiber_pool_len > keep) {
+        struct blkv_fiber *fb = fiber_pool;
+        fiber_pool = fb->next_free;
+        fiber_pool_len--;
+        fiber_destroy(fb);
+    }
+    fiber_peak = fiber_out;
+}
+
+size_t blkv_fiber_pooled(void)
+{
+    return fiber_pool_len;
 }
 
 void blkv_fiber_set_job(struct blkv_fiber *fb, blkv_fiber_job job, void *arg)

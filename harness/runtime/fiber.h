@@ -19,6 +19,8 @@
 #ifndef BLKV_RUNTIME_FIBER_H
 #define BLKV_RUNTIME_FIBER_H
 
+#include <stddef.h>
+
 struct blkv_fiber;
 typedef void (*blkv_fiber_job)(void *arg);
 
@@ -34,5 +36,10 @@ void blkv_fiber_switch_out(struct blkv_fiber *fb);
 void blkv_fiber_put(struct blkv_fiber *fb);
 /* From main: the job will never resume; restart the fiber and pool it. */
 void blkv_fiber_abandon(struct blkv_fiber *fb);
+/* End of a run: every BLKV_BUF_WINDOW_RUNS runs the pool keeps as many idle
+ * fibers as were out at once in that window and unmaps the rest. */
+void blkv_fiber_run_end(void);
+/* Idle fibers in the pool (for tests). */
+size_t blkv_fiber_pooled(void);
 
 #endif
