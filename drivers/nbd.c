@@ -74,6 +74,7 @@
 #include <libnbd.h>
 
 #include "nbd_qmp.h"
+#include "nbd_reader.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -124,6 +125,12 @@ struct nbd_rule {
     uint64_t after;
 };
 
+/* Requests held by the driver (reader=): a growing array, in order. */
+struct nbd_reqq {
+    struct blkv_req **v;
+    size_t n, cap;
+};
+
 /* DAEMON: the qemu-storage-daemon and its directory, reclaimed at exit only. */
 enum nbd_slot_state { NBD_SLOT_FREE, NBD_SLOT_OPEN, NBD_SLOT_CLOSED, NBD_SLOT_DAEMON };
 
@@ -157,6 +164,7 @@ struct nbd_state {
     bool can_trim, can_flush;
     uint64_t completions; /* completion callbacks so far */
     uint64_t size;
+    uint64_t export_size; /* the server's, from the handshake */
     /* server=qsd */
     bool attached;       /* node and export exist (and h is connected) */
     bool no_check;       /* the format has no check (qemu-img check exit 63) */
@@ -172,6 +180,17 @@ struct nbd_state {
     unsigned nrules;
     unsigned tmpl_id;    /* the template the image was copied from */
     bool conn_lost;      /* a completion said the connection is gone */
+    /* reader= (server=qsd): reads through libyal's library on the image file */
+    int rkind;               /* enum nbd_reader_kind */
+    struct nbd_reader *rd;   /* open on the file as of rd_snap_gen, or NULL */
+    uint64_t rd_gen;         /* bumped by each write-like completion */
+    uint64_t rd_snap_gen;    /* rd_gen when rd was opened */
+    uint64_t rd_flushed;     /* rd_gen + 1 when the reader's last flush was sent; 0: none */
+    unsigned rd_writes;      /* write-like NBD commands in flight */
+    bool rd_flushing;        /* the reader's flush is in flight */
+    int rd_flush_err;        /* its result */
+    struct nbd_reqq rd_reads; /* reads waiting for the writes to drain */
+    struct nbd_reqq rd_held;  /* write-like requests held while reads wait */
 };
 
 static const struct blkv_option nbd_options[] = {
@@ -202,9 +221,15 @@ static const struct blkv_option nbd_options[] = {
     {"faults", "auto", "the server may fail requests (caps.may_fail): on, off, or auto"
      " (on when the nbdkit error filter is used, or checkwrite, which fails with EIO a"
      " write that differs from the data)"},
+    {"crash", "on", "qsd: take the program's crash ops (on: SIGKILL the daemon; off: the driver"
+     " says it has no crash, so prop and the fuzzers leave them out)"},
     {"crash-image", "kept", "qsd: what a crash op leaves the next daemon: kept (the image file"
      " as the killed daemon left it) or lost (a fresh copy of the template: every write lost,"
      " a broken disk for the self-test that shows the post-crash check catches it)"},
+    {"reader", "none", "qsd: a differential reader (none; libqcow for qcow2, libvmdk for vmdk,"
+     " libvhdi for vpc and vhdx): every read is served by libyal's library from the image"
+     " file, once no write is in flight and an NBD flush has put QEMU's caches in the file;"
+     " writes submitted meanwhile wait"},
     {"timing", "off", "qsd: at exit, print to stderr the time spent per run in the image copy,"
      " node creation, export and connect, the program, export and node deletion, and"
      " qemu-img check (on, off; BLKV_NBD_TIMING=1 in the environment turns it on too)"},
@@ -804,6 +829,9 @@ static void nbd_drv_server_stop(struct nbd_state *s, bool graceful)
 /* ---- connection ---------------------------------------------------------- */
 
 static bool nbd_qsd_report_death(struct nbd_state *s, bool monitor);
+static void nbd_rd_free(struct nbd_state *s);
+static void nbd_drv_conn_error(struct nbd_state *s, int e);
+static void nbd_drv_submit(void *state, struct blkv_req *req);
 
 /* Report a libnbd failure of `what`; returns the negative errno.  With
  * server=qsd a dead daemon is the message (the first one counts). */
@@ -1488,6 +1516,8 @@ static int nbd_qsd_detach(struct nbd_state *s)
     if (!s->attached)
         return 0;
     s->attached = false;
+    nbd_reader_close(s->rd); /* QEMU's next open may write the file */
+    s->rd = NULL;
     if (s->t_attached)
         d->t.program_ns += t0 - s->t_attached;
     nbd_drv_disconnect(s);
@@ -1735,6 +1765,8 @@ static int nbd_qsd_opts(struct nbd_state *s)
         blkv_error(s->ctx, "format=%s: not a QEMU format name", s->format);
         return -EINVAL;
     }
+    if ((s->rkind = nbd_reader_kind(s->ctx, blkv_opt(s->ctx, "reader"), s->format)) < 0)
+        return s->rkind;
     if (!strcmp(d, "unmap") || !strcmp(d, "on"))
         s->discard = "unmap";
     else if (!strcmp(d, "ignore") || !strcmp(d, "off"))
@@ -1757,6 +1789,7 @@ static int nbd_drv_caps(struct nbd_state *s, struct blkv_caps *caps, int faults,
 
     if (size < 0)
         return nbd_drv_fail(s, "nbd_get_size");
+    s->export_size = (uint64_t)size;
     if (align & (align - 1) || align > (1u << 20)) {
         blkv_error(s->ctx, "server minimum block size %" PRIu64 " is not supported", align);
         return -ENOTSUP;
@@ -1820,9 +1853,10 @@ static int nbd_drv_zero_all(struct nbd_state *s, const struct blkv_caps *caps)
 static int nbd_qsd_open(struct nbd_state *s, uint64_t size, bool create, struct blkv_caps *caps,
                         int faults, int zeroes, int timing)
 {
+    int crash = nbd_drv_opt_bool(s->ctx, "crash", false);
     int ret;
-    if ((ret = nbd_qsd_opts(s)) < 0)
-        return ret;
+    if (crash < 0 || (ret = nbd_qsd_opts(s)) < 0)
+        return crash < 0 ? crash : ret;
     if (create) {
         s->size = size;
         ret = nbd_qsd_create(s, size, timing);
@@ -1835,7 +1869,7 @@ static int nbd_qsd_open(struct nbd_state *s, uint64_t size, bool create, struct 
     if (ret >= 0) {
         const char *co = blkv_opt(s->ctx, "create-opts");
         caps->fault_rules = true; /* through blkdebug */
-        caps->crash = true;       /* SIGKILL; the image file stays */
+        caps->crash = crash;      /* SIGKILL; the image file stays */
         /* after a crash qemu-img check may find leaks (exit 3, which the
          * check accepts anywhere), never corruption; with lazy refcounts
          * the image is dirty, and QEMU's open repairs it */
@@ -1882,6 +1916,10 @@ static int nbd_drv_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool c
         blkv_error(ctx, "timing=on: only with server=qsd");
         return -EINVAL;
     }
+    if (strcmp(blkv_opt(ctx, "reader"), "none") && s->server != NBD_SERVER_QSD) {
+        blkv_error(ctx, "reader=%s: only with server=qsd", blkv_opt(ctx, "reader"));
+        return -EINVAL;
+    }
     if (s->check_every > 1 && s->server != NBD_SERVER_QSD) {
         blkv_error(ctx, "check=%s: every-N only with server=qsd", blkv_opt(ctx, "check"));
         return -EINVAL;
@@ -1924,6 +1962,7 @@ static void nbd_drv_close(void *state)
     struct nbd_state *s = state;
     if (s->server == NBD_SERVER_QSD) {
         nbd_qsd_detach(s); /* the core reports nothing from close */
+        nbd_rd_free(s);
         if (s->slot >= 0)
             nbd_slots[s->slot].state = NBD_SLOT_CLOSED; /* the image goes at the next run */
         return;
@@ -1945,14 +1984,128 @@ static int nbd_drv_done(void *user_data, int *error)
     int e = *error;
     req->driver_data = NULL; /* completed */
     s->completions++;
-    /* a lost connection: if the daemon died, the report quotes it */
+    nbd_drv_conn_error(s, e);
+    blkv_complete(req, e ? -e : 0);
+    return 1; /* retire the command */
+}
+
+/* ---- reader= ------------------------------------------------------------ */
+
+static int nbd_reqq_push(struct nbd_reqq *q, struct blkv_req *req)
+{
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        struct blkv_req **v = realloc(q->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        q->v = v;
+        q->cap = cap;
+    }
+    q->v[q->n++] = req;
+    return 0;
+}
+
+/* What the reader holds: its library's view and the queues (empty when no
+ * request is in flight, or forgotten after a crash). */
+static void nbd_rd_free(struct nbd_state *s)
+{
+    nbd_reader_close(s->rd);
+    s->rd = NULL;
+    free(s->rd_reads.v);
+    free(s->rd_held.v);
+    memset(&s->rd_reads, 0, sizeof(s->rd_reads));
+    memset(&s->rd_held, 0, sizeof(s->rd_held));
+    s->rd_writes = 0;
+    s->rd_flushing = false;
+    s->rd_flushed = 0;
+}
+
+/* A lost connection: if the daemon died, the report quotes it. */
+static void nbd_drv_conn_error(struct nbd_state *s, int e)
+{
     if (s->server == NBD_SERVER_QSD && !s->conn_lost &&
         (e == ENOTCONN || e == ECONNRESET || e == EPIPE || e == ESHUTDOWN)) {
         s->conn_lost = true; /* once per connection: the wait is long */
         nbd_qsd_report_death(s, false);
     }
-    blkv_complete(req, e ? -e : 0);
-    return 1; /* retire the command */
+}
+
+/* The completion of a write-like request while reader= is on. */
+static int nbd_rd_done_write(void *user_data, int *error)
+{
+    struct blkv_req *req = user_data;
+    struct nbd_state *s = req->driver_data;
+    s->rd_writes--;
+    s->rd_gen++;
+    return nbd_drv_done(user_data, error);
+}
+
+/* The completion of the reader's own flush. */
+static int nbd_rd_flushed(void *user_data, int *error)
+{
+    struct nbd_state *s = user_data;
+    s->rd_flushing = false;
+    s->rd_flush_err = -*error;
+    nbd_drv_conn_error(s, *error);
+    return 1;
+}
+
+/*
+ * Serve the queued reads once no write-like request is in flight: flush
+ * over NBD (QEMU writes its caches to the file), open the reader on the
+ * file afresh when a write completed since it was opened, read, and then
+ * send the requests held meanwhile.  Every read is thus linearised at a
+ * point where the file holds everything QEMU completed.  A failed flush
+ * fails the reads with it (-EIO and why): nothing is read from a file
+ * that may be behind QEMU.
+ */
+static void nbd_rd_progress(struct nbd_state *s)
+{
+    struct nbd_reqq held;
+    int ret = 0;
+
+    if (!s->rd_reads.n || s->rd_flushing || s->rd_writes)
+        return;
+    if (!s->rd || s->rd_snap_gen != s->rd_gen) {
+        if (s->can_flush && s->rd_flushed != s->rd_gen + 1) {
+            nbd_completion_callback cb = {.callback = nbd_rd_flushed, .user_data = s};
+            s->rd_flushed = s->rd_gen + 1;
+            if (s->h && nbd_aio_flush(s->h, cb, 0) >= 0) {
+                s->rd_flushing = true;
+                return;
+            }
+            s->rd_flush_err = nbd_get_errno() > 0 ? -nbd_get_errno() : -EIO;
+        }
+        ret = s->can_flush ? s->rd_flush_err : 0;
+        if (ret < 0) {
+            blkv_error(s->ctx, "%s: read #%" PRIu64 ": the NBD flush before it failed: %s",
+                       nbd_reader_name(s->rkind), s->rd_reads.v[0]->id, strerror(-ret));
+            ret = -EIO;
+        } else {
+            nbd_reader_close(s->rd);
+            s->rd = NULL;
+            if ((ret = nbd_reader_open(s->ctx, s->rkind, s->img, s->export_size, &s->rd)) == 0)
+                s->rd_snap_gen = s->rd_gen;
+            else
+                ret = -EIO;
+        }
+    }
+    for (size_t i = 0; i < s->rd_reads.n; i++) {
+        struct blkv_req *req = s->rd_reads.v[i];
+        int r = ret < 0 ? ret : nbd_reader_read(s->rd, req->buf, req->len, req->offset, req->id);
+        s->completions++;
+        blkv_complete(req, r);
+    }
+    s->rd_reads.n = 0;
+    held = s->rd_held; /* sent in order; none of them waits now */
+    memset(&s->rd_held, 0, sizeof(s->rd_held));
+    for (size_t i = 0; i < held.n; i++)
+        nbd_drv_submit(s, held.v[i]);
+    if (!s->rd_held.v) {
+        held.n = 0;
+        s->rd_held = held; /* keep the array */
+    } else
+        free(held.v);
 }
 
 static void nbd_drv_submit(void *state, struct blkv_req *req)
@@ -1973,6 +2126,12 @@ static void nbd_drv_submit(void *state, struct blkv_req *req)
         blkv_complete(req, -EIO); /* after a check: node and export again */
         return;
     }
+    if (s->rkind && (req->op == BLKV_OP_READ || s->rd_reads.n || s->rd_flushing)) {
+        /* the reader's: reads, and what comes while they wait */
+        if (nbd_reqq_push(req->op == BLKV_OP_READ ? &s->rd_reads : &s->rd_held, req) < 0)
+            blkv_complete(req, -ENOMEM);
+        return;
+    }
     if (s->server == NBD_SERVER_QSD && s->h && nbd_aio_is_dead(s->h) &&
         nbd_aio_in_flight(s->h) == 0 && nbd_qsd_alive(0)) {
         /* QEMU 7.2 drops the connection when a read fails (an injected
@@ -1986,6 +2145,10 @@ static void nbd_drv_submit(void *state, struct blkv_req *req)
         s->conn_lost = false;
     }
     req->driver_data = s;
+    if (s->rkind) { /* write-like: counted until it completes */
+        cb.callback = nbd_rd_done_write;
+        s->rd_writes++;
+    }
     switch (req->op) {
     case BLKV_OP_READ:
         r = nbd_aio_pread(s->h, req->buf, req->len, req->offset, cb, 0);
@@ -2010,6 +2173,10 @@ static void nbd_drv_submit(void *state, struct blkv_req *req)
         int e = nbd_get_errno();
         req->driver_data = NULL;
         s->completions++;
+        if (s->rkind) {
+            s->rd_writes--;
+            s->rd_gen++;
+        }
         blkv_complete(req, e > 0 ? -e : -EIO);
     }
 }
@@ -2021,13 +2188,22 @@ static int nbd_drv_poll(void *state, int timeout_ms)
     uint64_t before = s->completions;
     int64_t end = nbd_drv_now_ms() + timeout_ms;
 
+    if (s->rkind) {
+        nbd_rd_progress(s);
+        if (s->completions != before)
+            return (int)(s->completions - before);
+    }
     if (!s->h) {
+        if (!timeout_ms)
+            return 0; /* a step between ops, e.g. after a check: nothing to drive */
         blkv_error(s->ctx, "nbd: poll without a connection");
         return -EIO;
     }
     for (;;) {
         int64_t left = end - nbd_drv_now_ms();
         int r = nbd_poll(s->h, left > 0 ? (int)left : 0);
+        if (s->rkind)
+            nbd_rd_progress(s);
         if (r < 0) {
             if (s->completions != before)
                 break;
@@ -2127,6 +2303,7 @@ static int nbd_drv_crash(void *state)
     s->attached = false;
     s->filter[0] = 0;
     nbd_qsd.death[0] = 0; /* a kill of ours, not a death to report */
+    nbd_rd_free(s); /* what the reader held never completes */
     if (!strcmp(blkv_opt(s->ctx, "crash-image"), "lost")) { /* the self-test's broken disk */
         char src[NBD_DIR_MAX + 24];
         const char *dst = nbd_slots[s->slot].dir;
