@@ -44,7 +44,9 @@
 #       QEMU's own read of the same trace is clean: the reads are libqcow's.
 #       Bad reader options are refused with one line; blkv prop through
 #       each reader (libqcow on qcow2, libvmdk on vmdk, libvhdi on vpc and
-#       vhdx): no report.
+#       vhdx): no report.  nbd_qsd_fuzzer takes the options from
+#       BLKV_QSD_OPTS and stops at start, with the driver's message, on a
+#       bad one.
 #
 # Exit 77 (skip) when qemu-storage-daemon (or qemu-img) is not installed.
 set -u
@@ -345,6 +347,18 @@ EOF
         [ $rc -eq 2 ] || bad "'$spec': exit $rc, not 2: $(head -n 2 out)"
         grep -q -e 'reader=' -e 'crash=' out || bad "'$spec': no message naming the option: $(cat out)"
     done
+    # the fuzz target takes the same options from BLKV_QSD_OPTS, checked at start
+    fz=$(dirname "$BLKV")/fuzz/nbd_qsd_fuzzer
+    if [ -x "$fz" ]; then
+        BLKV_QSD_OPTS="format=vpc reader=libqcow" "$fz" z.trace >out 2>&1
+        rc=$?
+        [ $rc -eq 2 ] && grep -q 'BLKV_QSD_OPTS=format=vpc reader=libqcow: .*reader=libqcow' out ||
+            bad "nbd_qsd_fuzzer with a bad BLKV_QSD_OPTS: exit $rc: $(cat out)"
+        BLKV_QSD_OPTS="format=vpc reader=libvhdi crash=off" "$fz" z.trace >out 2>&1 ||
+            bad "nbd_qsd_fuzzer with BLKV_QSD_OPTS for vpc: exit $?: $(tail -n 3 out)"
+    else
+        echo "note: no $fz beside blkv: BLKV_QSD_OPTS not tried"
+    fi
     for spec in "qcow2 reader=libqcow write-zeroes=off" "vmdk reader=libvmdk" \
         "vpc reader=libvhdi crash=off" "vhdx reader=libvhdi crash=off"; do
         "$BLKV" prop -q -S 2 -r 20 -s "$tmp" -d "nbd server=qsd format=$spec" >out 2>&1
