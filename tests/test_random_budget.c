@@ -37,8 +37,8 @@
 enum why { WHY_DATA, WHY_REOPEN, WHY_CHECK, WHY_RULES, WHY__COUNT };
 static const char *const why_name[WHY__COUNT] = {
     [WHY_DATA] = "a request over the data budget",
-    [WHY_REOPEN] = "reopens and crashes over BLKV_FUZZ_MAX_REOPENS",
-    [WHY_CHECK] = "checks over BLKV_FUZZ_MAX_CHECKS",
+    [WHY_REOPEN] = "reopens and crashes over blkv_fuzz_max_reopens",
+    [WHY_CHECK] = "checks over blkv_fuzz_max_checks",
     [WHY_RULES] = "fault rules over BLKV_FUZZ_MAX_RULES",
 };
 
@@ -61,9 +61,9 @@ static enum why why_of(const struct blkv_pop *op)
 static void count_alone(const struct blkv_program *p, unsigned *alone)
 {
     uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
-    static const unsigned max[WHY__COUNT] = {
-        [WHY_REOPEN] = BLKV_FUZZ_MAX_REOPENS,
-        [WHY_CHECK] = BLKV_FUZZ_MAX_CHECKS,
+    const unsigned max[WHY__COUNT] = {
+        [WHY_REOPEN] = blkv_fuzz_max_reopens(&p->cfg),
+        [WHY_CHECK] = blkv_fuzz_max_checks(&p->cfg),
         [WHY_RULES] = BLKV_FUZZ_MAX_RULES,
     };
     unsigned n[WHY__COUNT] = {0};
@@ -189,6 +189,30 @@ static int part_safety_net(void)
     for (unsigned i = 0; i <= BLKV_FUZZ_MAX_CHECKS; i++)
         push(&p, (struct blkv_pop){.code = BLKV_P_CHECK});
     check_set_aside(&p, BLKV_FUZZ_MAX_CHECKS, "checks past the limit");
+
+    /* large grains: fewer reopens and checks (an open and a check read their
+     * tables whole), down to one at 2 MiB; 256 KiB keeps all of them */
+    {
+        static const struct {
+            uint32_t grain;
+            unsigned n;
+        } g[] = {{4096, 8}, {256 << 10, 8}, {512 << 10, 4}, {1 << 20, 2}, {2 << 20, 1}};
+        for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+            blkv_program_free(&p);
+            p.cfg.grain = g[k].grain;
+            CHECK(blkv_fuzz_max_reopens(&p.cfg) == g[k].n);
+            CHECK(blkv_fuzz_max_checks(&p.cfg) == g[k].n);
+            for (unsigned i = 0; i <= g[k].n; i++)
+                push(&p, (struct blkv_pop){.code = BLKV_P_REOPEN});
+            check_set_aside(&p, g[k].n, "reopens past a large grain's limit");
+            blkv_program_free(&p);
+            p.cfg.grain = g[k].grain;
+            for (unsigned i = 0; i < g[k].n; i++)
+                push(&p, (struct blkv_pop){.code = BLKV_P_CHECK});
+            CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+        }
+        blkv_program_free(&p);
+    }
 
     blkv_program_free(&p);
     for (unsigned i = 0; i <= BLKV_FUZZ_MAX_RULES; i++)

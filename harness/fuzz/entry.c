@@ -23,11 +23,36 @@ uint64_t blkv_fuzz_budget(const struct blkv_config *cfg)
     return blkv_budget_of(cfg);
 }
 
-/* Whether op goes over the budget after the ops before it (whose counts
+unsigned blkv_fuzz_max_reopens(const struct blkv_config *cfg)
+{
+    return blkv_limit_of(cfg, BLKV_FUZZ_MAX_REOPENS);
+}
+
+unsigned blkv_fuzz_max_checks(const struct blkv_config *cfg)
+{
+    return blkv_limit_of(cfg, BLKV_FUZZ_MAX_CHECKS);
+}
+
+/* What a program of a config may hold. */
+struct fuzz_limits {
+    uint64_t budget;
+    unsigned reopens, checks;
+};
+
+static struct fuzz_limits limits_of(const struct blkv_config *cfg)
+{
+    return (struct fuzz_limits){.budget = blkv_fuzz_budget(cfg),
+                                .reopens = blkv_fuzz_max_reopens(cfg),
+                                .checks = blkv_fuzz_max_checks(cfg)};
+}
+
+/* Whether op goes over the limits after the ops before it (whose counts
  * are in *moved, *reopens, *checks); counts it in if not. */
-static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
+static bool op_over(const struct blkv_pop *op, const struct fuzz_limits *lim, uint64_t *moved,
                     unsigned *reopens, unsigned *checks, unsigned *rules)
 {
+    uint64_t budget = lim->budget;
+
     if (blkv_opcode_ranged(op->code)) {
         if (op->len > blkv_budget_left(budget, *moved))
             return true;
@@ -37,11 +62,11 @@ static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
     switch (op->code) {
     case BLKV_P_REOPEN:
     case BLKV_P_CRASH: /* an open and a check too */
-        return ++*reopens > BLKV_FUZZ_MAX_REOPENS;
+        return ++*reopens > lim->reopens;
     case BLKV_P_FAULT:
         return ++*rules > BLKV_FUZZ_MAX_RULES;
     case BLKV_P_CHECK:
-        return ++*checks > BLKV_FUZZ_MAX_CHECKS;
+        return ++*checks > lim->checks;
     default:
         return false;
     }
@@ -49,11 +74,12 @@ static bool op_over(const struct blkv_pop *op, uint64_t budget, uint64_t *moved,
 
 size_t blkv_fuzz_over_budget(const struct blkv_program *p)
 {
-    uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+    struct fuzz_limits lim = limits_of(&p->cfg);
+    uint64_t moved = 0;
     unsigned reopens = 0, checks = 0, rules = 0;
 
     for (size_t i = 0; i < p->nops; i++)
-        if (op_over(&p->ops[i], budget, &moved, &reopens, &checks, &rules))
+        if (op_over(&p->ops[i], &lim, &moved, &reopens, &checks, &rules))
             return i;
     return p->nops;
 }
@@ -62,16 +88,17 @@ size_t blkv_fuzz_over_budget(const struct blkv_program *p)
  * rules over it are dropped (they submit nothing, so request numbers stay). */
 void blkv_fuzz_fit_budget(struct blkv_program *p)
 {
-    uint64_t budget = blkv_fuzz_budget(&p->cfg), moved = 0;
+    struct fuzz_limits lim = limits_of(&p->cfg);
+    uint64_t moved = 0;
     unsigned reopens = 0, checks = 0, rules = 0;
     size_t n = 0;
 
     for (size_t i = 0; i < p->nops; i++) {
         struct blkv_pop op = p->ops[i];
-        if (op_over(&op, budget, &moved, &reopens, &checks, &rules)) {
+        if (op_over(&op, &lim, &moved, &reopens, &checks, &rules)) {
             if (!blkv_opcode_ranged(op.code))
                 continue;
-            op.len = blkv_budget_left(budget, moved);
+            op.len = blkv_budget_left(lim.budget, moved);
             moved += op.len;
         }
         p->ops[n++] = op;
@@ -209,8 +236,9 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
         if (getenv("BLKV_FUZZ_VERBOSE"))
             fprintf(stderr, "blkv: input set aside: op %zu goes over the budget (%" PRIu64
                     " bytes of data, %u reopens and crashes, %u checks, %u fault rules)\n",
-                    blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg), BLKV_FUZZ_MAX_REOPENS,
-                    BLKV_FUZZ_MAX_CHECKS, BLKV_FUZZ_MAX_RULES);
+                    blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg),
+                    blkv_fuzz_max_reopens(&p.cfg), blkv_fuzz_max_checks(&p.cfg),
+                    BLKV_FUZZ_MAX_RULES);
         return -1;
     }
     if (opts_fn) {

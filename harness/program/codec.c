@@ -52,8 +52,8 @@
  * requests decoded so far (`moved`) and the reopens and crashes, checks and
  * fault rules so far.  LEFT below is what the next request may span:
  * max(budget - moved, BLKV_FUZZ_PAST_BUDGET), and at most BLKV_MAX_REQUEST.
- * Once a program holds BLKV_FUZZ_MAX_REOPENS reopens and crashes (or
- * BLKV_FUZZ_MAX_CHECKS checks, BLKV_FUZZ_MAX_RULES fault rules), the
+ * Once a program holds blkv_fuzz_max_reopens() reopens and crashes (or
+ * blkv_fuzz_max_checks() checks, BLKV_FUZZ_MAX_RULES fault rules), the
  * opcode byte of one more is followed by a byte x: 0xff, the op all the
  * same (its operands follow); else the op is a step with pending-I/O index
  * x, and a step's error byte follows.  Every program stays expressible, so
@@ -404,6 +404,7 @@ struct dstate {
     /* the fuzz budget (blkv_fuzz_over_budget's counts) */
     uint64_t budget, moved;          /* bytes: the budget, and spanned by requests so far */
     unsigned reopens, checks, rules; /* reopens and crashes, checks, fault rules */
+    unsigned max_reopens, max_checks; /* blkv_fuzz_max_reopens and _checks */
 };
 
 static void dstate_init(struct dstate *st, const struct blkv_config *cfg)
@@ -412,6 +413,8 @@ static void dstate_init(struct dstate *st, const struct blkv_config *cfg)
     st->size = cfg->size;
     st->grain = cfg->grain;
     st->budget = blkv_budget_of(cfg);
+    st->max_reopens = blkv_limit_of(cfg, BLKV_FUZZ_MAX_REOPENS);
+    st->max_checks = blkv_limit_of(cfg, BLKV_FUZZ_MAX_CHECKS);
 }
 
 /* Record a decoded op. */
@@ -446,9 +449,9 @@ static bool dstate_at_limit(const struct dstate *st, unsigned code)
     switch (code) {
     case BLKV_P_REOPEN:
     case BLKV_P_CRASH:
-        return st->reopens >= BLKV_FUZZ_MAX_REOPENS;
+        return st->reopens >= st->max_reopens;
     case BLKV_P_CHECK:
-        return st->checks >= BLKV_FUZZ_MAX_CHECKS;
+        return st->checks >= st->max_checks;
     case BLKV_P_FAULT:
         return st->rules >= BLKV_FUZZ_MAX_RULES;
     default:

@@ -34,6 +34,14 @@ static inline uint64_t blkv_budget_of(const struct blkv_config *cfg)
     return b > 8 * g ? b : 8 * g;
 }
 
+/* The reopens and crashes (or checks, from `max`) a program of cfg may
+ * hold: max x 256 KiB / grain, in 1..max (blkv_fuzz_max_reopens). */
+static inline unsigned blkv_limit_of(const struct blkv_config *cfg, unsigned max)
+{
+    uint64_t g = cfg->grain ? cfg->grain : 1, n = max * (UINT64_C(256) << 10) / g;
+    return n < 1 ? 1 : n > max ? max : (unsigned)n;
+}
+
 /* The most bytes the next request may span within the budget, `moved`
  * bytes of requests in: what is left, but never under BLKV_FUZZ_PAST_BUDGET. */
 static inline uint64_t blkv_budget_left(uint64_t budget, uint64_t moved)

@@ -56,9 +56,11 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
  * in metadata per cluster (and a pattern-initialised device is filled
  * wherever a request reaches), not in reaching code: boundaries are
  * reached by offsets.  Likewise a program may reopen (or crash) and check
- * the image at most BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times:
- * each costs a close, open and full image check, and libFuzzer's hit-count
- * buckets reward doing it hundreds of times; and it may hold at most
+ * the image at most BLKV_FUZZ_MAX_REOPENS and BLKV_FUZZ_MAX_CHECKS times
+ * (blkv_fuzz_max_reopens: fewer for grains over 256 KiB, down to one for
+ * 2 MiB, whose tables an open and a check read whole): each costs a close,
+ * open and full image check, and libFuzzer's hit-count buckets reward
+ * doing it hundreds of times; and it may hold at most
  * BLKV_FUZZ_MAX_RULES fault rules (each lower I/O looks at every rule).  `blkv run` replays any program whole.
  * The binary decoder keeps to the same budget (lengths drawn within what
  * is left of it, one more reopen, check or rule than the limit only after
@@ -69,6 +71,12 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
 #define BLKV_FUZZ_MAX_CHECKS 8u
 #define BLKV_FUZZ_MAX_RULES 16u
 BLKV_API uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
+/* The reopens and crashes (and, separately, the checks) a program of cfg
+ * may hold: BLKV_FUZZ_MAX_REOPENS x 256 KiB / grain, between 1 and
+ * BLKV_FUZZ_MAX_REOPENS (8 up to 256 KiB grains, 4 at 512 KiB, 2 at 1 MiB,
+ * 1 at 2 MiB); BLKV_FUZZ_MAX_CHECKS scales alike. */
+BLKV_API unsigned blkv_fuzz_max_reopens(const struct blkv_config *cfg);
+BLKV_API unsigned blkv_fuzz_max_checks(const struct blkv_config *cfg);
 /* The index of p's first op over the budget, or p->nops. */
 BLKV_API size_t blkv_fuzz_over_budget(const struct blkv_program *p);
 /* Cut the requests of p that go over the budget, so that none does. */
