@@ -67,6 +67,21 @@
  * qemu-img check may then find leaks, never corruption (leaks it accepts
  * everywhere, as with qemu-nbd); with lazy_refcounts=on QEMU's open
  * repairs the dirty image, and the check must be clean.
+ *
+ * server=qsd crash-image=log: a power loss, not only a QEMU crash.  The
+ * format's file child is a blklogwrites node (4 KiB log sectors) over the
+ * image file, logging to disk.log; disk.base is the image as it was when
+ * the node was added.  blklogwrites logs each lower request after it
+ * completed, in completion order, and a request returns only once its log
+ * entry is written.  At a crash op, after the SIGKILL, every write up to
+ * the log's last flush stays, and of those after it a subset chosen from
+ * the run's crash count is lost: each log sector whose last writer is lost
+ * gets the value of the last kept writer before it (its logged data) or of
+ * disk.base, and keeps the file's value where that is not known (a log
+ * entry QEMU had not finished writing: holes in the tmpfs log; a discard).
+ * cache=unsafe (the format node's cache.no-flush) makes QEMU complete
+ * flushes without flushing: with the log's power loss, flushed writes are
+ * then lost, the self-test that this power loss is real.
  */
 #define _GNU_SOURCE /* execvpe */
 #include <blkv/driver.h>
@@ -77,6 +92,7 @@
 #include "nbd_reader.h"
 
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -111,6 +127,10 @@ extern char **environ;
 
 /* server=qsd: fault rules a run can hold (the core's fuzz budget is 16). */
 #define NBD_QSD_RULES 32
+/* cache=unsafe: the format node's option that makes QEMU drop flushes */
+#define NBD_NO_FLUSH "\"cache\":{\"no-flush\":true},"
+/* crash-image=log: blklogwrites' log sector size (a page: see nbd_log_written) */
+#define NBD_LOG_SECTOR 4096
 /* server=qsd: the largest `after N`, counted with one blkdebug state per
  * occurrence (a set-state rule each). */
 #define NBD_QSD_AFTER_MAX 128
@@ -175,6 +195,12 @@ struct nbd_state {
     char node[24], export[24];
     char filter[32];     /* the blkdebug node over the file node, or "" */
     unsigned filters;    /* blkdebug nodes made for this image (names them) */
+    /* crash-image=log: blklogwrites under the format (its file node is the
+     * image, its log disk.log); disk.base is the image as it was when the
+     * node was added */
+    bool log_mode;
+    bool no_flush;       /* cache=unsafe: the format node drops flushes */
+    unsigned crashes;    /* crash ops so far in the run (seed the lost writes) */
     int64_t t_attached;  /* when the program's part began (timing) */
     struct nbd_rule rules[NBD_QSD_RULES]; /* the program's fault rules so far */
     unsigned nrules;
@@ -224,8 +250,15 @@ static const struct blkv_option nbd_options[] = {
     {"crash", "on", "qsd: take the program's crash ops (on: SIGKILL the daemon; off: the driver"
      " says it has no crash, so prop and the fuzzers leave them out)"},
     {"crash-image", "kept", "qsd: what a crash op leaves the next daemon: kept (the image file"
-     " as the killed daemon left it) or lost (a fresh copy of the template: every write lost,"
-     " a broken disk for the self-test that shows the post-crash check catches it)"},
+     " as the killed daemon left it: a disk without a volatile cache), log (a power loss:"
+     " QEMU's lower writes, recorded by blklogwrites under the format, are kept up to its last"
+     " flush and a seeded subset of the writes after it is lost), or lost (a fresh copy of the"
+     " template: every write lost, a broken disk for the self-test that shows the post-crash"
+     " check catches it)"},
+    {"cache", "writeback", "qsd: the format node's cache mode: writeback (flushes reach the"
+     " file, as qemu-nbd --cache=writeback) or unsafe (cache.no-flush: QEMU completes flushes"
+     " without flushing; with crash-image=log a flushed write may then be lost, which the"
+     " post-crash check reports: the self-test that the log's power loss is real)"},
     {"reader", "none", "qsd: a differential reader (none; libqcow for qcow2, libvmdk for vmdk,"
      " libvhdi for vpc and vhdx): every read is served by libyal's library from the image"
      " file, once no write is in flight and an NBD flush has put QEMU's caches in the file;"
@@ -905,6 +938,7 @@ struct nbd_qsd_template {
 struct nbd_qsd_timing {
     bool on;
     uint64_t runs, attaches, detaches, checks, check_runs, starts, templates;
+    uint64_t log_rebuilds, log_entries, log_lost; /* crash-image=log */
     int64_t image_ns, node_ns, export_ns, program_ns, detach_ns, check_ns, start_ns,
         template_ns;
 };
@@ -1246,6 +1280,10 @@ static void nbd_qsd_timing_print(void)
             t->detaches, t->checks, t->check_runs, t->templates,
             t->templates ? (double)t->template_ns / 1e6 / (double)t->templates : 0.0, t->starts,
             t->starts ? (double)t->start_ns / 1e6 / (double)t->starts : 0.0);
+    if (t->log_rebuilds)
+        fprintf(stderr, "nbd qsd crash-image=log: %" PRIu64 " crash images rebuilt from %" PRIu64
+                " logged lower requests, %" PRIu64 " of them lost\n", t->log_rebuilds,
+                t->log_entries, t->log_lost);
 }
 
 /* A running daemon for this run, with the run's server-args. */
@@ -1283,7 +1321,8 @@ static int nbd_qsd_ensure(struct nbd_state *s, bool timing)
 }
 
 /* Copy file src to dst, holes as holes (tmpfs has no reflinks). */
-static int nbd_qsd_copy_file(struct nbd_state *s, int sdir, int ddir, const char *name)
+static int nbd_qsd_copy_file(struct nbd_state *s, int sdir, const char *name, int ddir,
+                             const char *dname)
 {
     int in = openat(sdir, name, O_RDONLY | O_CLOEXEC);
     int out = -1, ret = 0;
@@ -1291,7 +1330,7 @@ static int nbd_qsd_copy_file(struct nbd_state *s, int sdir, int ddir, const char
     off_t off = 0;
 
     if (in < 0 || fstat(in, &st) < 0 ||
-        (out = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
+        (out = openat(ddir, dname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0 ||
         ftruncate(out, st.st_size) < 0) {
         ret = -errno;
         goto out;
@@ -1347,11 +1386,256 @@ static int nbd_qsd_copy_dir(struct nbd_state *s, const char *src, const char *ds
     }
     while (!ret && (e = readdir(d)))
         if (e->d_name[0] != '.')
-            ret = nbd_qsd_copy_file(s, dirfd(d), ddir, e->d_name);
+            ret = nbd_qsd_copy_file(s, dirfd(d), e->d_name, ddir, e->d_name);
     if (d)
         closedir(d);
     if (ddir >= 0)
         close(ddir);
+    return ret;
+}
+
+/* ---- crash-image=log: power loss from blklogwrites' record --------------- */
+
+/* A blklogwrites log entry (dm-log-writes' format, little-endian): its
+ * header fills one log sector, the data (none for a flush or a discard)
+ * follows; sector and count are in log sectors. */
+#define NBD_LOG_FLUSH 1u
+#define NBD_LOG_DISCARD 4u
+#define NBD_LOG_FLAGS 15u
+
+struct nbd_log_entry {
+    uint64_t sector, n, flags;
+    uint64_t data; /* the log offset of its data */
+    bool lost;
+};
+
+/* A log sector written by one entry: (image sector, entry index). */
+struct nbd_log_touch {
+    uint64_t sector;
+    uint32_t entry;
+};
+
+static int nbd_log_touch_cmp(const void *a, const void *b)
+{
+    const struct nbd_log_touch *x = a, *y = b;
+    if (x->sector != y->sector)
+        return x->sector < y->sector ? -1 : 1;
+    return x->entry < y->entry ? -1 : x->entry > y->entry;
+}
+
+/* Whether QEMU wrote the log sector at off: on tmpfs (and disk file
+ * systems) a page nobody wrote is a hole. */
+static bool nbd_log_written(int fd, uint64_t off)
+{
+    return lseek(fd, (off_t)off, SEEK_DATA) == (off_t)off;
+}
+
+static uint64_t nbd_log_mix(uint64_t x)
+{
+    x += UINT64_C(0x9e3779b97f4a7c15);
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return x ^ (x >> 31);
+}
+
+/* Before a node is added: the image as it is now (disk.base) and an empty
+ * log (disk.log).  The image must be one file: blklogwrites logs the
+ * format's file child only, not a vmdk's extents. */
+static int nbd_qsd_log_prepare(struct nbd_state *s)
+{
+    const char *dir = nbd_slots[s->slot].dir;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), lfd, ret = 0, files = 0;
+    DIR *d;
+    struct dirent *e;
+
+    if (sysconf(_SC_PAGESIZE) != NBD_LOG_SECTOR) {
+        blkv_error(s->ctx, "crash-image=log: needs %d-byte pages (holes in the log mark the log"
+                   " sectors QEMU never wrote)", NBD_LOG_SECTOR);
+        if (dfd >= 0)
+            close(dfd);
+        return -ENOTSUP;
+    }
+    if (dfd < 0 || !(d = opendir(dir))) {
+        ret = -errno;
+        blkv_error(s->ctx, "%s: %s", dir, strerror(-ret));
+        if (dfd >= 0)
+            close(dfd);
+        return ret;
+    }
+    while ((e = readdir(d)))
+        files += !strncmp(e->d_name, "disk", 4) && strcmp(e->d_name, "disk.base") &&
+                 strcmp(e->d_name, "disk.log"); /* the image and its extents */
+    closedir(d);
+    if (files != 1) {
+        blkv_error(s->ctx, "crash-image=log: the image is %d files (extents?); blklogwrites"
+                   " records the format's own file only", files);
+        close(dfd);
+        return -ENOTSUP;
+    }
+    unlinkat(dfd, "disk.base", 0);
+    unlinkat(dfd, "disk.log", 0);
+    if ((ret = nbd_qsd_copy_file(s, dfd, "disk", dfd, "disk.base")) == 0) {
+        if ((lfd = openat(dfd, "disk.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+            ret = -errno;
+            blkv_error(s->ctx, "%s/disk.log: %s", dir, strerror(-ret));
+        } else {
+            close(lfd);
+        }
+    }
+    close(dfd);
+    return ret;
+}
+
+/* Read the log's entries: scanned from sector 1 (the superblock is written
+ * at flushes only).  A hole where a header should be is an entry QEMU had
+ * not begun to write when it was killed (a log write is one pwritev, so
+ * what it wrote is a prefix): the next written sector starts the next
+ * entry.  An entry whose header is garbage ends the scan. */
+static int nbd_qsd_log_entries(int fd, uint64_t len, struct nbd_log_entry **out, size_t *nout)
+{
+    struct nbd_log_entry *v = NULL;
+    size_t n = 0, cap = 0;
+
+    for (uint64_t pos = NBD_LOG_SECTOR; pos + NBD_LOG_SECTOR <= len;) {
+        uint8_t h[32];
+        struct nbd_log_entry e = {0};
+        if (!nbd_log_written(fd, pos)) {
+            off_t next = lseek(fd, (off_t)pos, SEEK_DATA);
+            if (next < 0)
+                break;
+            pos = ((uint64_t)next + NBD_LOG_SECTOR - 1) / NBD_LOG_SECTOR * NBD_LOG_SECTOR;
+            continue;
+        }
+        if (pread(fd, h, sizeof(h), (off_t)pos) != (ssize_t)sizeof(h))
+            break;
+        memcpy(&e.sector, h, 8);
+        memcpy(&e.n, h + 8, 8);
+        memcpy(&e.flags, h + 16, 8);
+        e.sector = le64toh(e.sector);
+        e.n = le64toh(e.n);
+        e.flags = le64toh(e.flags);
+        if (e.flags & ~(uint64_t)NBD_LOG_FLAGS || e.n > (BLKV_MAX_DEVICE_SIZE / NBD_LOG_SECTOR) ||
+            e.sector > (BLKV_MAX_DEVICE_SIZE / NBD_LOG_SECTOR) * 4)
+            break;
+        e.data = pos + NBD_LOG_SECTOR;
+        pos = e.data + (e.flags & NBD_LOG_DISCARD ? 0 : e.n * NBD_LOG_SECTOR);
+        if (n == cap) {
+            struct nbd_log_entry *w = realloc(v, (cap = cap ? cap * 2 : 256) * sizeof(*v));
+            if (!w) {
+                free(v);
+                return -ENOMEM;
+            }
+            v = w;
+        }
+        v[n++] = e;
+    }
+    *out = v;
+    *nout = n;
+    return 0;
+}
+
+/*
+ * After the kill: the image file holds every lower write blklogwrites
+ * passed on (each is logged after it completed, in completion order), and
+ * the log says which.  Everything up to the log's last flush stays; of the
+ * writes after it, a subset chosen by the run's crash count is lost: where
+ * a lost write was the last to write a log sector, the sector gets the
+ * value of the last kept write before it (its logged data), or of the
+ * image when the node was added (disk.base).  Where that value is not
+ * known (a log entry QEMU had not finished writing, a discard), the sector
+ * keeps what the file holds: a write that may survive does.  Every state
+ * made so is one a disk with a volatile cache could hold after a power
+ * loss at the kill, so the post-crash rules apply as for any crash.
+ */
+static int nbd_qsd_log_rebuild(struct nbd_state *s)
+{
+    char path[NBD_DIR_MAX + 24];
+    const char *dir = nbd_slots[s->slot].dir;
+    int lfd = -1, bfd = -1, ifd = -1, ret = 0;
+    struct nbd_log_entry *e = NULL;
+    struct nbd_log_touch *t = NULL;
+    size_t ne = 0, nt = 0, last_flush = SIZE_MAX;
+    uint8_t *buf = NULL;
+    struct stat st, bst;
+
+    snprintf(path, sizeof(path), "%s/disk.log", dir);
+    lfd = open(path, O_RDONLY | O_CLOEXEC);
+    snprintf(path, sizeof(path), "%s/disk.base", dir);
+    bfd = open(path, O_RDONLY | O_CLOEXEC);
+    ifd = open(s->img, O_RDWR | O_CLOEXEC);
+    if (lfd < 0 || bfd < 0 || ifd < 0 || fstat(lfd, &st) < 0 || fstat(bfd, &bst) < 0) {
+        ret = -errno;
+        blkv_error(s->ctx, "crash-image=log: %s: %s", dir, strerror(-ret));
+        goto out;
+    }
+    if ((ret = nbd_qsd_log_entries(lfd, (uint64_t)st.st_size, &e, &ne)) < 0)
+        goto out;
+    for (size_t i = 0; i < ne; i++)
+        if (e[i].flags & NBD_LOG_FLUSH)
+            last_flush = i;
+    s->crashes++;
+    for (size_t i = last_flush == SIZE_MAX ? 0 : last_flush + 1; i < ne; i++)
+        e[i].lost = nbd_log_mix(((uint64_t)s->crashes << 32) ^ i) & 1;
+    for (size_t i = 0; i < ne; i++)
+        nt += e[i].n;
+    if (nt && !(t = malloc(nt * sizeof(*t)))) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    nt = 0;
+    for (size_t i = 0; i < ne; i++)
+        for (uint64_t k = 0; k < e[i].n; k++)
+            t[nt++] = (struct nbd_log_touch){.sector = e[i].sector + k, .entry = (uint32_t)i};
+    if (nt)
+        qsort(t, nt, sizeof(*t), nbd_log_touch_cmp);
+    if (!(buf = malloc(NBD_LOG_SECTOR))) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    for (size_t j = 0; j < nt; j++) {
+        size_t last = j, k;
+        uint64_t x = t[j].sector, off = x * NBD_LOG_SECTOR;
+        const struct nbd_log_entry *w;
+        bool known;
+        while (last + 1 < nt && t[last + 1].sector == x)
+            last++;
+        k = last;
+        if (e[t[last].entry].lost) {
+            while (k > j && e[t[k].entry].lost)
+                k--;
+            if (e[t[k].entry].lost) { /* no kept write before: the image at the start */
+                memset(buf, 0, NBD_LOG_SECTOR);
+                known = off >= (uint64_t)bst.st_size ||
+                        pread(bfd, buf, NBD_LOG_SECTOR, (off_t)off) >= 0;
+            } else {
+                uint64_t lo;
+                w = &e[t[k].entry];
+                lo = w->data + (x - w->sector) * NBD_LOG_SECTOR;
+                known = !(w->flags & NBD_LOG_DISCARD) && nbd_log_written(lfd, lo) &&
+                        pread(lfd, buf, NBD_LOG_SECTOR, (off_t)lo) == NBD_LOG_SECTOR;
+            }
+            if (known && pwrite(ifd, buf, NBD_LOG_SECTOR, (off_t)off) != NBD_LOG_SECTOR) {
+                ret = -EIO;
+                blkv_error(s->ctx, "crash-image=log: cannot write %s", s->img);
+                goto out;
+            }
+        }
+        j = last;
+    }
+    for (size_t i = 0; i < ne; i++)
+        nbd_qsd.t.log_lost += e[i].lost;
+    nbd_qsd.t.log_entries += ne;
+    nbd_qsd.t.log_rebuilds++;
+out:
+    free(buf);
+    free(t);
+    free(e);
+    if (lfd >= 0)
+        close(lfd);
+    if (bfd >= 0)
+        close(bfd);
+    if (ifd >= 0)
+        close(ifd);
     return ret;
 }
 
@@ -1633,7 +1917,8 @@ static int nbd_qsd_filter(struct nbd_state *s)
     /* every option the node was added with, the file child now the filter */
     ret = nbd_qsd_qmpf(s, "blockdev-reopen", "{\"execute\":\"blockdev-reopen\",\"arguments\":"
                        "{\"options\":[{\"driver\":\"%s\",\"node-name\":\"%s\",\"discard\":\"%s\","
-                       "\"file\":\"%s\"}]}}", s->format, s->node, s->discard, s->filter);
+                       "%s\"file\":\"%s\"}]}}", s->format, s->node, s->discard,
+                       s->no_flush ? NBD_NO_FLUSH : "", s->filter);
     if (ret < 0)
         nbd_qsd_filter_del(s);
     return ret;
@@ -1650,7 +1935,8 @@ static int nbd_qsd_filter(struct nbd_state *s)
 static int nbd_qsd_attach(struct nbd_state *s)
 {
     struct nbd_qsd *d = &nbd_qsd;
-    char json[NBD_DIR_MAX * 2 + 384], file[NBD_DIR_MAX * 2 + 32], err[300];
+    char json[NBD_DIR_MAX * 4 + 768], file[NBD_DIR_MAX * 2 + 32], log[NBD_DIR_MAX * 2 + 48];
+    char child[NBD_DIR_MAX * 4 + 320], err[300];
     const char *rel = s->img;
     size_t dl = strlen(d->dir);
     int64_t t0 = nbd_qsd_ns(), t1;
@@ -1671,14 +1957,35 @@ static int nbd_qsd_attach(struct nbd_state *s)
         blkv_error(s->ctx, "image path %s: too long", s->img);
         return -ENAMETOOLONG;
     }
+    if (s->log_mode) {
+        /* blklogwrites between the format and the image file: 4 KiB log
+         * sectors, so that a tmpfs page is one log sector (holes in the log
+         * are log sectors QEMU never wrote) */
+        char lrel[NBD_DIR_MAX + 24];
+        snprintf(lrel, sizeof(lrel), "%s.log", rel);
+        if (!nbd_qmp_json_str(log, sizeof(log), lrel) || (ret = nbd_qsd_log_prepare(s)) < 0)
+            return log[0] ? ret : -ENAMETOOLONG;
+        n = snprintf(child, sizeof(child),
+                     "{\"driver\":\"blklogwrites\",\"node-name\":\"%sf\",\"log-sector-size\":%u,"
+                     "\"file\":{\"driver\":\"file\",\"node-name\":\"%sr\",\"filename\":%s},"
+                     "\"log\":{\"driver\":\"file\",\"node-name\":\"%sl\",\"filename\":%s}}",
+                     s->node, NBD_LOG_SECTOR, s->node, file, s->node, log);
+    } else {
+        n = snprintf(child, sizeof(child), "{\"driver\":\"file\",\"node-name\":\"%sf\","
+                     "\"filename\":%s}", s->node, file);
+    }
+    if (n < 0 || (size_t)n >= sizeof(child)) {
+        blkv_error(s->ctx, "blockdev-add command too long");
+        return -E2BIG;
+    }
     /* as qemu-nbd --cache=writeback --discard=MODE: cache.direct and
      * cache.no-flush are off, and so is the export's writethrough (the
      * defaults); file nodes take discard=unmap by default, as qemu-nbd's */
     n = snprintf(json, sizeof(json),
                  "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"%s\","
-                 "\"node-name\":\"%s\",\"discard\":\"%s\","
-                 "\"file\":{\"driver\":\"file\",\"node-name\":\"%sf\",\"filename\":%s}}}%s",
-                 s->format, s->node, s->discard, s->node, file, s->nrules ? "" : "\n");
+                 "\"node-name\":\"%s\",\"discard\":\"%s\",%s\"file\":%s}}%s",
+                 s->format, s->node, s->discard, s->no_flush ? NBD_NO_FLUSH : "", child,
+                 s->nrules ? "" : "\n");
     if (n > 0 && (size_t)n < sizeof(json) && !s->nrules)
         n += snprintf(json + n, sizeof(json) - (size_t)n,
                       "{\"execute\":\"block-export-add\",\"arguments\":{\"type\":\"nbd\","
@@ -1756,8 +2063,15 @@ static int nbd_qsd_check(struct nbd_state *s)
 static int nbd_qsd_opts(struct nbd_state *s)
 {
     const char *d = blkv_opt(s->ctx, "discard"), *ci = blkv_opt(s->ctx, "crash-image");
-    if (strcmp(ci, "kept") && strcmp(ci, "lost")) {
-        blkv_error(s->ctx, "crash-image=%s: expected kept or lost", ci);
+    if (strcmp(ci, "kept") && strcmp(ci, "lost") && strcmp(ci, "log")) {
+        blkv_error(s->ctx, "crash-image=%s: expected kept, lost or log", ci);
+        return -EINVAL;
+    }
+    s->log_mode = !strcmp(ci, "log");
+    if (!strcmp(blkv_opt(s->ctx, "cache"), "unsafe"))
+        s->no_flush = true;
+    else if (strcmp(blkv_opt(s->ctx, "cache"), "writeback")) {
+        blkv_error(s->ctx, "cache=%s: expected writeback or unsafe", blkv_opt(s->ctx, "cache"));
         return -EINVAL;
     }
     if (!*s->format || strlen(s->format) >= 32 ||
@@ -2314,6 +2628,11 @@ static int nbd_drv_crash(void *state)
             return -EIO;
         }
         return nbd_qsd_copy_dir(s, src, dst);
+    }
+    if (s->log_mode && s->slot >= 0) {
+        int ret = nbd_qsd_log_rebuild(s); /* the power loss the log allows */
+        nbd_slots[s->slot].state = NBD_SLOT_CLOSED;
+        return ret;
     }
     if (s->slot >= 0)
         nbd_slots[s->slot].state = NBD_SLOT_CLOSED;

@@ -47,6 +47,15 @@
 #       vhdx): no report.  nbd_qsd_fuzzer takes the options from
 #       BLKV_QSD_OPTS and stops at start, with the driver's message, on a
 #       bad one.
+#   test_nbd_qsd.sh BLKV powerloss
+#       crash-image=log: blklogwrites records QEMU's lower writes and
+#       flushes, and a crash loses a seeded subset of the writes after the
+#       last flush.  Four flushed writes survive the crash; with cache=unsafe
+#       (QEMU completes flushes without flushing) the same trace is reported
+#       (the lost writes leave a corrupt qcow2 or stale data), while
+#       crash-image=kept, which keeps every write, does not see it; blkv prop
+#       with crashes on qcow2 (also lazy refcounts) and raw loses writes and
+#       reports nothing; an image of several files is refused.
 #
 # Exit 77 (skip) when qemu-storage-daemon (or qemu-img) is not installed.
 set -u
@@ -367,9 +376,45 @@ EOF
         [ $rc -eq 0 ] || bad "blkv prop ($spec) exited $rc: $(grep -m3 -e blkverify -e said out)"
     done
     ;;
+powerloss)
+    printf '%s\n' 'blkv-trace 1' 'driver nbd server=qsd format=qcow2 crash-image=log' 'size 64M' \
+        'qd 4' 'init zero' 'write 0 65536' 'write 1048576 65536' 'write 2097152 65536' \
+        'write 3145728 65536' flush drain 'crash 0' 'read 0 65536' 'read 1048576 65536' \
+        'read 2097152 65536' 'read 3145728 65536' >p.trace
+    "$BLKV" run p.trace >out 2>&1 || bad "flushed writes across a log crash: exit $?: $(head -n 3 out)"
+    grep -q '4 reads verified.*1 crash' out || bad "log crash: $(tail -n 1 out)"
+    # a cache that drops flushes: the power loss takes flushed writes
+    "$BLKV" run -d "nbd server=qsd format=qcow2 crash-image=log cache=unsafe timing=on" p.trace \
+        >out 2>&1
+    rc=$?
+    [ $rc -eq 1 ] && grep -q -e 'signature: check' -e 'signature: contents/read' out &&
+        grep -q 'after crash at op' out ||
+        bad "cache=unsafe with crash-image=log: exit $rc, not a report: $(head -n 4 out)"
+    grep -m1 blkverify out
+    grep 'crash-image=log:' out
+    "$BLKV" run -d "nbd server=qsd format=qcow2 crash-image=kept cache=unsafe" p.trace >out 2>&1 ||
+        bad "cache=unsafe with crash-image=kept (every write kept): exit $?: $(head -n 3 out)"
+    "$BLKV" run -d "nbd server=qsd format=vmdk create-opts=subformat=twoGbMaxExtentSparse crash-image=log" \
+        p.trace >out 2>&1
+    rc=$?
+    [ $rc -eq 2 ] && grep -q 'crash-image=log: the image is 2 files' out ||
+        bad "crash-image=log on a vmdk with extents: exit $rc: $(head -n 2 out)"
+    lost=0
+    for spec in "qcow2 write-zeroes=off" "qcow2 write-zeroes=off create-opts=lazy_refcounts=on" \
+        "raw discard=ignore"; do
+        "$BLKV" prop -q -S 3 -r 40 -s "$tmp" \
+            -d "nbd server=qsd format=$spec crash-image=log timing=on" >out 2>&1
+        rc=$?
+        grep -e '^prop: no failure' -e 'crash-image=log:' out
+        [ $rc -eq 0 ] || bad "blkv prop ($spec, crash-image=log) exited $rc: $(grep -m3 -e blkverify -e said out)"
+        n=$(sed -n 's/.*requests, \([0-9]*\) of them lost.*/\1/p' out)
+        lost=$((lost + ${n:-0}))
+    done
+    [ $lost -gt 0 ] || bad "blkv prop with crash-image=log lost no write: the power loss did nothing"
+    ;;
 *)
     echo "usage: test_nbd_qsd.sh BLKV prop FORMAT [OPTIONS] | reopen | cleanup | death |" \
-        "faults | crash | reader" >&2
+        "faults | crash | reader | powerloss" >&2
     exit 2
     ;;
 esac
