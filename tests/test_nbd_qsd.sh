@@ -35,7 +35,7 @@
 #       repaired at the open); without the flush any outcome is legal; and
 #       with crash-image=lost (the image replaced by its template at the
 #       crash: a broken disk) the flushed write is reported lost; blkv prop
-#       with crashes: no report.
+#       with crashes: no report; on parallels too (repaired after each crash).
 #   test_nbd_qsd.sh BLKV reader
 #       reader=: reads served by libyal's libraries from the image file QEMU
 #       writes.  A read of a cluster QEMU zeroed with write-zeroes (zero
@@ -320,6 +320,14 @@ crash)
     grep '^prop:' out
     [ $rc -eq 0 ] || bad "blkv prop with crashes exited $rc"
     grep -q blkverify out && bad "blkv prop with crashes: a report"
+    # parallels: QEMU opens a crashed image only after qemu-img check -r all
+    # (the driver runs it), and cannot take blkdebug (no reopen: rules refused)
+    "$BLKV" prop -q -S 1 -r 20 -s "$tmp" -d "nbd server=qsd format=parallels write-zeroes=off" \
+        >out 2>&1
+    rc=$?
+    grep '^prop:' out
+    [ $rc -eq 0 ] && ! grep -q -e blkverify -e 'could not run' out ||
+        bad "blkv prop on parallels with crashes: exit $rc: $(grep -m2 -e blkverify -e 'could not' out)"
     ;;
 reader)
     drv="nbd server=qsd format=qcow2"
