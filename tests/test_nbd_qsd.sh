@@ -376,7 +376,7 @@ EOF
     else
         echo "note: no $fz beside blkv: BLKV_QSD_OPTS not tried"
     fi
-    for spec in "qcow2 reader=libqcow write-zeroes=off" "vmdk reader=libvmdk" \
+    for spec in "qcow2 reader=libqcow write-zeroes=off" "vmdk reader=libvmdk crash=off" \
         "vpc reader=libvhdi crash=off" "vhdx reader=libvhdi crash=off"; do
         "$BLKV" prop -q -S 2 -r 20 -s "$tmp" -d "nbd server=qsd format=$spec" >out 2>&1
         rc=$?
