@@ -60,6 +60,14 @@ for t in $list; do
         if ! "$BLKV" drivers nbd >/dev/null 2>&1; then
             echo "SKIP $name: blkv built without the nbd driver"; skipped=$((skipped + 1)); continue
         fi ;;
+    nbd*server=qsd*)
+        if ! have qemu-storage-daemon || ! have qemu-img; then
+            echo "SKIP $name: needs qemu-storage-daemon and qemu-img"
+            skipped=$((skipped + 1)); continue
+        fi
+        if ! "$BLKV" drivers nbd >/dev/null 2>&1; then
+            echo "SKIP $name: blkv built without the nbd driver"; skipped=$((skipped + 1)); continue
+        fi ;;
     nbd*server=nbdkit*)
         if ! have nbdkit; then
             echo "SKIP $name: needs nbdkit"; skipped=$((skipped + 1)); continue
