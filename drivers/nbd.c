@@ -248,6 +248,8 @@ static const struct blkv_option nbd_options[] = {
     {"faults", "auto", "the server may fail requests (caps.may_fail): on, off, or auto"
      " (on when the nbdkit error filter is used, or checkwrite, which fails with EIO a"
      " write that differs from the data)"},
+    {"fault-rules", "on", "qsd: take the program's fault rules (on: through QEMU's blkdebug;"
+     " off: the driver says it has none, so prop and the fuzzers leave them out)"},
     {"crash", "on", "qsd: take the program's crash ops (on: SIGKILL the daemon; off: the driver"
      " says it has no crash, so prop and the fuzzers leave them out)"},
     {"crash-image", "kept", "qsd: what a crash op leaves the next daemon: kept (the image file"
@@ -2170,9 +2172,12 @@ static int nbd_qsd_open(struct nbd_state *s, uint64_t size, bool create, struct 
                         int faults, int zeroes, int timing)
 {
     int crash = nbd_drv_opt_bool(s->ctx, "crash", false);
+    int rules = nbd_drv_opt_bool(s->ctx, "fault-rules", false);
     int ret;
-    if (crash < 0 || (ret = nbd_qsd_opts(s)) < 0)
-        return crash < 0 ? crash : ret;
+    if (crash < 0 || rules < 0)
+        return -EINVAL;
+    if ((ret = nbd_qsd_opts(s)) < 0)
+        return ret;
     if (create) {
         s->size = size;
         ret = nbd_qsd_create(s, size, timing);
@@ -2195,7 +2200,7 @@ static int nbd_qsd_open(struct nbd_state *s, uint64_t size, bool create, struct 
         nbd_qsd_detach(s);
     if (ret >= 0) {
         const char *co = blkv_opt(s->ctx, "create-opts");
-        caps->fault_rules = true; /* through blkdebug */
+        caps->fault_rules = rules; /* through blkdebug */
         caps->crash = crash;      /* SIGKILL; the image file stays */
         /* after a crash qemu-img check may find leaks (exit 3, which the
          * check accepts anywhere), never corruption; with lazy refcounts
