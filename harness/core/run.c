@@ -994,6 +994,44 @@ void blkv_driver_takes(const struct blkv_driver *d, const char *opts, bool *cras
     *fault = f;
 }
 
+/* Whether driver d (a full-size copy) tags lower I/Os with event ev. */
+static bool driver_tags(const struct blkv_driver *d, unsigned ev)
+{
+    size_t n = 0;
+
+    if (ev == BLKV_EV_DATA_READ || ev == BLKV_EV_DATA_WRITE || ev == BLKV_EV_FLUSH)
+        return true;
+    if (ev < BLKV_EV__STANDARD)
+        return d->std_events >> ev & 1;
+    while (d->events && d->events[n])
+        n++;
+    return ev - BLKV_EV__STANDARD < n;
+}
+
+size_t blkv_driver_fit(const struct blkv_driver *d, const char *opts, struct blkv_program *p)
+{
+    struct blkv_driver full;
+    char err[512];
+    bool crash, fault;
+    size_t n = 0, k;
+
+    if (d->in_process)
+        return 0;
+    blkv_driver_takes(d, opts, &crash, &fault);
+    if (!crash)
+        n += blkv_program_drop(p, BLKV_P_CRASH);
+    if (!fault)
+        return n + blkv_program_drop(p, BLKV_P_FAULT);
+    if (blkv_core_driver_copy(&full, d, err, sizeof(err)))
+        return n;
+    for (size_t i = k = 0; i < p->nops; i++)
+        if (p->ops[i].code != BLKV_P_FAULT || driver_tags(&full, p->ops[i].arg))
+            p->ops[k++] = p->ops[i];
+    n += p->nops - k;
+    p->nops = k;
+    return n;
+}
+
 void blkv_run_result_free(struct blkv_run_result *res)
 {
     free(res->report);

@@ -257,17 +257,8 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
     /* power loss and fault rules need lower files, or a server the driver
      * can kill or have inject faults: out-of-process drivers without them
      * run without those ops, and what ran is saved, not the input */
-    if (!drv->in_process && has_server_ops(&p)) {
-        bool crash, fault;
-        size_t dropped = 0;
-        blkv_driver_takes(drv, opts, &crash, &fault);
-        if (!crash)
-            dropped += blkv_program_drop(&p, BLKV_P_CRASH);
-        if (!fault)
-            dropped += blkv_program_drop(&p, BLKV_P_FAULT);
-        if (dropped)
-            o.input = NULL;
-    }
+    if (!drv->in_process && has_server_ops(&p) && blkv_driver_fit(drv, opts, &p))
+        o.input = NULL;
     o.quiet = false;
     /* a setup error (say, a config the driver refuses) is not a finding */
     o.out = stderr;

@@ -373,17 +373,10 @@ int blkv_prop(const struct blkv_prop_opts *o)
             return 2;
         }
         prop_opts(o, &p, popts, sizeof(popts));
-        if (!o->driver->in_process) { /* lower files, or a server that can */
-            bool crash, fault;
-            blkv_driver_takes(o->driver, popts, &crash, &fault);
-            if (!crash)
-                blkv_program_drop(&p, BLKV_P_CRASH);
-            if (!fault)
-                blkv_program_drop(&p, BLKV_P_FAULT);
-        }
+        blkv_driver_fit(o->driver, popts, &p); /* lower files, or a server that can */
         st = blkv_run(&p, &ro, &res);
-        /* a fault rule the driver's server cannot express (QEMU's blkdebug
-         * has no event for it, or cannot count two): the program again
+        /* a fault rule the driver's server cannot express beyond its event
+         * (QEMU's blkdebug cannot count two events, say): the program again
          * without it.  Each pass removes an op, so this ends. */
         while (st == BLKV_RUN_ERROR && res.refused_op && res.refused_op <= p.nops &&
                p.ops[res.refused_op - 1].code == BLKV_P_FAULT) {

@@ -200,6 +200,16 @@ BLKV_API int blkv_driver_probe(const struct blkv_driver *d, const char *opts, st
 BLKV_API void blkv_driver_takes(const struct blkv_driver *d, const char *opts, bool *crash,
                                 bool *fault);
 
+/* Drop from p the ops driver d with opts would refuse or never act on:
+ * crash and fault ops where blkv_driver_takes says no, and, for drivers
+ * that are not in-process, fault rules on an event the driver never tags
+ * (not data_read, data_write or flush, not in std_events, not one of its
+ * events), which such a driver's server cannot express.  In-process
+ * drivers keep every op (a rule that never fires still lets requests
+ * fail).  Returns how many ops were dropped. */
+BLKV_API size_t blkv_driver_fit(const struct blkv_driver *d, const char *opts,
+                                struct blkv_program *p);
+
 /* Load the plugin at path (a shared object exporting blkv_plugin_init; a
  * bare file name is taken in the current directory) and check its driver.
  * Returns the driver, a copy at this blkv's full struct size that stays
