@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* test_bufpool.c - request buffers: sizes, reuse only after a run, ASan poison,
+/* test_bufpool.c - request buffers: sizes, reuse only after a run or 8 MiB, ASan poison,
  * what is kept follows recent use. */
 #include "runtime/bufpool.h"
 #include "test.h"
@@ -46,6 +46,29 @@ int main(void)
         b = blkv_buf_get(100000);
         CHECK(b == a);
         blkv_buf_put(b, 100000);
+        blkv_buf_run_end();
+    }
+    /* within a run, a buffer given back is handed out again only once 8 MiB
+     * (at least 4 buffers) of its class were given back after it */
+    {
+        size_t big = 2u << 20, small = 4096;
+        void *a = blkv_buf_get(big), *s = blkv_buf_get(small), *b;
+        blkv_buf_put(a, big);
+        blkv_buf_put(s, small);
+        for (int i = 0; i < 4; i++) {
+            CHECK((b = blkv_buf_get(big)) != a);
+#ifdef BLKV_ASAN
+            CHECK(__asan_address_is_poisoned(a));
+#endif
+            blkv_buf_put(b, big);
+        }
+        for (int i = 0; i < 100; i++) { /* 400 KiB of 4 KiB buffers: not yet */
+            CHECK((b = blkv_buf_get(small)) != s);
+            blkv_buf_put(b, small);
+        }
+        b = blkv_buf_get(big); /* four given back after a, 8 MiB */
+        CHECK(b == a);
+        blkv_buf_put(b, big);
         blkv_buf_run_end();
     }
     /* a pooled buffer reused for a shorter request of its class */

@@ -39,9 +39,20 @@ struct pooled {
  * that window (none, for a class no run asked for), and frees the rest. */
 #define WINDOW_RUNS BLKV_BUF_WINDOW_RUNS
 
+/* A buffer given back during a run stays unallocated (poisoned) until
+ * SPENT_BYTES of its class were given back after it, and at least
+ * SPENT_MIN buffers, or the run ends: a driver that touches a completed
+ * request's buffer soon after still trips, and a run that cycles through
+ * many large buffers needs the most it had out at once plus that window,
+ * not a buffer for every one it ever asked for. */
+#define SPENT_BYTES (UINT64_C(8) << 20)
+#define SPENT_MIN 4u
+
 static _Thread_local struct {
     struct pooled *ready[NCLASS]; /* reusable now */
-    struct pooled *spent;         /* given back during this run */
+    struct pooled *spent[NCLASS]; /* given back during this run, oldest first */
+    struct pooled **spent_tail[NCLASS];
+    uint32_t nspent[NCLASS];
     uint64_t bytes;               /* held in both lists */
     uint64_t runs;                /* runs ended */
     uint32_t nready[NCLASS];      /* buffers in ready[c] */
@@ -102,9 +113,21 @@ void blkv_buf_put(void *p, size_t len)
         return;
     }
     POISON(h->data, size);
-    h->next = pool.spent;
-    pool.spent = h;
+    c = (int)h->cls;
+    h->next = NULL;
+    if (!pool.spent[c])
+        pool.spent_tail[c] = &pool.spent[c];
+    *pool.spent_tail[c] = h;
+    pool.spent_tail[c] = &h->next;
     pool.bytes += size;
+    if (++pool.nspent[c] > SPENT_MIN && (pool.nspent[c] - 1) * (uint64_t)size >= SPENT_BYTES) {
+        h = pool.spent[c]; /* the oldest has waited long enough */
+        pool.spent[c] = h->next;
+        pool.nspent[c]--;
+        h->next = pool.ready[c];
+        pool.ready[c] = h;
+        pool.nready[c]++;
+    }
 }
 
 void *blkv_scratch_get(size_t len)
@@ -119,12 +142,14 @@ void blkv_scratch_put(void *p, size_t len)
 
 void blkv_buf_run_end(void)
 {
-    while (pool.spent) {
-        struct pooled *h = pool.spent;
-        pool.spent = h->next;
-        h->next = pool.ready[h->cls];
-        pool.ready[h->cls] = h;
-        pool.nready[h->cls]++;
+    for (unsigned c = 0; c < NCLASS; c++) { /* the longest given back first */
+        if (!pool.spent[c])
+            continue;
+        *pool.spent_tail[c] = pool.ready[c];
+        pool.ready[c] = pool.spent[c];
+        pool.nready[c] += pool.nspent[c];
+        pool.spent[c] = NULL;
+        pool.nspent[c] = 0;
     }
     if (++pool.runs % WINDOW_RUNS)
         return;

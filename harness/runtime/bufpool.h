@@ -6,8 +6,9 @@
  * going back to malloc: a fuzzer runs thousands of programs a second, and
  * fresh multi-megabyte allocations cost a page fault per page touched
  * (under ASan, an mmap and munmap each).  A buffer freed during a run is
- * reused only after the run ends, so a driver that touches a request's
- * buffer after completing it still finds it unallocated: under ASan the
+ * reused only after 8 MiB (and at least 4 buffers) of its size were freed
+ * after it, or the run ends, so a driver that touches a request's buffer
+ * after completing it still finds it unallocated: under ASan the
  * pooled bytes are poisoned, and the bytes past a request's length always
  * are.  What the pool holds follows recent use: at the end of every
  * BLKV_BUF_WINDOW_RUNS runs each size class keeps as many buffers as were
