@@ -173,6 +173,7 @@ void blkv_qcow2_opts_draw(const struct blkv_program *p, bool allow_v3,
     unsigned version = s & 1 || !allow_v3 ? 2 : 3;
     unsigned refbits = 1u << ((s >> 1) % 7);
     uint32_t cluster = p->cfg.grain;
+    unsigned l2n, rcn, cmax;
     char l1opt[32] = "";
 
     if (cluster < 512)
@@ -192,12 +193,17 @@ void blkv_qcow2_opts_draw(const struct blkv_program *p, bool allow_v3,
     }
     if (version == 2)
         refbits = 16; /* version 2 has 16-bit refcounts only */
+    /* 2 to 5 tables per cache, but at most 4 MiB of them for large
+     * clusters (2 at 2 MiB, 4 at 1 MiB): a cache entry is a whole cluster,
+     * so ten 2 MiB tables were a fifth of such a program's memory */
+    l2n = 2 + (unsigned)((s >> 7) & 3), rcn = 2 + (unsigned)((s >> 9) & 3);
+    cmax = (4u << 20) / cluster < 2 ? 2 : (4u << 20) / cluster;
+    l2n = l2n < cmax ? l2n : cmax, rcn = rcn < cmax ? rcn : cmax;
     snprintf(buf, len,
              "version=%u cluster-size=%" PRIu32 " refcount-bits=%u lazy-refcounts=%s "
              "backing=%s l2-cache=%u refcount-cache=%u%s",
              version, cluster, refbits, version == 3 && (s >> 4 & 1) ? "on" : "off",
-             backing[(s >> 5) & 3], 2 + (unsigned)((s >> 7) & 3), 2 + (unsigned)((s >> 9) & 3),
-             l1opt);
+             backing[(s >> 5) & 3], l2n, rcn, l1opt);
 }
 
 /* qcow2_fuzzer's options. */
