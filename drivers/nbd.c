@@ -940,7 +940,7 @@ struct nbd_qsd_template {
 /* Totals over the process, for timing=on (nanoseconds). */
 struct nbd_qsd_timing {
     bool on;
-    uint64_t runs, attaches, detaches, checks, check_runs, starts, templates;
+    uint64_t runs, attaches, detaches, checks, check_runs, starts, start_retries, templates;
     uint64_t log_rebuilds, log_entries, log_lost; /* crash-image=log */
     int64_t image_ns, node_ns, export_ns, program_ns, detach_ns, check_ns, start_ns,
         template_ns;
@@ -1186,8 +1186,12 @@ static int nbd_qsd_dir(struct nbd_state *s)
 }
 
 /* Start a daemon: its monitor on a socket bound here (passed as fd 3), its
- * NBD server on another; connect to the monitor. */
-static int nbd_qsd_start(struct nbd_state *s, const char *args)
+ * NBD server on another; connect to the monitor.  A daemon that does not
+ * come up (it died or hung before its monitor answered: no image is open
+ * yet, so no program is involved) is started once more, with a warning
+ * on stderr and a count in the timing line; a second failure is the
+ * run's error. */
+static int nbd_qsd_start(struct nbd_state *s, const char *args, bool again)
 {
     struct nbd_qsd *d = &nbd_qsd;
     struct nbd_drv_cmd *c = calloc(1, sizeof(*c));
@@ -1252,6 +1256,14 @@ static int nbd_qsd_start(struct nbd_state *s, const char *args)
     if (ret < 0) {
         if (nbd_qsd_alive(ret == -ECONNRESET ? QSD_DEATH_WAIT_MS : 0))
             nbd_qsd_kill();
+        if (again) {
+            fprintf(stderr, "blkv: nbd: qemu-storage-daemon did not start: %s (%s); starting"
+                            " it again\n", err, d->death);
+            d->t.start_retries++;
+            close(fd);
+            free(c);
+            return nbd_qsd_start(s, args, false);
+        }
         blkv_error(s->ctx, "qemu-storage-daemon did not start: %s (%s)", err, d->death);
         goto out;
     }
@@ -1276,13 +1288,13 @@ static void nbd_qsd_timing_print(void)
             " export+connect %.3f, program %.3f, export+node deletion %.3f, qemu-img check %.3f"
             " (%" PRIu64 " attaches, %" PRIu64 " detaches, %" PRIu64 " checks, %" PRIu64
             " qemu-img check runs); templates %" PRIu64 " (%.1f ms each); daemon starts %" PRIu64
-            " (%.1f ms each)\n",
+            " (%.1f ms each, %" PRIu64 " started again)\n",
             t->runs, (double)t->image_ns / 1e6 / runs, (double)t->node_ns / 1e6 / runs,
             (double)t->export_ns / 1e6 / runs, (double)t->program_ns / 1e6 / runs,
             (double)t->detach_ns / 1e6 / runs, (double)t->check_ns / 1e6 / runs, t->attaches,
             t->detaches, t->checks, t->check_runs, t->templates,
             t->templates ? (double)t->template_ns / 1e6 / (double)t->templates : 0.0, t->starts,
-            t->starts ? (double)t->start_ns / 1e6 / (double)t->starts : 0.0);
+            t->starts ? (double)t->start_ns / 1e6 / (double)t->starts : 0.0, t->start_retries);
     if (t->log_rebuilds)
         fprintf(stderr, "nbd qsd crash-image=log: %" PRIu64 " crash images rebuilt from %" PRIu64
                 " logged lower requests, %" PRIu64 " of them lost\n", t->log_rebuilds,
@@ -1319,7 +1331,7 @@ static int nbd_qsd_ensure(struct nbd_state *s, bool timing)
     if (nbd_qsd_alive(0) && strcmp(d->args, args))
         nbd_qsd_kill(); /* started with other server-args */
     if (!nbd_qsd_alive(0))
-        return nbd_qsd_start(s, args);
+        return nbd_qsd_start(s, args, true);
     return 0;
 }
 

@@ -19,7 +19,9 @@
 #       a daemon killed in mid-run (SIGKILL) and QEMU 7.2's qed assertion
 #       (tests/findings/qemu-qed-allocating-acb.trace) are reported with
 #       how the daemon died and the end of its stderr; blkv prop finds and
-#       shrinks the qed assertion, starting a new daemon after each death.
+#       shrinks the qed assertion, starting a new daemon after each death;
+#       a daemon that dies before its monitor answers is started once more
+#       (a warning), one that never starts is an error.
 #   test_nbd_qsd.sh BLKV faults
 #       fault rules through QEMU's blkdebug: a rule on data_write (blkdebug's
 #       write_aio) fails the next write with EIO in the NBD reply (blkv
@@ -235,6 +237,28 @@ death)
         grep -E '^prop: (shrunk|failure)' out
         echo "daemon starts: $starts"
     fi
+    # a daemon that dies before its monitor answers (no image open yet) is
+    # started once more, with a warning; one that never comes up is an error
+    real=$(command -v qemu-storage-daemon)
+    mkdir -p fake
+    printf '#!/bin/sh\n[ -e %s ] && exec %s "$@"\n: >%s\nkill -SEGV $$\n' \
+        "$tmp/started" "$real" "$tmp/started" >fake/qemu-storage-daemon
+    chmod +x fake/qemu-storage-daemon
+    printf '%s\n' 'blkv-trace 1' 'driver nbd server=qsd format=qcow2 timing=on' 'size 1M' \
+        'write 0 4096' 'read 0 4096' check >s.trace
+    rm -f "$tmp/started"
+    PATH=$tmp/fake:$PATH "$BLKV" run s.trace >out 2>&1 ||
+        bad "a daemon that died at start once: exit $?: $(grep -m1 -e blkverify -e blkv: out)"
+    grep -q 'qemu-storage-daemon did not start: .*signal 11.*; starting it again' out ||
+        bad "a daemon that died at start once: no warning: $(head -n 2 out)"
+    grep -q 'daemon starts 1 (.*, 1 started again)' out ||
+        bad "a daemon that died at start once: the timing line does not count it"
+    printf '#!/bin/sh\nkill -SEGV $$\n' >fake/qemu-storage-daemon
+    PATH=$tmp/fake:$PATH "$BLKV" run s.trace >out 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && grep -q 'qemu-storage-daemon did not start' out ||
+        bad "a daemon that never starts: exit $rc: $(tail -n 1 out)"
+    echo "a daemon that died at start: started again once, then an error"
     ;;
 faults)
     hdr='blkv-trace 1
