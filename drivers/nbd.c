@@ -1235,13 +1235,7 @@ static int nbd_qsd_start(struct nbd_state *s, const char *args, bool again)
         goto out;
     }
     strcpy(sa.sun_path, d->qmp_path); /* fits: NBD_DIR_MAX + 16 < sun_path */
-    /* non-blocking, for the daemon too (the flag is the open file's): a
-     * QEMU 7.2 daemon now and then (a few in a thousand starts under load)
-     * sent no greeting because its main thread sat in accept4 on fd 3,
-     * woken for a connection that was no longer there to accept (gdb's
-     * stack of the hung daemon); with O_NONBLOCK that accept fails with
-     * EAGAIN, which QEMU's listener ignores, and the main loop goes on */
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
         ret = -errno;
         blkv_error(s->ctx, "socket %s: %s", d->qmp_path, strerror(-ret));
