@@ -277,6 +277,15 @@ init zero'
     grep -q 'data-tip="#3 (op 6: write 131072 4096) t=[0-9.]*, ok"' w.html ||
         bad "data_write rule (once): the next write failed too"
     echo "data_write once: the write failed with EIO, the next one succeeded"
+    # lazy refcounts and a failed flush: the image stays dirty at the
+    # check, whose stale refcounts QEMU's next open repairs; the check
+    # repairs them first too (a read-only check reported corruption)
+    printf '%s\n' 'blkv-trace 1' 'driver nbd server=qsd format=qcow2 create-opts=lazy_refcounts=on' \
+        'size 64M' 'qd 4' 'write 0 65536' 'write 1048576 65536' flush 'write 2097152 65536' \
+        'fault flush EIO' 'write 4194304 65536' check 'read 0 65536' >d.trace
+    "$BLKV" run d.trace >out 2>&1 ||
+        bad "a dirty lazy-refcounts image after a failed flush: exit $?: $(head -n 1 out)"
+    echo "a dirty lazy-refcounts image after a failed flush: checked after QEMU's repair"
     for rule in "l2_update EIO once" "l2_update EIO" "refblock_update ENOSPC once" \
         "refblock_update EIO" "refblock_alloc EIO" "event-13 EIO after 1"; do
         printf '%s\n' "$hdr" 'write 0 4096' flush "fault $rule" 'write 65536 4096' \
