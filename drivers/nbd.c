@@ -2053,8 +2053,6 @@ static int nbd_qsd_attach(struct nbd_state *s)
     return 0;
 }
 
-/* check(): close the image in QEMU and run qemu-img check on its file; the
- * next request adds node and export again. */
 /* Whether the qcow2 image at path has its dirty bit set (version 3,
  * incompatible feature bit 0): lazy refcounts, and the last close did not
  * get to mark it clean (a failed flush, say), so its refcounts are stale
@@ -2077,11 +2075,14 @@ static bool nbd_qcow2_dirty(const char *path)
     return dirty;
 }
 
+/* check(): close the image in QEMU and run qemu-img check on its file; the
+ * next request adds node and export again. */
 static int nbd_qsd_check(struct nbd_state *s)
 {
     static const int ok[] = {3, -1}; /* leaked clusters, as with qemu-nbd */
-    char *argv[] = {"qemu-img", "check", "-q", "-f", (char *)s->format, s->img, NULL, NULL,
-                    NULL};
+    char *ro[] = {"qemu-img", "check", "-q", "-f", (char *)s->format, s->img, NULL};
+    char *repair[] = {"qemu-img", "check", "-q", "-r", "all", "-f", (char *)s->format, s->img,
+                      NULL};
     int64_t t0;
     int ret;
 
@@ -2093,12 +2094,9 @@ static int nbd_qsd_check(struct nbd_state *s)
     /* a dirty lazy-refcounts image: checked the way QEMU's next open takes
      * it, refcounts repaired first (what a read-only check would report
      * as corruption is the stale refcounts); anything left is reported */
-    if (!strcmp(s->format, "qcow2") && nbd_qcow2_dirty(s->img)) {
-        argv[3] = "-r", argv[4] = "all", argv[5] = "-f", argv[6] = (char *)s->format;
-        argv[7] = s->img;
-    }
     t0 = nbd_qsd_ns();
-    ret = nbd_drv_run_cmd(s, argv, ok);
+    ret = nbd_drv_run_cmd(s, !strcmp(s->format, "qcow2") && nbd_qcow2_dirty(s->img) ? repair : ro,
+                          ok);
     nbd_qsd.t.check_runs++;
     nbd_qsd.t.check_ns += nbd_qsd_ns() - t0;
     return ret < 0 ? -EUCLEAN : 0;
