@@ -103,6 +103,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -957,6 +958,7 @@ struct nbd_qsd {
     bool timing_installed;
     char dir[NBD_DIR_MAX];
     char qmp_path[NBD_DIR_MAX + 24], nbd_path[NBD_DIR_MAX + 24], log[NBD_DIR_MAX + 24];
+    char pidfile[NBD_DIR_MAX + 24];
     char args[NBD_LIST_MAX]; /* the server-args it runs with */
     char death[400];         /* how the last daemon ended, with the end of its stderr */
     struct nbd_qsd_template tmpl[QSD_TEMPLATES];
@@ -1185,6 +1187,58 @@ static int nbd_qsd_dir(struct nbd_state *s)
     return 0;
 }
 
+/* Wait until the daemon pid has written its pid file (path, in dir): QEMU
+ * writes it once its chardevs, monitors and NBD server exist and before its
+ * main loop accepts anything.  Connecting to the monitor only then keeps
+ * QEMU 7.2 off a start race: a connection queued before the monitor is set
+ * up is seen by two of its threads at once (one then blocks in accept4 on
+ * the listening socket, or both parse the stream and QEMU aborts; see
+ * BENCHMARKS.md).  inotify reports the write, a pidfd the daemon's death
+ * (-ECHILD); -ETIMEDOUT after timeout_ms. */
+static int nbd_qsd_wait_pidfile(const char *path, const char *dir, pid_t pid, int timeout_ms)
+{
+    int64_t deadline = nbd_qsd_ns() / 1000000 + timeout_ms;
+    int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    int pfd = (int)syscall(SYS_pidfd_open, pid, 0); /* -1 on kernels before 5.3: time out */
+    int ret;
+
+    if (in < 0 || inotify_add_watch(in, dir, IN_CREATE | IN_MODIFY) < 0) {
+        ret = -errno;
+        goto out;
+    }
+    for (;;) {
+        struct pollfd p[2] = {{.fd = in, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
+        struct stat st;
+        char buf[4096];
+        int64_t left;
+
+        if (stat(path, &st) == 0 && st.st_size > 0) {
+            ret = 0;
+            break;
+        }
+        if ((left = deadline - nbd_qsd_ns() / 1000000) <= 0) {
+            ret = -ETIMEDOUT;
+            break;
+        }
+        if (poll(p, pfd >= 0 ? 2 : 1, (int)left) < 0 && errno != EINTR) {
+            ret = -errno;
+            break;
+        }
+        if (pfd >= 0 && (p[1].revents & POLLIN) && !(stat(path, &st) == 0 && st.st_size > 0)) {
+            ret = -ECHILD;
+            break;
+        }
+        while (read(in, buf, sizeof(buf)) > 0)
+            ;
+    }
+out:
+    if (in >= 0)
+        close(in);
+    if (pfd >= 0)
+        close(pfd);
+    return ret;
+}
+
 /* Start a daemon: its monitor on a socket bound here (passed as fd 3), its
  * NBD server on another; connect to the monitor.  A daemon that does not
  * come up (it died or hung before its monitor answered: no image is open
@@ -1212,17 +1266,21 @@ static int nbd_qsd_start(struct nbd_state *s, const char *args, bool again)
     unlink(d->qmp_path);
     unlink(d->nbd_path);
     unlink(d->log);
+    unlink(d->pidfile);
     d->gen++;
     /* d->dir is at most NBD_DIR_MAX - 40 long (nbd_qsd_dir) */
     snprintf(d->qmp_path, sizeof(d->qmp_path), "%.*s/qmp-%u.sock", NBD_DIR_MAX, d->dir, d->gen);
     snprintf(d->nbd_path, sizeof(d->nbd_path), "%.*s/nbd-%u.sock", NBD_DIR_MAX, d->dir, d->gen);
     snprintf(d->log, sizeof(d->log), "%.*s/qsd-%u.log", NBD_DIR_MAX, d->dir, d->gen);
+    snprintf(d->pidfile, sizeof(d->pidfile), "%.*s/qsd-%u.pid", NBD_DIR_MAX, d->dir, d->gen);
     snprintf(d->args, sizeof(d->args), "%s", args);
     nbd_drv_push(c, "", "qemu-storage-daemon", 19);
     nbd_drv_push(c, "", "--chardev", 9);
     nbd_drv_push_list(c, "", "socket,id=qmp,fd=3,server=on,wait=off");
     nbd_drv_push(c, "", "--monitor", 9);
     nbd_drv_push(c, "", "chardev=qmp", 11);
+    nbd_drv_push(c, "", "--pidfile", 9);
+    nbd_drv_push(c, "", d->pidfile, strlen(d->pidfile));
     nbd_drv_push(c, "", "--nbd-server", 12);
     n = snprintf(word, sizeof(word), "addr.type=unix,addr.path=%s", d->nbd_path);
     nbd_drv_push(c, "", word, (size_t)n);
@@ -1251,10 +1309,14 @@ static int nbd_qsd_start(struct nbd_state *s, const char *args, bool again)
     d->death[0] = 0;
     d->death_reported = false;
     s->gen = d->gen;
-    /* the listening socket queues this connection until the daemon accepts */
-    ret = nbd_qmp_connect(&d->qmp, d->qmp_path, QSD_START_TIMEOUT_MS, err, sizeof(err));
+    ret = nbd_qsd_wait_pidfile(d->pidfile, d->dir, pid, QSD_START_TIMEOUT_MS);
+    if (ret < 0)
+        snprintf(err, sizeof(err), "no pid file %s: %s", d->pidfile,
+                 ret == -ECHILD ? "the daemon ended first" : strerror(-ret));
+    else /* queued on the listening socket until the main loop accepts it */
+        ret = nbd_qmp_connect(&d->qmp, d->qmp_path, QSD_START_TIMEOUT_MS, err, sizeof(err));
     if (ret < 0) {
-        if (nbd_qsd_alive(ret == -ECONNRESET ? QSD_DEATH_WAIT_MS : 0))
+        if (nbd_qsd_alive(ret == -ECONNRESET || ret == -ECHILD ? QSD_DEATH_WAIT_MS : 0))
             nbd_qsd_kill();
         if (again) {
             fprintf(stderr, "blkv: nbd: qemu-storage-daemon did not start: %s (%s); starting"
