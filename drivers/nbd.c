@@ -1195,6 +1195,13 @@ static int nbd_qsd_dir(struct nbd_state *s)
  * the listening socket, or both parse the stream and QEMU aborts; see
  * BENCHMARKS.md).  inotify reports the write, a pidfd the daemon's death
  * (-ECHILD); -ETIMEDOUT after timeout_ms. */
+/* Whether QEMU has written its pid file (it writes the file whole, once). */
+static bool nbd_qsd_pidfile_written(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 0;
+}
+
 static int nbd_qsd_wait_pidfile(const char *path, const char *dir, pid_t pid, int timeout_ms)
 {
     int64_t deadline = nbd_qsd_ns() / 1000000 + timeout_ms;
@@ -1208,11 +1215,10 @@ static int nbd_qsd_wait_pidfile(const char *path, const char *dir, pid_t pid, in
     }
     for (;;) {
         struct pollfd p[2] = {{.fd = in, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
-        struct stat st;
         char buf[4096];
         int64_t left;
 
-        if (stat(path, &st) == 0 && st.st_size > 0) {
+        if (nbd_qsd_pidfile_written(path)) {
             ret = 0;
             break;
         }
@@ -1224,7 +1230,7 @@ static int nbd_qsd_wait_pidfile(const char *path, const char *dir, pid_t pid, in
             ret = -errno;
             break;
         }
-        if (pfd >= 0 && (p[1].revents & POLLIN) && !(stat(path, &st) == 0 && st.st_size > 0)) {
+        if (pfd >= 0 && (p[1].revents & POLLIN) && !nbd_qsd_pidfile_written(path)) {
             ret = -ECHILD;
             break;
         }
