@@ -199,6 +199,30 @@ static void test_budget(void)
     CHECK(blkv_fuzz_budget(&p.cfg) == 16 << 20);
     blkv_program_free(&p);
 
+    /* after a fault rule a write counts a grain: at 2 MiB, the ninth 1 KiB
+     * write goes over, and the fit makes it a read (the request stays, so
+     * request numbers do); at 4 KiB grains past the budget it is only cut */
+    blkv_program_init(&p);
+    p.cfg.grain = 2 << 20;
+    w = (struct blkv_pop){.code = BLKV_P_FAULT, .arg = BLKV_EV_DATA_WRITE, .err = EIO};
+    REQUIRE(blkv_program_push(&p, &w) == 0);
+    for (unsigned i = 0; i < 9; i++) {
+        w = (struct blkv_pop){.code = BLKV_P_WRITE, .flags = BLKV_P_FUA, .offset = 0, .len = 1024};
+        REQUIRE(blkv_program_push(&p, &w) == 0);
+    }
+    CHECK(blkv_fuzz_over_budget(&p) == 9);
+    blkv_fuzz_fit_budget(&p);
+    CHECK(p.nops == 10 && p.ops[9].code == BLKV_P_READ && !p.ops[9].flags && p.ops[9].len == 1024);
+    CHECK(p.ops[8].code == BLKV_P_WRITE && p.ops[8].flags == BLKV_P_FUA);
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    p.cfg.grain = 4096; /* budget 1 MiB, eight grains spent */
+    p.ops[9] = (struct blkv_pop){.code = BLKV_P_WZERO, .offset = 0, .len = 2 << 20};
+    CHECK(blkv_fuzz_over_budget(&p) == 9);
+    blkv_fuzz_fit_budget(&p);
+    CHECK(p.ops[9].code == BLKV_P_WZERO && p.ops[9].len == (1 << 20) - 8 * 4096);
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    blkv_program_free(&p);
+
     /* reopens and checks: BLKV_FUZZ_MAX_* of each; past that the fit drops
      * them, and the request numbering of waits is kept */
     blkv_program_init(&p);

@@ -71,11 +71,14 @@ static void count_alone(const struct blkv_program *p, unsigned *alone)
     for (size_t i = 0; i < p->nops; i++) {
         const struct blkv_pop *op = &p->ops[i];
         if (blkv_opcode_ranged(op->code)) {
-            uint64_t left = moved < budget ? budget - moved : 0;
+            uint64_t left = moved < budget ? budget - moved : 0, cost = op->len;
+            bool write = op->code == BLKV_P_WRITE || op->code == BLKV_P_WZERO;
             if (left < BLKV_FUZZ_PAST_BUDGET)
                 left = BLKV_FUZZ_PAST_BUDGET;
-            n[WHY_DATA] += op->len > left;
-            moved += op->len;
+            if (write && n[WHY_RULES] && cost < p->cfg.grain) /* a rule's write: a grain */
+                cost = p->cfg.grain;
+            n[WHY_DATA] += cost > left;
+            moved += cost;
         } else if (why_of(op) != WHY_DATA) {
             n[why_of(op)]++;
         }
@@ -213,6 +216,23 @@ static int part_safety_net(void)
         }
         blkv_program_free(&p);
     }
+
+    /* after a fault rule a write costs a grain: at 2 MiB (a 16 MiB budget)
+     * eight 512-byte writes fill it; reads and discards of 4 KiB may still
+     * follow, a ninth write may not, nor one before the rule past it */
+    blkv_program_free(&p);
+    p.cfg.grain = 2 << 20;
+    budget = blkv_fuzz_budget(&p.cfg);
+    push(&p, (struct blkv_pop){.code = BLKV_P_FAULT, .arg = BLKV_EV_DATA_WRITE, .err = EIO});
+    for (uint64_t moved = 0; moved < budget; moved += p.cfg.grain)
+        push(&p, (struct blkv_pop){.code = BLKV_P_WRITE, .offset = moved, .len = 512});
+    push(&p, (struct blkv_pop){.code = BLKV_P_READ, .offset = 0, .len = BLKV_FUZZ_PAST_BUDGET});
+    push(&p, (struct blkv_pop){.code = BLKV_P_DISCARD, .offset = 0, .len = 512});
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    push(&p, (struct blkv_pop){.code = BLKV_P_WZERO, .offset = 0, .len = 512});
+    check_set_aside(&p, p.nops - 1, "a write after a fault rule past the budget");
+    p.ops[0] = (struct blkv_pop){.code = BLKV_P_READ, .len = 512}; /* no rule: 512 bytes each */
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
 
     blkv_program_free(&p);
     for (unsigned i = 0; i <= BLKV_FUZZ_MAX_RULES; i++)

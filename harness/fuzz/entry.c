@@ -35,28 +35,28 @@ unsigned blkv_fuzz_max_checks(const struct blkv_config *cfg)
 
 /* What a program of a config may hold. */
 struct fuzz_limits {
-    uint64_t budget;
+    uint64_t budget, grain;
     unsigned reopens, checks;
 };
 
 static struct fuzz_limits limits_of(const struct blkv_config *cfg)
 {
     return (struct fuzz_limits){.budget = blkv_fuzz_budget(cfg),
+                                .grain = cfg->grain,
                                 .reopens = blkv_fuzz_max_reopens(cfg),
                                 .checks = blkv_fuzz_max_checks(cfg)};
 }
 
 /* Whether op goes over the limits after the ops before it (whose counts
- * are in *moved, *reopens, *checks); counts it in if not. */
+ * are in *moved, *reopens, *checks, *rules); counts it in if not. */
 static bool op_over(const struct blkv_pop *op, const struct fuzz_limits *lim, uint64_t *moved,
                     unsigned *reopens, unsigned *checks, unsigned *rules)
 {
-    uint64_t budget = lim->budget;
-
     if (blkv_opcode_ranged(op->code)) {
-        if (op->len > blkv_budget_left(budget, *moved))
+        uint64_t cost = blkv_budget_cost(op->code, op->len, lim->grain, *rules);
+        if (cost > blkv_budget_left(lim->budget, *moved))
             return true;
-        *moved += op->len;
+        *moved += cost;
         return false;
     }
     switch (op->code) {
@@ -84,8 +84,10 @@ size_t blkv_fuzz_over_budget(const struct blkv_program *p)
     return p->nops;
 }
 
-/* Requests over the budget are cut; reopens, crashes, checks and fault
- * rules over it are dropped (they submit nothing, so request numbers stay). */
+/* Requests over the budget are cut, or made reads where a write would
+ * cost a grain past it (a request is kept, so request numbers stay);
+ * reopens, crashes, checks and fault rules over it are dropped (they
+ * submit nothing). */
 void blkv_fuzz_fit_budget(struct blkv_program *p)
 {
     struct fuzz_limits lim = limits_of(&p->cfg);
@@ -96,10 +98,14 @@ void blkv_fuzz_fit_budget(struct blkv_program *p)
     for (size_t i = 0; i < p->nops; i++) {
         struct blkv_pop op = p->ops[i];
         if (op_over(&op, &lim, &moved, &reopens, &checks, &rules)) {
+            uint64_t left = blkv_budget_left(lim.budget, moved);
             if (!blkv_opcode_ranged(op.code))
                 continue;
-            op.len = blkv_budget_left(lim.budget, moved);
-            moved += op.len;
+            if (blkv_budget_cost(op.code, 1, lim.grain, rules) > left)
+                op.code = BLKV_P_READ, op.flags = 0;
+            if (op.len > left)
+                op.len = left;
+            moved += blkv_budget_cost(op.code, op.len, lim.grain, rules);
         }
         p->ops[n++] = op;
     }

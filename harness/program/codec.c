@@ -49,14 +49,22 @@
  * (<blkv/fuzz.h>; a pure function of the config, so decoding stays
  * deterministic), and only escape bytes that random input rarely holds go
  * over it.  It counts, as the check does, the bytes spanned by the
- * requests decoded so far (`moved`) and the reopens and crashes, checks and
- * fault rules so far.  LEFT below is what the next request may span:
- * max(budget - moved, BLKV_FUZZ_PAST_BUDGET), and at most BLKV_MAX_REQUEST.
- * Once a program holds blkv_fuzz_max_reopens() reopens and crashes (or
- * blkv_fuzz_max_checks() checks, BLKV_FUZZ_MAX_RULES fault rules), the
- * opcode byte of one more is followed by a byte x: 0xff, the op all the
- * same (its operands follow); else the op is a step with pending-I/O index
- * x, and a step's error byte follows.  Every program stays expressible, so
+ * requests decoded so far (`moved`; a write or write-zeroes after a fault
+ * rule counts at least a grain, blkv_budget_cost in limits.h) and the
+ * reopens and crashes, checks and fault rules so far.  LEFT below is what
+ * the next request may span: max(budget - moved, BLKV_FUZZ_PAST_BUDGET),
+ * and at most BLKV_MAX_REQUEST.  Once a program holds blkv_fuzz_max_reopens()
+ * reopens and crashes (or blkv_fuzz_max_checks() checks, BLKV_FUZZ_MAX_RULES
+ * fault rules), the opcode byte of one more is followed by a byte x: 0xff,
+ * the op all the same (its operands follow); else the op is a step with
+ * pending-I/O index x, and a step's error byte follows.  Likewise once a
+ * write or write-zeroes after a fault rule would go over (the grain is over
+ * LEFT), its opcode byte is followed by two bytes x y: 0xff 0xff, the op
+ * all the same; else the op is a read (no flags) and x, y are the first
+ * bytes of its operands.  (Two bytes, because most writes of a random
+ * program with a rule come after its budget is spent: with one, a program
+ * of a few hundred ops would hold one by chance too often.)
+ * Every program stays expressible, so
  * the encoder remains exact for any program, over the budget or not; the
  * check stays as the safety net for inputs with the escapes (and for the
  * other ways to a program: trace text, the mutator's edits).
@@ -130,7 +138,7 @@
  * The encoder writes the shortest of a few forms that decodes back to the
  * op exactly (checked by decoding it), falling back to the literal forms:
  * a length over LEFT as the literal with top byte 0xff, an op past its
- * fuzz limit with the byte 0xff after its opcode.  It writes no bytes for
+ * fuzz limit with the byte 0xff (a write, 0xff 0xff) after its opcode.  It writes no bytes for
  * a cancel or wait before the first request (the decoder could not produce
  * one; at run time it would do nothing).
  */
@@ -152,6 +160,12 @@ static uint8_t rd_u8(struct rd *r)
 {
     r->used++;
     return r->pos < r->size ? r->data[r->pos++] : 0;
+}
+
+/* The byte i places ahead, not consumed. */
+static uint8_t rd_peek(const struct rd *r, size_t i)
+{
+    return r->size - r->pos > i ? r->data[r->pos + i] : 0;
 }
 
 static uint64_t rd_le(struct rd *r, unsigned n)
@@ -427,7 +441,8 @@ static void dstate_note(struct dstate *st, const struct blkv_pop *op)
         st->head = (st->head + 1) % RECENT;
         if (st->nrecent < RECENT)
             st->nrecent++;
-        st->moved = st->moved + op->len >= st->moved ? st->moved + op->len : UINT64_MAX;
+        uint64_t cost = blkv_budget_cost(op->code, op->len, st->grain, st->rules);
+        st->moved = st->moved + cost >= st->moved ? st->moved + cost : UINT64_MAX;
     }
     st->reopens += op->code == BLKV_P_REOPEN || op->code == BLKV_P_CRASH;
     st->checks += op->code == BLKV_P_CHECK;
@@ -454,6 +469,9 @@ static bool dstate_at_limit(const struct dstate *st, unsigned code)
         return st->checks >= st->max_checks;
     case BLKV_P_FAULT:
         return st->rules >= BLKV_FUZZ_MAX_RULES;
+    case BLKV_P_WRITE:
+    case BLKV_P_WZERO: /* after a rule it costs a grain (blkv_budget_cost) */
+        return blkv_budget_cost(code, 1, st->grain, st->rules) > dstate_left(st);
     default:
         return false;
     }
@@ -657,11 +675,18 @@ static bool decode_op(const struct dstate *st, struct rd *r, struct blkv_pop *op
 
     memset(op, 0, sizeof(*op));
     op_lookup(rd_u8(r), &code, &flags);
-    if (dstate_at_limit(st, code) && (b = rd_u8(r)) != ESC) {
-        op->code = BLKV_P_STEP; /* b is its pending-I/O index */
-        op->arg = b;
-        dec_step_err(r, op);
-        return true;
+    if (dstate_at_limit(st, code)) {
+        if (blkv_opcode_ranged(code)) { /* a write: a read unless 0xff 0xff follows */
+            if (rd_peek(r, 0) == ESC && rd_peek(r, 1) == ESC)
+                rd_le(r, 2);
+            else
+                code = BLKV_P_READ, flags = 0; /* the bytes are its operands */
+        } else if ((b = rd_u8(r)) != ESC) {
+            op->code = BLKV_P_STEP; /* b is its pending-I/O index */
+            op->arg = b;
+            dec_step_err(r, op);
+            return true;
+        }
     }
     op->code = code;
     op->flags = flags;
@@ -803,8 +828,11 @@ static bool encode_op(const struct dstate *st, const struct blkv_pop *op, struct
     struct bytes s = {.n = 0};
 
     by_u8(&s, op_byte(op->code, op->flags));
-    if (dstate_at_limit(st, op->code))
-        by_u8(&s, ESC); /* over the fuzz limit: the op all the same */
+    if (dstate_at_limit(st, op->code)) { /* over the fuzz limit: the op all the same */
+        by_u8(&s, ESC);
+        if (blkv_opcode_ranged(op->code)) /* a write after a rule: two bytes */
+            by_u8(&s, ESC);
+    }
     switch (blkv_opinfo(op->code)->operand) {
     case BLKV_OPND_RANGE: {
         struct bytes lf[4], of[3];

@@ -50,6 +50,19 @@ static inline uint64_t blkv_budget_left(uint64_t budget, uint64_t moved)
     return left > BLKV_FUZZ_PAST_BUDGET ? left : BLKV_FUZZ_PAST_BUDGET;
 }
 
+/* What a request counts against the budget: its length, except that a
+ * write or write-zeroes in a program that holds a fault rule before it
+ * counts at least a grain.  A rule can make every such request allocate a
+ * cluster of its own (an L2 update that always fails leaks each one, COW
+ * from a backing file included), so its cost is a grain whatever its
+ * length: at 2 MiB grains, 4,000 times the bytes of a 512-byte write. */
+static inline uint64_t blkv_budget_cost(unsigned code, uint64_t len, uint64_t grain,
+                                        unsigned rules)
+{
+    bool allocates = code == BLKV_P_WRITE || code == BLKV_P_WZERO;
+    return rules && allocates && len < grain ? grain : len;
+}
+
 /* The kind whose opcode bytes come i-th (ops.c's decode order). */
 unsigned blkv_opcode_in_order(unsigned i);
 

@@ -51,7 +51,11 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
  * keeps it out of the corpus) a program whose requests (reads, writes,
  * write-zeroes, discards) span more bytes than its budget: max(8 x grain,
  * min(256 x grain, 2 MiB)) in all, past which each request may span at
- * most BLKV_FUZZ_PAST_BUDGET bytes.  Fuzzers otherwise drift toward
+ * most BLKV_FUZZ_PAST_BUDGET bytes.  A write or write-zeroes in a program
+ * that holds a fault rule before it counts at least a grain (a rule can
+ * make every write allocate, and leak, a cluster), so past the budget a
+ * program with rules holds no such request at grains over
+ * BLKV_FUZZ_PAST_BUDGET.  Fuzzers otherwise drift toward
  * multi-megabyte requests, whose cost is in moving and checking bytes and
  * in metadata per cluster (and a pattern-initialised device is filled
  * wherever a request reaches), not in reaching code: boundaries are
@@ -63,8 +67,9 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
  * doing it hundreds of times; and it may hold at most
  * BLKV_FUZZ_MAX_RULES fault rules (each lower I/O looks at every rule).  `blkv run` replays any program whole.
  * The binary decoder keeps to the same budget (lengths drawn within what
- * is left of it, one more reopen, check or rule than the limit only after
- * an escape byte), so most byte strings run; this check is the safety net.
+ * is left of it, one more reopen, check or rule than the limit, or a write
+ * that would cost a grain past it, only after an escape byte), so most byte
+ * strings run; this check is the safety net.
  */
 #define BLKV_FUZZ_PAST_BUDGET 4096u
 #define BLKV_FUZZ_MAX_REOPENS 8u
