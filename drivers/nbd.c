@@ -1319,8 +1319,11 @@ static int nbd_qsd_start(struct nbd_state *s, const char *args, bool again)
     if (ret < 0)
         snprintf(err, sizeof(err), "no pid file %s: %s", d->pidfile,
                  ret == -ECHILD ? "the daemon ended first" : strerror(-ret));
-    else /* queued on the listening socket until the main loop accepts it */
-        ret = nbd_qmp_connect(&d->qmp, d->qmp_path, QSD_START_TIMEOUT_MS, err, sizeof(err));
+    else { /* queued on the listening socket until the main loop accepts it */
+        /* one deadline for the whole start: what the pid file left of it */
+        int64_t left = QSD_START_TIMEOUT_MS - (nbd_qsd_ns() - t0) / 1000000;
+        ret = nbd_qmp_connect(&d->qmp, d->qmp_path, left > 1 ? (int)left : 1, err, sizeof(err));
+    }
     if (ret < 0) {
         if (nbd_qsd_alive(ret == -ECONNRESET || ret == -ECHILD ? QSD_DEATH_WAIT_MS : 0))
             nbd_qsd_kill();

@@ -273,7 +273,10 @@ int nbd_qmp_connect(struct nbd_qmp *q, const char *path, int timeout_ms, char *e
         return -EPROTO;
     }
     qmp_drop(q, l);
-    if ((ret = nbd_qmp_cmd(q, "{\"execute\": \"qmp_capabilities\"}", timeout_ms, err, len)) < 0)
+    /* what is left of the same deadline (at least 1 ms: the answer may be here) */
+    ret = nbd_qmp_cmd(q, "{\"execute\": \"qmp_capabilities\"}",
+                      (int)(deadline - qmp_now_ms() > 1 ? deadline - qmp_now_ms() : 1), err, len);
+    if (ret < 0)
         nbd_qmp_close(q);
     return ret;
 }

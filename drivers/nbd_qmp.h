@@ -31,7 +31,7 @@ struct nbd_qmp {
 };
 
 /* Connect to the monitor socket at path, read the greeting and leave
- * capabilities negotiation mode. */
+ * capabilities negotiation mode, all within timeout_ms. */
 int nbd_qmp_connect(struct nbd_qmp *q, const char *path, int timeout_ms, char *err, size_t len);
 /* Send one command (a complete {"execute": ...} object) and read its reply.
  * json may hold several commands, one per line: the reply read is the
