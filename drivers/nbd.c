@@ -1187,6 +1187,13 @@ static int nbd_qsd_dir(struct nbd_state *s)
     return 0;
 }
 
+/* Whether QEMU has written its pid file (it writes the file whole, once). */
+static bool nbd_qsd_pidfile_written(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 0;
+}
+
 /* Wait until the daemon pid has written its pid file (path, in dir): QEMU
  * writes it once its chardevs, monitors and NBD server exist and before its
  * main loop accepts anything.  Connecting to the monitor only then keeps
@@ -1195,13 +1202,6 @@ static int nbd_qsd_dir(struct nbd_state *s)
  * the listening socket, or both parse the stream and QEMU aborts; see
  * BENCHMARKS.md).  inotify reports the write, a pidfd the daemon's death
  * (-ECHILD); -ETIMEDOUT after timeout_ms. */
-/* Whether QEMU has written its pid file (it writes the file whole, once). */
-static bool nbd_qsd_pidfile_written(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && st.st_size > 0;
-}
-
 static int nbd_qsd_wait_pidfile(const char *path, const char *dir, pid_t pid, int timeout_ms)
 {
     int64_t deadline = nbd_qsd_ns() / 1000000 + timeout_ms;
