@@ -262,6 +262,20 @@ static void test_budget(void)
     blkv_fuzz_fit_budget(&p);
     CHECK(p.nops == BLKV_FUZZ_MAX_REOPENS + BLKV_FUZZ_MAX_RULES);
     blkv_program_free(&p);
+
+    /* a device too large for its grain is cut to the largest it may be; a
+     * request past the new end stays (it fails with -EINVAL, as it may) */
+    blkv_program_init(&p);
+    p.cfg.grain = 2048;
+    p.cfg.size = UINT64_C(1) << 40;
+    w = (struct blkv_pop){.code = BLKV_P_WRITE, .offset = (UINT64_C(1) << 40) - 4096, .len = 4096};
+    REQUIRE(blkv_program_push(&p, &w) == 0);
+    CHECK(blkv_fuzz_over_budget(&p) == 0);
+    blkv_fuzz_fit_budget(&p);
+    CHECK(p.cfg.size == blkv_fuzz_max_size(&p.cfg) && p.cfg.size == UINT64_C(128) << 30);
+    CHECK(p.nops == 1 && p.ops[0].offset == (UINT64_C(1) << 40) - 4096);
+    CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+    blkv_program_free(&p);
 }
 
 /* Same input and seed, same output; different seeds, mostly different. */

@@ -34,8 +34,9 @@
 #define SEED UINT64_C(0x726e6462) /* "rndb" */
 
 /* Why an input is set aside: the kind of its first op over the budget. */
-enum why { WHY_DATA, WHY_REOPEN, WHY_CHECK, WHY_RULES, WHY__COUNT };
+enum why { WHY_DATA, WHY_REOPEN, WHY_CHECK, WHY_RULES, WHY_SIZE, WHY__COUNT };
 static const char *const why_name[WHY__COUNT] = {
+    [WHY_SIZE] = "a device over blkv_fuzz_max_size for its grain",
     [WHY_DATA] = "a request over the data budget",
     [WHY_REOPEN] = "reopens and crashes over blkv_fuzz_max_reopens",
     [WHY_CHECK] = "checks over blkv_fuzz_max_checks",
@@ -83,6 +84,7 @@ static void count_alone(const struct blkv_program *p, unsigned *alone)
             n[why_of(op)]++;
         }
     }
+    n[WHY_SIZE] = p->cfg.size > blkv_fuzz_max_size(&p->cfg);
     for (unsigned k = 0; k < WHY__COUNT; k++)
         alone[k] += n[k] > max[k];
 }
@@ -105,7 +107,9 @@ static int part_share(double min)
         REQUIRE(blkv_program_decode(buf, len, &p) == 0);
         ops += p.nops;
         at = blkv_fuzz_over_budget(&p);
-        if (at == p.nops)
+        if (p.cfg.size > blkv_fuzz_max_size(&p.cfg))
+            why[WHY_SIZE]++;
+        else if (at == p.nops)
             run++;
         else
             why[why_of(&p.ops[at])]++;
@@ -128,7 +132,7 @@ static int part_share(double min)
     printf("  each reason alone (an input may have several):");
     for (unsigned k = 0; k < WHY__COUNT; k++)
         printf("%s%u", k ? ", " : " ", alone[k]);
-    printf(" (data, reopens, checks, rules)\n");
+    printf(" (data, reopens, checks, rules, device size)\n");
     if (100.0 * run < min * NINPUTS) {
         fprintf(stderr, "FAIL: %.1f%% run, under %.1f%%\n", 100.0 * run / NINPUTS, min);
         return 1;
@@ -233,6 +237,34 @@ static int part_safety_net(void)
     check_set_aside(&p, p.nops - 1, "a write after a fault rule past the budget");
     p.ops[0] = (struct blkv_pop){.code = BLKV_P_READ, .len = 512}; /* no rule: 512 bytes each */
     CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+
+    /* a device too large for its grain (its L1 table over
+     * BLKV_FUZZ_MAX_TABLE), with requests or none; the largest allowed runs */
+    {
+        static const struct {
+            uint32_t grain;
+            uint64_t max;
+        } g[] = {{512, UINT64_C(8) << 30},
+                 {4096, UINT64_C(512) << 30},
+                 {8192, UINT64_C(2) << 40},
+                 {16384, BLKV_MAX_DEVICE_SIZE},
+                 {2 << 20, BLKV_MAX_DEVICE_SIZE}};
+        for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+            p.cfg.grain = g[k].grain;
+            CHECK(blkv_fuzz_max_size(&p.cfg) == g[k].max);
+        }
+        blkv_program_free(&p);
+        p.cfg.grain = 4096;
+        p.cfg.size = UINT64_C(512) << 30;
+        push(&p, (struct blkv_pop){.code = BLKV_P_WRITE, .offset = p.cfg.size - 4096, .len = 4096});
+        CHECK(blkv_fuzz_over_budget(&p) == p.nops);
+        p.cfg.size += 512;
+        check_set_aside(&p, 0, "a device over its grain's largest size");
+        blkv_program_free(&p);
+        p.cfg.grain = 4096;
+        p.cfg.size = UINT64_C(8) << 40;
+        check_set_aside(&p, 0, "a device over its grain's largest size, no ops");
+    }
 
     blkv_program_free(&p);
     for (unsigned i = 0; i <= BLKV_FUZZ_MAX_RULES; i++)

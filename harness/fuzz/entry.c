@@ -33,6 +33,11 @@ unsigned blkv_fuzz_max_checks(const struct blkv_config *cfg)
     return blkv_limit_of(cfg, BLKV_FUZZ_MAX_CHECKS);
 }
 
+uint64_t blkv_fuzz_max_size(const struct blkv_config *cfg)
+{
+    return blkv_size_cap_of(cfg->grain);
+}
+
 /* What a program of a config may hold. */
 struct fuzz_limits {
     uint64_t budget, grain;
@@ -78,6 +83,8 @@ size_t blkv_fuzz_over_budget(const struct blkv_program *p)
     uint64_t moved = 0;
     unsigned reopens = 0, checks = 0, rules = 0;
 
+    if (p->cfg.size > blkv_fuzz_max_size(&p->cfg))
+        return 0;
     for (size_t i = 0; i < p->nops; i++)
         if (op_over(&p->ops[i], &lim, &moved, &reopens, &checks, &rules))
             return i;
@@ -95,6 +102,8 @@ void blkv_fuzz_fit_budget(struct blkv_program *p)
     unsigned reopens = 0, checks = 0, rules = 0;
     size_t n = 0;
 
+    if (p->cfg.size > blkv_fuzz_max_size(&p->cfg))
+        p->cfg.size = blkv_fuzz_max_size(&p->cfg); /* requests past it fail, as they may */
     for (size_t i = 0; i < p->nops; i++) {
         struct blkv_pop op = p->ops[i];
         if (op_over(&op, &lim, &moved, &reopens, &checks, &rules)) {
@@ -238,6 +247,12 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
         blkv_program_init(&p);
     if (blkv_program_decode(data, size, &p))
         return 0;
+    if (p.cfg.size > blkv_fuzz_max_size(&p.cfg)) {
+        if (getenv("BLKV_FUZZ_VERBOSE"))
+            fprintf(stderr, "blkv: input set aside: a %" PRIu64 "-byte device is over the %" PRIu64
+                    " bytes its grain allows\n", p.cfg.size, blkv_fuzz_max_size(&p.cfg));
+        return -1;
+    }
     if (blkv_fuzz_over_budget(&p) < p.nops) {
         if (getenv("BLKV_FUZZ_VERBOSE"))
             fprintf(stderr, "blkv: input set aside: op %zu goes over the budget (%" PRIu64

@@ -4,6 +4,7 @@
  */
 #include <blkv/prop.h>
 
+#include "program/limits.h"
 #include "util/util.h"
 
 #include <stdio.h>
@@ -36,6 +37,10 @@ int blkv_program_random(uint64_t seed, uint64_t index, size_t nops, struct blkv_
     if (p->nops > nops)
         p->nops = nops;
     p->cfg.size = sizes[blkv_rng_below(&rng, sizeof(sizes) / sizeof(sizes[0]))];
+    /* the fuzz budget's largest device for the grain (a fuzz target replays
+     * the reproducer; 1 TiB at 4 KiB grains would be a 16 MiB L1 table) */
+    if (p->cfg.size > blkv_size_cap_of(p->cfg.grain))
+        p->cfg.size = blkv_size_cap_of(p->cfg.grain);
     p->cfg.qd = qds[blkv_rng_below(&rng, sizeof(qds) / sizeof(qds[0]))];
     p->cfg.sched = (uint8_t)blkv_rng_below(&rng, 3);
     p->cfg.seed = blkv_rng_next(&rng);

@@ -65,7 +65,11 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
  * 2 MiB, whose tables an open and a check read whole): each costs a close,
  * open and full image check, and libFuzzer's hit-count buckets reward
  * doing it hundreds of times; and it may hold at most
- * BLKV_FUZZ_MAX_RULES fault rules (each lower I/O looks at every rule).  `blkv run` replays any program whole.
+ * BLKV_FUZZ_MAX_RULES fault rules (each lower I/O looks at every rule).
+ * And the device may be at most blkv_fuzz_max_size(): the size whose
+ * first-level table (qcow2's L1: 8 bytes per grain x grain/8 bytes of
+ * device) is BLKV_FUZZ_MAX_TABLE, since every open and check handles that
+ * table whole.  `blkv run` replays any program whole.
  * The binary decoder keeps to the same budget (lengths drawn within what
  * is left of it, one more reopen, check or rule than the limit, or a write
  * that would cost a grain past it, only after an escape byte), so most byte
@@ -75,6 +79,7 @@ BLKV_API int blkv_fuzz_one_with(const struct blkv_driver *drv, blkv_fuzz_opts_fn
 #define BLKV_FUZZ_MAX_REOPENS 8u
 #define BLKV_FUZZ_MAX_CHECKS 8u
 #define BLKV_FUZZ_MAX_RULES 16u
+#define BLKV_FUZZ_MAX_TABLE (UINT64_C(2) << 20)
 BLKV_API uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
 /* The reopens and crashes (and, separately, the checks) a program of cfg
  * may hold: BLKV_FUZZ_MAX_REOPENS x 256 KiB / grain, between 1 and
@@ -82,9 +87,16 @@ BLKV_API uint64_t blkv_fuzz_budget(const struct blkv_config *cfg);
  * 1 at 2 MiB); BLKV_FUZZ_MAX_CHECKS scales alike. */
 BLKV_API unsigned blkv_fuzz_max_reopens(const struct blkv_config *cfg);
 BLKV_API unsigned blkv_fuzz_max_checks(const struct blkv_config *cfg);
-/* The index of p's first op over the budget, or p->nops. */
+/* The largest device size a program of cfg's grain may have:
+ * BLKV_FUZZ_MAX_TABLE / 8 x grain x grain / 8, at most BLKV_MAX_DEVICE_SIZE
+ * (8 GiB at 512-byte grains, 512 GiB at 4 KiB, all sizes from 16 KiB). */
+BLKV_API uint64_t blkv_fuzz_max_size(const struct blkv_config *cfg);
+/* The index of p's first op over the budget, or p->nops; 0 when the device
+ * itself is over blkv_fuzz_max_size() (which, with no ops, is p->nops too:
+ * compare the size as well). */
 BLKV_API size_t blkv_fuzz_over_budget(const struct blkv_program *p);
-/* Cut the requests of p that go over the budget, so that none does. */
+/* Cut the requests of p that go over the budget, so that none does, and a
+ * device over blkv_fuzz_max_size() to that size. */
 BLKV_API void blkv_fuzz_fit_budget(struct blkv_program *p);
 
 /*
