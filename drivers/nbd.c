@@ -36,8 +36,9 @@
  * (block-export-add on the daemon's one NBD server), and connects as above.
  * Close and check delete the export (waiting for BLOCK_EXPORT_DELETED, so
  * that no connection holds the node) and the node (blockdev-del closes and
- * flushes the image); check then runs qemu-img check on the file, and the
- * next request adds node and export again.  Reopen deletes and adds them.
+ * flushes the image); check then runs qemu-img check on the file (vhdx:
+ * -r all on a copy, nbd_qsd_check_vhdx), and the next request adds node
+ * and export again.  Reopen deletes and adds them.
  * The daemon is in the cleanup table like the servers (killed at exit and
  * on the signals, PR_SET_PDEATHSIG); if it dies, requests, QMP commands and
  * the check fail with a message that quotes the end of its stderr (QEMU's
@@ -233,7 +234,8 @@ static const struct blkv_option nbd_options[] = {
      " size and create-opts"},
     {"check", "on", "qemu-nbd, qsd: check() closes the image in QEMU (qemu-nbd: stops the"
      " server; qsd: deletes export and node) and runs qemu-img check (on, off); qsd skips"
-     " formats qemu-img has no check for (raw, vpc), and takes every-N: qemu-img check only"
+     " formats qemu-img has no check for (raw, vpc), checks vhdx with -r all on a copy (a"
+     " log left to replay is replayed, as QEMU's next open does), and takes every-N: qemu-img check only"
      " in runs 0, N, 2N, ... of the process (the others still close the image in QEMU;"
      " a replayed reproducer is run 0)"},
     {"discard", "unmap", "qemu-nbd: --discard mode; qsd: the format node's discard option"
@@ -1452,7 +1454,7 @@ static int nbd_qsd_copy_file(struct nbd_state *s, int sdir, const char *name, in
     }
 out:
     if (ret < 0)
-        blkv_error(s->ctx, "copying the template %s: %s", name, strerror(-ret));
+        blkv_error(s->ctx, "copying %s to %s: %s", name, dname, strerror(-ret));
     if (in >= 0)
         close(in);
     if (out >= 0)
@@ -2148,6 +2150,38 @@ static bool nbd_qcow2_dirty(const char *path)
     return dirty;
 }
 
+/* qemu-img check -r all on a copy of the vhdx image, the copy removed
+ * after.  A vhdx image can hold a log that QEMU replays at its next
+ * read-write open and refuses to open read-only past ("contains a log that
+ * needs to be replayed"): a failed flush between the log write and its
+ * replay leaves one, as the format intends.  QEMU's vhdx check repairs by
+ * replaying the log and nothing else, and counts the same BAT errors either
+ * way, so the copy is checked the way the daemon's next open will find it,
+ * while the image keeps its log for that open to replay. */
+static int nbd_qsd_check_vhdx(struct nbd_state *s, const int *ok)
+{
+    char dir[sizeof(s->img)], copy[sizeof(s->img) + 8];
+    char *argv[] = {"qemu-img", "check", "-q", "-r", "all", "-f", "vhdx", copy, NULL};
+    char *slash;
+    int dfd, ret;
+
+    snprintf(dir, sizeof(dir), "%s", s->img);
+    if (!(slash = strrchr(dir, '/')))
+        return -EINVAL; /* s->img is always DIR/disk */
+    *slash = 0;
+    snprintf(copy, sizeof(copy), "%s.check", s->img);
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        blkv_error(s->ctx, "%s: %s", dir, strerror(errno));
+        return -EIO;
+    }
+    unlinkat(dfd, "disk.check", 0);
+    if ((ret = nbd_qsd_copy_file(s, dfd, "disk", dfd, "disk.check")) == 0)
+        ret = nbd_drv_run_cmd(s, argv, ok);
+    unlinkat(dfd, "disk.check", 0);
+    close(dfd);
+    return ret;
+}
+
 /* check(): close the image in QEMU and run qemu-img check on its file; the
  * next request adds node and export again. */
 static int nbd_qsd_check(struct nbd_state *s)
@@ -2168,8 +2202,11 @@ static int nbd_qsd_check(struct nbd_state *s)
      * it, refcounts repaired first (what a read-only check would report
      * as corruption is the stale refcounts); anything left is reported */
     t0 = nbd_qsd_ns();
-    ret = nbd_drv_run_cmd(s, !strcmp(s->format, "qcow2") && nbd_qcow2_dirty(s->img) ? repair : ro,
-                          ok);
+    if (!strcmp(s->format, "vhdx"))
+        ret = nbd_qsd_check_vhdx(s, ok);
+    else
+        ret = nbd_drv_run_cmd(s, !strcmp(s->format, "qcow2") && nbd_qcow2_dirty(s->img) ? repair
+                              : ro, ok);
     nbd_qsd.t.check_runs++;
     nbd_qsd.t.check_ns += nbd_qsd_ns() - t0;
     return ret < 0 ? -EUCLEAN : 0;
