@@ -336,6 +336,27 @@ static void save_unreproduced(const struct blkv_prop_opts *o, FILE *out, const u
     free(full);
 }
 
+/* blkv_run, and again without each fault rule the driver's server cannot
+ * express beyond its event (QEMU's blkdebug cannot count two events, say),
+ * counted in *refused.  Each pass removes an op, so this ends. */
+static int run_taking(struct blkv_program *p, const struct blkv_run_opts *ro,
+                      struct blkv_run_result *res, uint64_t *refused)
+{
+    int st = blkv_run(p, ro, res);
+
+    while (st == BLKV_RUN_ERROR && res->refused_op && res->refused_op <= p->nops &&
+           p->ops[res->refused_op - 1].code == BLKV_P_FAULT) {
+        size_t k = res->refused_op - 1;
+        memmove(&p->ops[k], &p->ops[k + 1], (p->nops - k - 1) * sizeof(p->ops[0]));
+        p->nops--;
+        if (refused)
+            (*refused)++;
+        blkv_run_result_free(res);
+        st = blkv_run(p, ro, res);
+    }
+    return st;
+}
+
 static double now(void)
 {
     struct timespec ts;
@@ -379,19 +400,7 @@ int blkv_prop(const struct blkv_prop_opts *o)
         }
         prop_opts(o, &p, popts, sizeof(popts));
         blkv_driver_fit(o->driver, popts, &p); /* lower files, or a server that can */
-        st = blkv_run(&p, &ro, &res);
-        /* a fault rule the driver's server cannot express beyond its event
-         * (QEMU's blkdebug cannot count two events, say): the program again
-         * without it.  Each pass removes an op, so this ends. */
-        while (st == BLKV_RUN_ERROR && res.refused_op && res.refused_op <= p.nops &&
-               p.ops[res.refused_op - 1].code == BLKV_P_FAULT) {
-            size_t k = res.refused_op - 1;
-            memmove(&p.ops[k], &p.ops[k + 1], (p.nops - k - 1) * sizeof(p.ops[0]));
-            p.nops--;
-            refused++;
-            blkv_run_result_free(&res);
-            st = blkv_run(&p, &ro, &res);
-        }
+        st = run_taking(&p, &ro, &res, &refused);
         ops += res.stats.ops, bytes += res.stats.bytes_verified;
         if (st == BLKV_RUN_ERROR && !skipped++)
             snprintf(first_err, sizeof(first_err), "%s", res.message);
@@ -405,7 +414,7 @@ int blkv_prop(const struct blkv_prop_opts *o)
         if (st == BLKV_RUN_VIOLATION) {
             char sig[sizeof(res.signature)];
             struct blkv_run_opts fo = {.driver = o->driver, .driver_opts = popts,
-                                       .repro_dir = o->save_dir, .out = out};
+                                       .repro_dir = o->save_dir, .quiet = true};
             struct blkv_run_result fin;
             size_t before = p.nops, bin_len = 0;
             uint64_t runs;
@@ -427,7 +436,11 @@ int blkv_prop(const struct blkv_prop_opts *o)
                                o->shrink_runs ? o->shrink_runs : 2000);
             fprintf(out, "prop: shrunk from %zu to %zu ops in %" PRIu64 " runs\n", before,
                     p.nops, runs);
-            if (blkv_run(&p, &fo, &fin) == BLKV_RUN_VIOLATION) {
+            /* as the first run did: it may have failed before a rule the
+             * driver refuses, which this run, failing later or not at all,
+             * reaches */
+            if (run_taking(&p, &fo, &fin, NULL) == BLKV_RUN_VIOLATION) {
+                fputs(fin.report ? fin.report : fin.message, out);
                 if (!fin.repro_text[0]) /* the report says why */
                     fprintf(stderr, "blkv prop: the reproducer was not saved\n");
             } else {
