@@ -788,9 +788,14 @@ static int write_seed(const char *path)
         fprintf(stderr, "corpus_writer: out of memory\n");
         return -1;
     }
-    if (blkv_fuzz_over_budget(&P) < P.nops) { /* the targets would set it aside */
-        fprintf(stderr, "corpus_writer: %s: op %zu goes over the fuzz budget\n", path,
-                blkv_fuzz_over_budget(&P));
+    if (!blkv_fuzz_in_budget(&P)) { /* the targets would set it aside */
+        if (P.cfg.size > blkv_fuzz_max_size(&P.cfg))
+            fprintf(stderr, "corpus_writer: %s: a %" PRIu64 "-byte device is over the fuzz"
+                    " budget's %" PRIu64 " for its grain\n", path, P.cfg.size,
+                    blkv_fuzz_max_size(&P.cfg));
+        else
+            fprintf(stderr, "corpus_writer: %s: op %zu goes over the fuzz budget\n", path,
+                    blkv_fuzz_over_budget(&P));
         free(b);
         return -1;
     }

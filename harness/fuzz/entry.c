@@ -83,12 +83,29 @@ size_t blkv_fuzz_over_budget(const struct blkv_program *p)
     uint64_t moved = 0;
     unsigned reopens = 0, checks = 0, rules = 0;
 
-    if (p->cfg.size > blkv_fuzz_max_size(&p->cfg))
-        return 0;
     for (size_t i = 0; i < p->nops; i++)
         if (op_over(&p->ops[i], &lim, &moved, &reopens, &checks, &rules))
             return i;
     return p->nops;
+}
+
+bool blkv_fuzz_in_budget(const struct blkv_program *p)
+{
+    return p->cfg.size <= blkv_fuzz_max_size(&p->cfg) && blkv_fuzz_over_budget(p) == p->nops;
+}
+
+/* Why the targets set p aside (BLKV_FUZZ_VERBOSE), to stderr. */
+static void say_set_aside(const struct blkv_program *p)
+{
+    if (p->cfg.size > blkv_fuzz_max_size(&p->cfg))
+        fprintf(stderr, "blkv: input set aside: a %" PRIu64 "-byte device is over the %" PRIu64
+                " bytes its grain allows\n", p->cfg.size, blkv_fuzz_max_size(&p->cfg));
+    else
+        fprintf(stderr, "blkv: input set aside: op %zu goes over the budget (%" PRIu64
+                " bytes of data, %u reopens and crashes, %u checks, %u fault rules)\n",
+                blkv_fuzz_over_budget(p), blkv_fuzz_budget(&p->cfg),
+                blkv_fuzz_max_reopens(&p->cfg), blkv_fuzz_max_checks(&p->cfg),
+                BLKV_FUZZ_MAX_RULES);
 }
 
 /* Requests over the budget are cut, or made reads where a write would
@@ -247,19 +264,9 @@ static int fuzz_run(const struct blkv_driver *drv, const char *opts, blkv_fuzz_o
         blkv_program_init(&p);
     if (blkv_program_decode(data, size, &p))
         return 0;
-    if (p.cfg.size > blkv_fuzz_max_size(&p.cfg)) {
+    if (!blkv_fuzz_in_budget(&p)) {
         if (getenv("BLKV_FUZZ_VERBOSE"))
-            fprintf(stderr, "blkv: input set aside: a %" PRIu64 "-byte device is over the %" PRIu64
-                    " bytes its grain allows\n", p.cfg.size, blkv_fuzz_max_size(&p.cfg));
-        return -1;
-    }
-    if (blkv_fuzz_over_budget(&p) < p.nops) {
-        if (getenv("BLKV_FUZZ_VERBOSE"))
-            fprintf(stderr, "blkv: input set aside: op %zu goes over the budget (%" PRIu64
-                    " bytes of data, %u reopens and crashes, %u checks, %u fault rules)\n",
-                    blkv_fuzz_over_budget(&p), blkv_fuzz_budget(&p.cfg),
-                    blkv_fuzz_max_reopens(&p.cfg), blkv_fuzz_max_checks(&p.cfg),
-                    BLKV_FUZZ_MAX_RULES);
+            say_set_aside(&p);
         return -1;
     }
     if (opts_fn) {

@@ -91,10 +91,12 @@ BLKV_API unsigned blkv_fuzz_max_checks(const struct blkv_config *cfg);
  * BLKV_FUZZ_MAX_TABLE / 8 x grain x grain / 8, at most BLKV_MAX_DEVICE_SIZE
  * (8 GiB at 512-byte grains, 512 GiB at 4 KiB, all sizes from 16 KiB). */
 BLKV_API uint64_t blkv_fuzz_max_size(const struct blkv_config *cfg);
-/* The index of p's first op over the budget, or p->nops; 0 when the device
- * itself is over blkv_fuzz_max_size() (which, with no ops, is p->nops too:
- * compare the size as well). */
+/* The index of p's first op over the budget, or p->nops (the ops only; the
+ * device size is blkv_fuzz_in_budget's). */
 BLKV_API size_t blkv_fuzz_over_budget(const struct blkv_program *p);
+/* Whether the fuzz targets run p rather than set it aside: its device is
+ * at most blkv_fuzz_max_size() and no op goes over the budget. */
+BLKV_API bool blkv_fuzz_in_budget(const struct blkv_program *p);
 /* Cut the requests of p that go over the budget, so that none does, and a
  * device over blkv_fuzz_max_size() to that size. */
 BLKV_API void blkv_fuzz_fit_budget(struct blkv_program *p);
