@@ -692,6 +692,10 @@ static void usage_prop(FILE *f)
             "                      its reproducer saved all the same)\n"
             "  -h, --help          this help\n"
             "\n"
+            "On SIGINT or SIGTERM, prop prints what it has done so far (while shrinking a\n"
+            "failure: the failure, and its first run's reproducer, saved before the shrink\n"
+            "began) and dies of the signal.\n"
+            "\n"
             "Exit status: 0 no failure, 1 a failure (reported), 2 bad usage or no program\n"
             "could run (say, a driver spec that does not open).\n");
 }
@@ -715,6 +719,7 @@ static int cmd_prop(int argc, char **argv)
     bool fixed = false;
 
     o.progress = isatty(STDERR_FILENO);
+    o.signal_summary = true;
     while ((c = getopt_long(argc, argv, "d:S:r:t:n:s:qhL:", lo, NULL)) != -1) {
         switch (c) {
         case 'd': spec = optarg; break;

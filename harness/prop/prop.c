@@ -11,9 +11,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int blkv_program_random(uint64_t seed, uint64_t index, size_t nops, struct blkv_program *p)
 {
@@ -292,48 +295,124 @@ static void prop_opts(const struct blkv_prop_opts *o, const struct blkv_program 
 }
 
 /*
- * A finding that did not fail again: save the first run's program (bin,
- * its encoding; text, its trace text) and report as DIR/blkv-repro-HASH
- * .bin, .trace and .report, the trace with a note that it did not
- * reproduce.  Says where they went in out.
+ * Save a failing program's first run: its encoding (bin), its trace text
+ * under the comment `note` (text) and its report, as DIR/blkv-repro-HASH
+ * .bin, .trace and .report (paths in path[], in that order).  0 or an
+ * errno, with what went wrong said in out.
  */
-static void save_unreproduced(const struct blkv_prop_opts *o, FILE *out, const uint8_t *bin,
-                              size_t bin_len, const char *text, const char *report,
-                              const char *first_line)
+static int save_first_run(const struct blkv_prop_opts *o, FILE *out, const uint8_t *bin,
+                          size_t bin_len, const char *text, const char *report,
+                          const char *first_line, const char *note, char path[3][4096])
 {
     const char *dir = o->save_dir ? o->save_dir : ".";
     uint64_t hash = blkv_fnv1a(bin, bin_len);
-    char path[3][4096], *full = NULL;
+    char *full = NULL;
     size_t full_len = 0;
     FILE *f;
     int e;
 
     if ((e = -blkv_mkdir_p(dir))) {
         fprintf(out, "prop: the reproducer was not saved: %s: %s\n", dir, strerror(e));
-        return;
+        return e;
     }
     for (unsigned i = 0; i < 3; i++)
         snprintf(path[i], sizeof(path[i]), "%s/blkv-repro-%016" PRIx64 ".%s", dir, hash,
                  i == 0 ? "bin" : i == 1 ? "trace" : "report");
     if (!(f = open_memstream(&full, &full_len))) {
         fprintf(out, "prop: the reproducer was not saved: out of memory\n");
-        return;
+        return ENOMEM;
     }
-    fprintf(f, "# %s\n# did not fail again when rerun (undefined behaviour, a data race or"
-               " a sanitizer finding?)\n# replay: blkv run %s\n%s", first_line, path[1], text);
+    fprintf(f, "# %s\n# %s\n# replay: blkv run %s\n%s", first_line, note, path[1], text);
     fclose(f);
     if (!full) {
         fprintf(out, "prop: the reproducer was not saved: out of memory\n");
-        return;
+        return ENOMEM;
     }
     if ((e = blkv_write_file(path[0], bin, bin_len)) ||
         (e = blkv_write_file(path[1], full, full_len)) ||
         (e = blkv_write_file(path[2], report, strlen(report))))
         fprintf(out, "prop: the reproducer was not saved: %s\n", strerror(e));
-    else
-        fprintf(out, "prop: the first run's report: %s; reproducer: %s (text), %s (binary)\n"
-                     "prop: replay: blkv run %s\n", path[2], path[1], path[0], path[1]);
     free(full);
+    return e;
+}
+
+/* ---- the summary on a signal (blkv_prop_opts.signal_summary) ------------ */
+
+/* What the handler writes: the text of two buffers that is complete (the
+ * other one is being written by prop), to fd.  Written by prop after each
+ * program and when a shrink begins and ends. */
+static struct {
+    char text[2][1024];
+    size_t len[2];
+    volatile sig_atomic_t cur, active;
+    int fd;
+    struct sigaction old_int, old_term;
+} prop_sig;
+
+static void sig_summary(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void sig_summary(const char *fmt, ...)
+{
+    int next = !prop_sig.cur, n;
+    va_list ap;
+
+    va_start(ap, fmt);
+    n = vsnprintf(prop_sig.text[next], sizeof(prop_sig.text[next]), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(prop_sig.text[next]))
+        n = (int)sizeof(prop_sig.text[next]) - 1;
+    prop_sig.len[next] = (size_t)n;
+    prop_sig.cur = next;
+}
+
+/* SIGINT, SIGTERM: the summary so far, then the signal's previous
+ * disposition (a driver's cleanup handler, installed after this one, has
+ * run already: it calls this one). */
+static void sig_handler(int sig)
+{
+    int cur = prop_sig.cur, saved = errno;
+
+    if (prop_sig.active) {
+        ssize_t w = write(prop_sig.fd, prop_sig.text[cur], prop_sig.len[cur]);
+        (void)w;
+    }
+    sigaction(sig, sig == SIGINT ? &prop_sig.old_int : &prop_sig.old_term, NULL);
+    errno = saved;
+    raise(sig); /* delivered once this handler returns */
+}
+
+static void sig_install(FILE *out)
+{
+    struct sigaction sa;
+
+    prop_sig.fd = fileno(out);
+    prop_sig.active = 1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = sig_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &prop_sig.old_int);
+    sigaction(SIGTERM, &sa, &prop_sig.old_term);
+    /* one the process ignores (a background job's SIGINT) stays ignored */
+    if (prop_sig.old_int.sa_handler == SIG_IGN)
+        sigaction(SIGINT, &prop_sig.old_int, NULL);
+    if (prop_sig.old_term.sa_handler == SIG_IGN)
+        sigaction(SIGTERM, &prop_sig.old_term, NULL);
+}
+
+/* The previous handlers again, where ours is still the one installed (a
+ * driver's handler installed since chains to ours, which then only passes
+ * the signal on). */
+static void sig_uninstall(void)
+{
+    struct sigaction cur;
+
+    prop_sig.active = 0;
+    if (!sigaction(SIGINT, NULL, &cur) && cur.sa_handler == sig_handler)
+        sigaction(SIGINT, &prop_sig.old_int, NULL);
+    if (!sigaction(SIGTERM, NULL, &cur) && cur.sa_handler == sig_handler)
+        sigaction(SIGTERM, &prop_sig.old_term, NULL);
 }
 
 /* blkv_run, and again without each fault rule the driver's server cannot
@@ -364,9 +443,8 @@ static double now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-int blkv_prop(const struct blkv_prop_opts *o)
+static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
 {
-    FILE *out = o->out ? o->out : stdout;
     double start = now(), last = 0;
     uint64_t ops = 0, bytes = 0, skipped = 0, refused = 0, i;
     char err[512], *spec, first_err[sizeof(((struct blkv_run_result *)0)->message)] = "";
@@ -384,6 +462,7 @@ int blkv_prop(const struct blkv_prop_opts *o)
             o->vary ? " and image options drawn per program" : "", o->seed, o->ops,
             o->driver->in_process ? "" : " (not in-process: crash and fault ops only where the"
                                           " driver takes them)");
+    fflush(out); /* before a signal's summary, which is written past the buffer */
     free(spec);
     for (i = 0; (!o->runs || i < o->runs) && (!o->seconds || now() - start < o->seconds); i++) {
         struct blkv_program p;
@@ -404,6 +483,11 @@ int blkv_prop(const struct blkv_prop_opts *o)
         ops += res.stats.ops, bytes += res.stats.bytes_verified;
         if (st == BLKV_RUN_ERROR && !skipped++)
             snprintf(first_err, sizeof(first_err), "%s", res.message);
+        if (o->signal_summary)
+            sig_summary("\nprop: interrupted: no failure in the %" PRIu64 " programs done (%"
+                        PRIu64 " ops, %" PRIu64 " MiB verified, %.1fs)%s\n", i + 1 - skipped,
+                        ops, bytes >> 20, now() - start,
+                        skipped ? "; some could not run" : "");
         if (o->progress && now() - last > 0.5) {
             double t = now() - start;
             last = now();
@@ -416,6 +500,8 @@ int blkv_prop(const struct blkv_prop_opts *o)
             struct blkv_run_opts fo = {.driver = o->driver, .driver_opts = popts,
                                        .repro_dir = o->save_dir, .quiet = true};
             struct blkv_run_result fin;
+            char path[3][4096];
+            bool saved;
             size_t before = p.nops, bin_len = 0;
             uint64_t runs;
             struct blkv_program copy = p;
@@ -432,6 +518,18 @@ int blkv_prop(const struct blkv_prop_opts *o)
                     res.message);
             if (o->vary)
                 fprintf(out, "prop: its driver: '%s'\n", pspec ? pspec : popts);
+            /* the first run, saved before the shrink (which may take long)
+             * and removed once the minimal program is: what a signal or a
+             * kill meanwhile leaves */
+            saved = bin && text &&
+                    !save_first_run(o, out, bin, bin_len, text, res.report ? res.report
+                                    : res.message, res.message, "the first run's program,"
+                                    " saved while prop shrank it", path);
+            if (o->signal_summary)
+                sig_summary("\nprop: interrupted while shrinking the failure of program %"
+                            PRIu64 " (seed %" PRIu64 "): %s\nprop: its first run: %s%s\n", i,
+                            o->seed, res.message, saved ? "blkv run " : "not saved",
+                            saved ? path[1] : "");
             runs = blkv_shrink(&p, o->driver, popts, blkv_same_signature, sig,
                                o->shrink_runs ? o->shrink_runs : 2000);
             fprintf(out, "prop: shrunk from %zu to %zu ops in %" PRIu64 " runs\n", before,
@@ -443,6 +541,9 @@ int blkv_prop(const struct blkv_prop_opts *o)
                 fputs(fin.report ? fin.report : fin.message, out);
                 if (!fin.repro_text[0]) /* the report says why */
                     fprintf(stderr, "blkv prop: the reproducer was not saved\n");
+                else if (saved && strcmp(fin.repro_text, path[1])) /* not the same program */
+                    for (unsigned k = 0; k < 3; k++)
+                        unlink(path[k]);
             } else {
                 fprintf(out, "prop: the shrunk program did not fail again when rerun (%s): its"
                              " first run's report follows, and its reproducer is saved\n",
@@ -450,9 +551,13 @@ int blkv_prop(const struct blkv_prop_opts *o)
                 fputs(res.report ? res.report : res.message, out);
                 if (!bin || !text)
                     fprintf(out, "prop: the reproducer was not saved: out of memory\n");
-                else
-                    save_unreproduced(o, out, bin, bin_len, text,
-                                      res.report ? res.report : res.message, res.message);
+                else if (!save_first_run(o, out, bin, bin_len, text,
+                                         res.report ? res.report : res.message, res.message,
+                                         "did not fail again when rerun (undefined behaviour,"
+                                         " a data race or a sanitizer finding?)", path))
+                    fprintf(out, "prop: the first run's report: %s; reproducer: %s (text), %s"
+                                 " (binary)\nprop: replay: blkv run %s\n", path[2], path[1],
+                            path[0], path[1]);
             }
             free(text);
             free(pspec);
@@ -482,5 +587,21 @@ int blkv_prop(const struct blkv_prop_opts *o)
     if (refused)
         fprintf(out, "prop: %" PRIu64 " fault rule(s) the driver refused were left out (each"
                      " program ran again without it)\n", refused);
+    return ret;
+}
+
+int blkv_prop(const struct blkv_prop_opts *o)
+{
+    FILE *out = o->out ? o->out : stdout;
+    int ret;
+
+    if (o->signal_summary) {
+        fflush(out);
+        sig_summary("\nprop: interrupted before the first program ended\n");
+        sig_install(out);
+    }
+    ret = prop_loop(o, out);
+    if (o->signal_summary)
+        sig_uninstall();
     return ret;
 }

@@ -15,16 +15,22 @@
  *   PLUGIN_NOSYM      no blkv_plugin_init
  *   PLUGIN_NULL       blkv_plugin_init returns NULL
  *   PLUGIN_RAW        named "raw", like a built-in driver
+ *   PLUGIN_SLOW       "tslow": every request takes 2 ms and every third write
+ *                     is lost (acknowledged, not written), so that a failure
+ *                     is found at once and its shrink takes minutes: for
+ *                     tests that interrupt a shrink (tests/test_prop_signal.sh)
  */
 #include <blkv/driver.h>
 
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 
 struct tplug_state {
     struct blkv_ctx *ctx;
     struct blkv_lower *f;
     uint64_t size;
+    unsigned writes;
 };
 
 static int tplug_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool create,
@@ -44,11 +50,19 @@ static int tplug_open(void *state, struct blkv_ctx *ctx, uint64_t size, bool cre
 static int tplug_co_submit(void *state, struct blkv_req *req)
 {
     struct tplug_state *s = state;
+#if defined(PLUGIN_SLOW)
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+#endif
 
     switch (req->op) {
     case BLKV_OP_READ:
         return blkv_lower_pread(s->f, req->buf, req->len, req->offset);
     case BLKV_OP_WRITE:
+#if defined(PLUGIN_SLOW)
+        if (++s->writes % 3 == 0)
+            return 0;
+#endif
         return blkv_lower_pwrite(s->f, req->buf, req->len, req->offset);
     case BLKV_OP_FLUSH:
         return blkv_lower_flush(s->f);
@@ -86,6 +100,8 @@ static const struct blkv_driver tplug_driver = {
 #endif
 #if defined(PLUGIN_RAW)
     .name = "raw",
+#elif defined(PLUGIN_SLOW)
+    .name = "tslow",
 #else
     .name = "tplug",
 #endif

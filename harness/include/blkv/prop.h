@@ -55,6 +55,12 @@ struct blkv_prop_opts {
      * as given; drawn ones are added for the rest.  A finding's report and
      * reproducer carry the options it ran with. */
     void (*vary)(const struct blkv_program *p, char *buf, size_t len);
+    /* On SIGINT and SIGTERM (unless ignored), write the summary so far to
+     * out (while a failure is shrunk: the failure, and its first run's
+     * reproducer, which is saved before the shrink) and die of the signal
+     * as before.  The handlers are installed for the call only; a driver's
+     * own handler installed meanwhile runs first.  Off: no handlers. */
+    bool signal_summary;
 };
 
 /* Run the property loop; 0 clean, 1 a failure (shrunk, saved, reported;
