@@ -688,8 +688,9 @@ static void usage_prop(FILE *f)
             "  -s, --save DIR      where the reproducer goes (default .; created if missing;\n"
             "                      if it cannot be, the report says where it went instead)\n"
             "      --shrink-runs N runs the shrinker may make (default 2000)\n"
-            "  -q, --quiet         no progress line (the report of a failure is printed and\n"
-            "                      its reproducer saved all the same)\n"
+            "  -q, --quiet         no progress (a live line on a terminal, else a line a\n"
+            "                      minute; the report of a failure is printed and its\n"
+            "                      reproducer saved all the same)\n"
             "  -h, --help          this help\n"
             "\n"
             "On SIGINT or SIGTERM, prop prints what it has done so far (while shrinking a\n"
@@ -719,6 +720,7 @@ static int cmd_prop(int argc, char **argv)
     bool fixed = false;
 
     o.progress = isatty(STDERR_FILENO);
+    o.progress_every = o.progress ? 0 : 60; /* a log: a line a minute */
     o.signal_summary = true;
     while ((c = getopt_long(argc, argv, "d:S:r:t:n:s:qhL:", lo, NULL)) != -1) {
         switch (c) {
@@ -754,7 +756,7 @@ static int cmd_prop(int argc, char **argv)
             if (parse_num("--shrink-runs", optarg, 1, UINT64_MAX, &o.shrink_runs))
                 return 2;
             break;
-        case 'q': o.progress = false; break;
+        case 'q': o.progress = false, o.progress_every = 0; break;
         case 'F': fixed = true; break;
         case 'h': usage_prop(stdout); return 0;
         default: usage_prop(stderr); return 2;

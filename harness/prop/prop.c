@@ -445,7 +445,7 @@ static double now(void)
 
 static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
 {
-    double start = now(), last = 0;
+    double start = now(), last = 0, last_line = start;
     uint64_t ops = 0, bytes = 0, skipped = 0, refused = 0, i;
     char err[512], *spec, first_err[sizeof(((struct blkv_run_result *)0)->message)] = "";
     int ret = 0;
@@ -493,6 +493,13 @@ static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
             last = now();
             fprintf(stderr, "\r[%6.1fs] programs %-8" PRIu64 " ops %-10" PRIu64
                             " verified %-7" PRIu64 " MiB  %.0f programs/s ", t, i + 1, ops,
+                    bytes >> 20, (double)(i + 1) / (t > 0 ? t : 1));
+        } else if (!o->progress && o->progress_every > 0 &&
+                   now() - last_line >= o->progress_every) {
+            double t = now() - start;
+            last_line = now();
+            fprintf(stderr, "prop: [%.0fs] %" PRIu64 " programs, %" PRIu64 " ops, %" PRIu64
+                            " MiB verified, %.1f programs/s, no failure\n", t, i + 1, ops,
                     bytes >> 20, (double)(i + 1) / (t > 0 ? t : 1));
         }
         if (st == BLKV_RUN_VIOLATION) {

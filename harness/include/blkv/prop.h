@@ -47,6 +47,8 @@ struct blkv_prop_opts {
     size_t ops;           /* ops per program */
     const char *save_dir; /* where the minimal reproducer goes */
     bool progress;        /* a live progress line on stderr */
+    double progress_every; /* without it: a progress line on stderr every so many
+                              seconds (0: none), for logs */
     uint64_t shrink_runs; /* budget of runs for shrinking (0: 2000) */
     FILE *out;
     /* Draws each program's driver options from the program, as a fuzz
