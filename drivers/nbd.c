@@ -2350,7 +2350,11 @@ static int nbd_qsd_open(struct nbd_state *s, uint64_t size, bool create, struct 
         nbd_qsd_detach(s);
     if (ret >= 0) {
         const char *co = blkv_opt(s->ctx, "create-opts");
-        caps->fault_rules = rules; /* through blkdebug */
+        /* through blkdebug, which counts one event (nbd_drv_fault); QEMU
+         * cannot reopen a parallels image to put it in */
+        caps->fault_rules = rules && strcmp(s->format, "parallels");
+        caps->fault_after_max = NBD_QSD_AFTER_MAX;
+        caps->fault_after_events = 1;
         caps->crash = crash;      /* SIGKILL; the image file stays */
         /* after a crash qemu-img check may find leaks (exit 3, which the
          * check accepts anywhere), never corruption; with lazy refcounts

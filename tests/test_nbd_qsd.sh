@@ -32,7 +32,8 @@
 #       line; on vhdx, a failed flush that leaves a log to replay passes
 #       the check (the log replayed on a copy), and a copy cut short fails
 #       it; blkv prop with random fault rules (and crashes): no report,
-#       the rules blkdebug cannot express left out and every program run.
+#       the rules blkdebug cannot express left out before the runs (none
+#       refused at its op) and every program run.
 #   test_nbd_qsd.sh BLKV crash
 #       a crash op SIGKILLs the daemon with writes in flight and a new one
 #       opens the image: flushed data reads back (also with lazy refcounts,
@@ -370,10 +371,13 @@ EOF2
     grep '^prop:' out
     [ $rc -eq 0 ] || bad "blkv prop with fault rules exited $rc"
     grep -q blkverify out && bad "blkv prop with fault rules: a report"
-    # rules blkdebug cannot express are left out, and the program still runs
+    # rules blkdebug cannot express (no event; 'after' on a second event)
+    # are left out before the run, none is refused at its op, and every
+    # program runs
     grep -q 'could not run' out && bad "blkv prop: programs lost to refused fault rules"
-    grep -q 'fault rule(s) the driver refused were left out' out ||
-        bad "blkv prop: no refused rule was left out (the seed no longer draws one?)"
+    grep -q 'fault op(s) the driver does not take were left out before the runs' out ||
+        bad "blkv prop: no rule was left out before the runs (the seed no longer draws one?)"
+    grep -q 'the driver refused' out && bad "blkv prop: a rule was refused at its op"
     ;;
 crash)
     printf '%s\n' 'blkv-trace 1' 'driver nbd server=qsd format=qcow2' 'size 64M' 'qd 8' \

@@ -964,34 +964,73 @@ int blkv_driver_probe(const struct blkv_driver *drv, const char *opts, struct bl
     return ret == BLKV_RUN_OK ? 0 : -EINVAL;
 }
 
-void blkv_driver_takes(const struct blkv_driver *d, const char *opts, bool *crash, bool *fault)
+/* What a server driver d with opts takes, from one probe per (d, opts):
+ * crash ops, fault rules, and the limits of those (caps->fault_after_*;
+ * zero where it takes no rules). */
+static void driver_takes_caps(const struct blkv_driver *d, const char *opts, bool *crash,
+                              bool *fault, struct blkv_caps *limits)
 {
     static const struct blkv_driver *last;
     static char last_opts[1024];
     static bool c, f;
+    static struct blkv_caps lim;
     struct blkv_driver full;
     struct blkv_caps caps;
     char err[512];
 
-    if (!opts)
-        opts = "";
-    if (d->in_process) {
-        *crash = *fault = true;
-        return;
-    }
     if (d != last || strcmp(opts, last_opts)) {
         c = f = false;
+        memset(&lim, 0, sizeof(lim));
         /* a plugin's struct may be smaller: read its fields through a copy */
         if (!blkv_core_driver_copy(&full, d, err, sizeof(err)) && (full.crash || full.fault) &&
             !blkv_driver_probe(d, opts, &caps, err, sizeof(err))) {
             c = full.crash && caps.crash;
             f = full.fault && caps.fault_rules;
+            if (f) {
+                lim.fault_after_max = caps.fault_after_max;
+                lim.fault_after_events = caps.fault_after_events;
+            }
         }
         last = d;
         snprintf(last_opts, sizeof(last_opts), "%s", opts);
     }
     *crash = c;
     *fault = f;
+    *limits = lim;
+}
+
+void blkv_driver_takes(const struct blkv_driver *d, const char *opts, bool *crash, bool *fault)
+{
+    struct blkv_caps lim;
+
+    if (d->in_process) {
+        *crash = *fault = true;
+        return;
+    }
+    driver_takes_caps(d, opts ? opts : "", crash, fault, &lim);
+}
+
+/* Whether fault op `op` is within the limits, given the events rules with
+ * `after` before it named (ev[0..*nev), counted in if it is kept). */
+static bool rule_fits(const struct blkv_caps *lim, const struct blkv_pop *op, uint32_t *ev,
+                      size_t cap, size_t *nev)
+{
+    size_t i;
+
+    if (!op->len)
+        return true;
+    if (lim->fault_after_max && op->len > lim->fault_after_max)
+        return false;
+    if (!lim->fault_after_events)
+        return true;
+    for (i = 0; i < *nev && ev[i] != op->arg; i++)
+        ;
+    if (i < *nev)
+        return true;
+    if (*nev >= lim->fault_after_events || *nev == cap)
+        return false;
+    ev[(*nev)++] = op->arg;
+    return true;
 }
 
 /* Whether driver d (a full-size copy) tags lower I/Os with event ev. */
@@ -1011,13 +1050,15 @@ static bool driver_tags(const struct blkv_driver *d, unsigned ev)
 size_t blkv_driver_fit(const struct blkv_driver *d, const char *opts, struct blkv_program *p)
 {
     struct blkv_driver full;
+    struct blkv_caps lim;
     char err[512];
+    uint32_t ev[64];
     bool crash, fault;
-    size_t n = 0, k;
+    size_t n = 0, k, nev = 0;
 
     if (d->in_process)
         return 0;
-    blkv_driver_takes(d, opts, &crash, &fault);
+    driver_takes_caps(d, opts ? opts : "", &crash, &fault, &lim);
     if (!crash)
         n += blkv_program_drop(p, BLKV_P_CRASH);
     if (!fault)
@@ -1025,7 +1066,9 @@ size_t blkv_driver_fit(const struct blkv_driver *d, const char *opts, struct blk
     if (blkv_core_driver_copy(&full, d, err, sizeof(err)))
         return n;
     for (size_t i = k = 0; i < p->nops; i++)
-        if (p->ops[i].code != BLKV_P_FAULT || driver_tags(&full, p->ops[i].arg))
+        if (p->ops[i].code != BLKV_P_FAULT ||
+            (driver_tags(&full, p->ops[i].arg) &&
+             rule_fits(&lim, &p->ops[i], ev, sizeof(ev) / sizeof(ev[0]), &nev)))
             p->ops[k++] = p->ops[i];
     n += p->nops - k;
     p->nops = k;

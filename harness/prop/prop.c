@@ -446,7 +446,7 @@ static double now(void)
 static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
 {
     double start = now(), last = 0, last_line = start;
-    uint64_t ops = 0, bytes = 0, skipped = 0, refused = 0, i;
+    uint64_t ops = 0, bytes = 0, skipped = 0, refused = 0, fitted = 0, i;
     char err[512], *spec, first_err[sizeof(((struct blkv_run_result *)0)->message)] = "";
     int ret = 0;
 
@@ -478,7 +478,7 @@ static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
             return 2;
         }
         prop_opts(o, &p, popts, sizeof(popts));
-        blkv_driver_fit(o->driver, popts, &p); /* lower files, or a server that can */
+        fitted += blkv_driver_fit(o->driver, popts, &p); /* lower files, or a server that can */
         st = run_taking(&p, &ro, &res, &refused);
         ops += res.stats.ops, bytes += res.stats.bytes_verified;
         if (st == BLKV_RUN_ERROR && !skipped++)
@@ -591,6 +591,9 @@ static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
     if (skipped)
         fprintf(out, "prop: %" PRIu64 " program(s) could not run, the first: %s\n", skipped,
                 first_err);
+    if (fitted)
+        fprintf(out, "prop: %" PRIu64 " crash and fault op(s) the driver does not take were left"
+                     " out before the runs\n", fitted);
     if (refused)
         fprintf(out, "prop: %" PRIu64 " fault rule(s) the driver refused were left out (each"
                      " program ran again without it)\n", refused);

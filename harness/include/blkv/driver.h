@@ -105,6 +105,13 @@ struct blkv_caps {
     bool fault_rules;       /* fault() takes the program's fault rules (its
                                server injects them, e.g. QEMU's blkdebug) */
     bool crash;             /* crash() kills the server at a crash op */
+    /* Appended later (0 from drivers built before them): what the server's
+     * fault rules cannot be, so that blkv_driver_fit leaves such rules out
+     * before a run instead of the driver refusing them at their op (which
+     * ends the run).  0: no limit. */
+    uint32_t fault_after_max;    /* the largest `after N` */
+    uint32_t fault_after_events; /* distinct events a program's rules with
+                                    `after` may name (QEMU's blkdebug: 1) */
 };
 
 /*

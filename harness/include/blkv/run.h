@@ -204,7 +204,8 @@ BLKV_API void blkv_driver_takes(const struct blkv_driver *d, const char *opts, b
  * crash and fault ops where blkv_driver_takes says no, and, for drivers
  * that are not in-process, fault rules on an event the driver never tags
  * (not data_read, data_write or flush, not in std_events, not one of its
- * events), which such a driver's server cannot express.  In-process
+ * events), which such a driver's server cannot express, and rules past the
+ * limits its caps give (fault_after_max, fault_after_events).  In-process
  * drivers keep every op (a rule that never fires still lets requests
  * fail).  Returns how many ops were dropped. */
 BLKV_API size_t blkv_driver_fit(const struct blkv_driver *d, const char *opts,
