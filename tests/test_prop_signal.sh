@@ -28,24 +28,28 @@ until_true() {
     return 1
 }
 
+# term_when WHAT CONDITION OUT ARGS...: blkv prop ARGS in the background,
+# output to OUT; SIGTERM once CONDITION holds; it must die of it (143)
+term_when() {
+    local what=$1 cond=$2 out=$3 rc
+    shift 3
+    "$BLKV" prop "$@" >"$out" 2>&1 &
+    pid=$!
+    until_true "$cond" && kill -TERM $pid
+    wait $pid
+    rc=$? pid=
+    [ $rc -eq 143 ] || fail "$what, SIGTERM: exit $rc, wanted 143"
+}
+
 # no failure: the programs done so far
-"$BLKV" prop -q -d raw -t 120 -s "$T/a" >"$T/a.out" 2>&1 &
-pid=$!
-until_true 'grep -q "^prop: driver" "$T/a.out"' && kill -TERM $pid
-wait $pid
-rc=$? pid=
-[ $rc -eq 143 ] || fail "no failure, SIGTERM: exit $rc, wanted 143"
+term_when "no failure" 'grep -q "^prop: driver" "$T/a.out"' "$T/a.out" -q -d raw -t 120 -s "$T/a"
 grep -Eq '^prop: interrupted: no failure in the [0-9]+ programs done \([0-9]+ ops, [0-9]+ MiB verified, [0-9.]+s\)$|^prop: interrupted before the first program ended$' \
     "$T/a.out" || fail "no failure, SIGTERM: no summary: $(tail -n 3 "$T/a.out")"
 grep '^prop: interrupted' "$T/a.out"
 
 # a shrink interrupted: the failure and its first run
-"$BLKV" prop -q --load "$PLUG" -d tslow -S 1 -s "$T/b" >"$T/b.out" 2>&1 &
-pid=$!
-until_true 'ls "$T"/b/blkv-repro-*.trace >/dev/null 2>&1' && kill -TERM $pid
-wait $pid
-rc=$? pid=
-[ $rc -eq 143 ] || fail "while shrinking, SIGTERM: exit $rc, wanted 143"
+term_when "while shrinking" 'ls "$T"/b/blkv-repro-*.trace >/dev/null 2>&1' "$T/b.out" \
+    -q --load "$PLUG" -d tslow -S 1 -s "$T/b"
 grep -q '^prop: interrupted while shrinking the failure of program 0 (seed 1): blkverify: ' \
     "$T/b.out" || fail "while shrinking: no summary: $(tail -n 3 "$T/b.out")"
 first=$(sed -n 's/^prop: its first run: blkv run //p' "$T/b.out")

@@ -513,6 +513,7 @@ static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
             uint64_t runs;
             struct blkv_program copy = p;
             char *pspec = blkv_driver_spec_format(o->driver, popts), *text;
+            const char *first_report = res.report ? res.report : res.message;
             uint8_t *bin = blkv_program_encode(&p, &bin_len);
 
             /* the first run's program, in case the minimal one does not fail again */
@@ -529,9 +530,8 @@ static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
              * and removed once the minimal program is: what a signal or a
              * kill meanwhile leaves */
             saved = bin && text &&
-                    !save_first_run(o, out, bin, bin_len, text, res.report ? res.report
-                                    : res.message, res.message, "the first run's program,"
-                                    " saved while prop shrank it", path);
+                    !save_first_run(o, out, bin, bin_len, text, first_report, res.message,
+                                    "the first run's program, saved while prop shrank it", path);
             if (o->signal_summary)
                 sig_summary("\nprop: interrupted while shrinking the failure of program %"
                             PRIu64 " (seed %" PRIu64 "): %s\nprop: its first run: %s%s\n", i,
@@ -555,11 +555,10 @@ static int prop_loop(const struct blkv_prop_opts *o, FILE *out)
                 fprintf(out, "prop: the shrunk program did not fail again when rerun (%s): its"
                              " first run's report follows, and its reproducer is saved\n",
                         fin.status == BLKV_RUN_OK ? "it ran clean" : fin.message);
-                fputs(res.report ? res.report : res.message, out);
+                fputs(first_report, out);
                 if (!bin || !text)
                     fprintf(out, "prop: the reproducer was not saved: out of memory\n");
-                else if (!save_first_run(o, out, bin, bin_len, text,
-                                         res.report ? res.report : res.message, res.message,
+                else if (!save_first_run(o, out, bin, bin_len, text, first_report, res.message,
                                          "did not fail again when rerun (undefined behaviour,"
                                          " a data race or a sanitizer finding?)", path))
                     fprintf(out, "prop: the first run's report: %s; reproducer: %s (text), %s"
